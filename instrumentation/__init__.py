@@ -1,0 +1,1 @@
+"""promptpulse.instrumentation: OpenTelemetry auto-instrumentation for LLM client libraries."""

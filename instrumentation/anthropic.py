@@ -1,0 +1,481 @@
+"""Anthropic instrumentation: one contract-1 span per Messages API call of the ``anthropic`` SDK (2.x, on httpx2).
+
+Wrapped, sync and async: ``messages.create`` (plain and ``stream=True``), ``messages.parse``, ``messages.stream()``
+(the ``MessageStreamManager``: ``text_stream``, event iteration, ``get_final_message``/``get_final_text``/
+``until_done``, ``close`` and context exit all keep working), and the same methods of ``beta.messages``.
+
+Streams. The span of a streamed call follows the SDK's *raw* event stream (``Stream``/``AsyncStream``), which a
+``streams.SyncStreamProxy``/``AsyncStreamProxy`` stands in for. ``messages.stream()`` sends its request only when
+its manager is entered, so the manager's request callable is wrapped instead of ``stream()`` itself: the span starts
+with the request, and the ``MessageStream`` the manager builds reads from our proxy. However the app consumes it —
+``text_stream``, events, ``get_final_message()`` without iterating, ``break`` then leaving the ``with`` block,
+``close()``, an error, or dropping it (garbage collection) — the proxy ends the span exactly once.
+
+Usage. Anthropic's ``input_tokens`` excludes the cache, so ``gen_ai.usage.input_tokens`` = input + cache read + cache
+creation (contract 1). ``message_start`` carries the input and cache numbers; ``message_delta`` usage is cumulative,
+so the last one seen replaces — never adds to — what came before. A stream that ended before ``message_delta``
+records the input numbers it saw and ``promptpulse.usage.missing``, never an invented output count or cost.
+
+Retries. The SDK calls ``_sleep_for_retry(retries_taken=n)`` before retry n+1; that hook records
+``promptpulse.retry.count`` on the call's span. The app always gets exactly the SDK's exception.
+
+The SDK's own spans. anthropic 2.x starts its own CLIENT span (``anthropic.messages.create``, scope
+``com.anthropic.sdk.python``) for each API call whenever a tracer provider is set — globally or through the client's
+``open_telemetry={"tracer_provider": ...}`` option. PromptPulse *takes its place*, for the calls it instruments only:
+``anthropic._base_client.start_api_call_span`` is wrapped, and while one of our call spans is the current span it
+returns a non-recording stand-in that carries our span's context instead of starting a span. Everything in the SDK
+keeps working against the stand-in: its ``traceparent`` propagation now names our span, HTTP-client spans nest under
+ours, and all of its recording (attributes, usage, stream observers) is skipped because the stand-in is not
+recording. Every other SDK call (count_tokens, batches, models, files, sessions…) keeps the SDK's own span.
+Why replace rather than enrich:
+- their span exists only under some configurations, while ours must exist always — enriching would mean two code
+  paths, and the span shape would depend on the app's client options;
+- their span has another name and scope than contract 1 (``chat {model}``), its tracer provider can differ from the
+  one given to this instrumentor, it writes the legacy ``gen_ai.usage.cache_write.input_tokens``, and it is ended by
+  SDK internals at a moment we do not control — cost and usage would have to be squeezed in before that;
+- the official switches (``open_telemetry=False``, ``ANTHROPIC_OPEN_TELEMETRY=false``) are read when a client is
+  constructed, so they cannot reach clients built before ``instrument()``; they would also turn off the SDK's trace
+  propagation and the spans of the endpoints we do not instrument.
+If that private hook ever disappears, the patch is skipped (``patching.apply``) and the app sees the SDK span as a
+child of ours — one more span, never a broken call; the test suite guards the one-span rule.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext
+
+from promptpulse.instrumentation import common, patching, streams, wrappers
+from promptpulse.instrumentation import fingerprint as fp
+from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
+
+_log = logging.getLogger(__name__)
+
+_INSTRUMENTS = ("anthropic >= 0.40",)
+
+# Filled at instrument time from the installed SDK.
+_SENTINEL_TYPES: tuple[type, ...] = ()
+_SYNC_STREAM_TYPES: tuple[type, ...] = ()
+_ASYNC_STREAM_TYPES: tuple[type, ...] = ()
+
+# Our live call spans (weakly held): the SDK-span and retry hooks act only when one of these is current.
+_our_spans: weakref.WeakSet[Span] = weakref.WeakSet()
+
+
+# --- reading requests --------------------------------------------------------------------------------------------
+def _given(value: Any) -> bool:
+    return value is not None and type(value) not in _SENTINEL_TYPES
+
+
+# kwarg → attribute. temperature/top_p/top_k are not keyword arguments of anthropic 2.x; older SDKs and
+# ``extra_body`` still send them, so they are read from either.
+_REQUEST_PARAMS: Mapping[str, str] = {
+    "max_tokens": sc.GEN_AI_REQUEST_MAX_TOKENS,
+    "temperature": sc.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": sc.GEN_AI_REQUEST_TOP_P,
+    "top_k": sc.GEN_AI_REQUEST_TOP_K,
+    "stop_sequences": sc.GEN_AI_REQUEST_STOP_SEQUENCES,
+}
+_FLOAT_ATTRS = frozenset((sc.GEN_AI_REQUEST_TEMPERATURE, sc.GEN_AI_REQUEST_TOP_P))
+
+
+def _request_attributes(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {}
+    extra = kwargs.get("extra_body")
+    sources = (kwargs, extra) if isinstance(extra, Mapping) else (kwargs,)
+    for source in sources:
+        for key, attr in _REQUEST_PARAMS.items():
+            value = source.get(key)
+            if not _given(value):
+                continue
+            if attr == sc.GEN_AI_REQUEST_STOP_SEQUENCES:
+                if isinstance(value, str):
+                    attrs[attr] = (value,)
+                elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+                    attrs[attr] = tuple(value)
+            elif isinstance(value, bool):
+                continue
+            elif attr in _FLOAT_ATTRS and isinstance(value, (int, float)):
+                attrs[attr] = float(value)
+            elif isinstance(value, int):
+                attrs[attr] = value
+    return attrs
+
+
+def _text_of(content: Any) -> str | None:
+    """A message's or system prompt's text: a string, or the text blocks of a list of content blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        parts = []
+        for block in content:
+            text = block.get("text") if isinstance(block, Mapping) else getattr(block, "text", None)
+            if isinstance(text, str):
+                parts.append(text)
+        return "\n".join(parts) if parts else None
+    return None
+
+
+def _fingerprint(kwargs: Mapping[str, Any]) -> str | None:
+    system = kwargs.get("system")
+    instructions = _text_of(system) if _given(system) else None
+    first = None
+    if not instructions:
+        messages = kwargs.get("messages")
+        # Only a real sequence: indexing a generator the app passed would consume it.
+        if isinstance(messages, Sequence) and messages:
+            message = messages[0]
+            content = message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
+            first = _text_of(content)
+    template = fp.template_of(instructions, first)
+    return fp.fingerprint(template) if template else None
+
+
+# --- where a call went -------------------------------------------------------------------------------------------
+# Per base-URL object: (url, host, port); keyed by id() and checked by identity (hashing an httpx2.URL costs more).
+_targets: dict[int, tuple[Any, str | None, int | None]] = {}
+
+
+def _target(instance: Any) -> tuple[str | None, int | None]:
+    client = getattr(instance, "_client", None)
+    url = getattr(client, "_base_url", None)
+    if url is None:
+        return None, None
+    entry = _targets.get(id(url))
+    if entry is not None and entry[0] is url:
+        return entry[1], entry[2]
+    host = url.host or None
+    port = url.port
+    if port is None:
+        port = 443 if url.scheme == "https" else 80 if url.scheme == "http" else None
+    if len(_targets) > 256:
+        _targets.clear()
+    _targets[id(url)] = (url, host, port)
+    return host, port
+
+
+# --- reading responses -------------------------------------------------------------------------------------------
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _read_usage(call: LLMCall, usage: Any) -> None:
+    if usage is None:
+        return
+    uncached = getattr(usage, "input_tokens", None)
+    output = getattr(usage, "output_tokens", None)
+    if not isinstance(uncached, int) and not isinstance(output, int):
+        return
+    cache_read = _int(getattr(usage, "cache_read_input_tokens", None))
+    cache_creation = _int(getattr(usage, "cache_creation_input_tokens", None))
+    details = getattr(usage, "output_tokens_details", None)
+    call.set_usage(
+        input_tokens=_int(uncached) + cache_read + cache_creation,
+        output_tokens=_int(output),
+        cache_read_tokens=cache_read,
+        cache_creation_tokens=cache_creation,
+        reasoning_tokens=_int(getattr(details, "thinking_tokens", None)) if details is not None else None,
+    )
+
+
+def _output_messages(text: str | None, stop_reason: str | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": text or ""}],
+            "finish_reason": stop_reason or "",
+        }
+    ]
+
+
+def _read_message(call: LLMCall, message: Any, capture: bool) -> None:
+    stop_reason = getattr(message, "stop_reason", None)
+    call.set_response(
+        model=getattr(message, "model", None),
+        response_id=getattr(message, "id", None),
+        finish_reasons=(stop_reason,) if isinstance(stop_reason, str) else None,
+    )
+    _read_usage(call, getattr(message, "usage", None))
+    if capture:
+        text = _text_of(getattr(message, "content", None))
+        call.capture(sc.GEN_AI_OUTPUT_MESSAGES, _output_messages(text, stop_reason))
+
+
+class _StreamState:
+    """What one event stream has said so far; a ``streams.StreamHandler``."""
+
+    __slots__ = ("cache_creation", "cache_read", "capture", "delta_seen", "output", "stop_reason", "text", "uncached")
+
+    def __init__(self, capture: bool) -> None:
+        self.capture = capture
+        self.uncached: int | None = None
+        self.cache_read = 0
+        self.cache_creation = 0
+        self.output: int | None = None
+        self.delta_seen = False
+        self.stop_reason: str | None = None
+        self.text: list[str] | None = [] if capture else None
+
+    def _take_input(self, usage: Any) -> None:
+        # In message_delta these are None unless the API repeats them; then they are cumulative: replace.
+        value = getattr(usage, "input_tokens", None)
+        if isinstance(value, int):
+            self.uncached = value
+        value = getattr(usage, "cache_read_input_tokens", None)
+        if isinstance(value, int):
+            self.cache_read = value
+        value = getattr(usage, "cache_creation_input_tokens", None)
+        if isinstance(value, int):
+            self.cache_creation = value
+
+    def on_chunk(self, call: LLMCall, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "content_block_delta":
+            if self.text is not None:
+                text = getattr(getattr(event, "delta", None), "text", None)
+                if isinstance(text, str):
+                    self.text.append(text)
+        elif kind == "message_start":
+            message = getattr(event, "message", None)
+            call.set_response(model=getattr(message, "model", None), response_id=getattr(message, "id", None))
+            usage = getattr(message, "usage", None)
+            if usage is not None:
+                self._take_input(usage)
+        elif kind == "message_delta":
+            self.delta_seen = True
+            stop_reason = getattr(getattr(event, "delta", None), "stop_reason", None)
+            if isinstance(stop_reason, str):
+                self.stop_reason = stop_reason
+            usage = getattr(event, "usage", None)
+            if usage is not None:
+                self._take_input(usage)
+                output = getattr(usage, "output_tokens", None)
+                if isinstance(output, int):
+                    self.output = output  # cumulative: the last one wins
+
+    def on_finish(self, call: LLMCall) -> None:
+        if self.stop_reason is not None:
+            call.set_response(finish_reasons=(self.stop_reason,))
+        if self.uncached is not None:
+            total_input = self.uncached + self.cache_read + self.cache_creation
+            if self.delta_seen and self.output is not None:
+                call.set_usage(
+                    input_tokens=total_input,
+                    output_tokens=self.output,
+                    cache_read_tokens=self.cache_read,
+                    cache_creation_tokens=self.cache_creation,
+                )
+            else:
+                # Cut or abandoned before message_delta: the input is known, the output is not. Record what is
+                # known; LLMCall.end marks the usage missing and records no cost.
+                call.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, total_input)
+                if self.cache_read:
+                    call.set_attribute(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, self.cache_read)
+                if self.cache_creation:
+                    call.set_attribute(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, self.cache_creation)
+        if self.text is not None:
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, _output_messages("".join(self.text), self.stop_reason))
+
+
+# --- endpoints ---------------------------------------------------------------------------------------------------
+class _MessagesEndpoint:
+    """``messages.create``/``parse`` and, with ``always_streams``, the request of a ``messages.stream()`` manager."""
+
+    __slots__ = ("always_streams", "capture")
+
+    def __init__(self, telemetry: Telemetry, *, always_streams: bool = False) -> None:
+        self.always_streams = always_streams
+        self.capture = telemetry.capture_content
+
+    def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
+        model = kwargs.get("model")
+        model = model if isinstance(model, str) else ""
+        stream = self.always_streams or kwargs.get("stream") is True
+        host, port = _target(instance)
+        call = telemetry.start(
+            sc.OPERATION_CHAT,
+            sc.PROVIDER_ANTHROPIC,
+            model,
+            stream=stream,
+            server_address=host,
+            server_port=port,
+            attributes=_request_attributes(kwargs),
+            fingerprint=_fingerprint(kwargs),
+        )
+        if call.span.get_span_context().is_valid:  # a no-op tracer's span is a shared singleton: never ours
+            try:
+                _our_spans.add(call.span)
+            except TypeError:  # a span type without weak references: the SDK's own span then stays (as a child)
+                pass
+        if self.capture:
+            system = kwargs.get("system")
+            if _given(system):
+                call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, system)
+            messages = kwargs.get("messages")
+            if isinstance(messages, Sequence):
+                call.capture(sc.GEN_AI_INPUT_MESSAGES, list(messages))
+        return call
+
+    def finish(self, call: LLMCall, result: Any) -> Any:
+        capture = self.capture
+        if isinstance(result, _SYNC_STREAM_TYPES):
+            return streams.SyncStreamProxy(result, call, _StreamState(capture))
+        if isinstance(result, _ASYNC_STREAM_TYPES):
+            return streams.AsyncStreamProxy(result, call, _StreamState(capture))
+        http_response = getattr(result, "http_response", None)
+        if http_response is not None and not call.stream and _MESSAGE_TYPE is not None:
+            # with_raw_response (ChatAnthropic calls the SDK this way, sync and async): the body is already in
+            # memory; read a copy of it, so the app's own parse() is untouched. A body not yet read is left alone.
+            try:
+                call.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, http_response.status_code)
+                _read_message(call, _MESSAGE_TYPE.model_validate(http_response.json()), capture)
+            except Exception:
+                _log.debug("promptpulse: reading a raw Anthropic response failed", exc_info=True)
+            call.end()
+            return result
+        # A Message (or ParsedMessage / BetaMessage). Anything else (a raw stream) ends without usage, which
+        # LLMCall.end reports as missing.
+        _read_message(call, result, capture)
+        call.end()
+        return result
+
+
+def _manager_request_attr(manager: Any) -> str | None:
+    """The name-mangled attribute holding a stream manager's request (``self.__api_request`` in the SDK)."""
+    for cls in type(manager).__mro__:
+        name = f"_{cls.__name__.lstrip('_')}__api_request"
+        if name in getattr(manager, "__dict__", ()):
+            return name
+    return None
+
+
+def _identity(value: Any, *_args: Any, **_kwargs: Any) -> Any:
+    return value
+
+
+def _call(fn: Any, *_args: Any, **_kwargs: Any) -> Any:
+    return fn()
+
+
+def _stream_helper_wrapper(telemetry: Telemetry, *, is_async: bool) -> wrappers.WrapperFn:
+    """``messages.stream()``: returns the SDK's manager, whose request now runs through the call wrapper."""
+    endpoint = _MessagesEndpoint(telemetry, always_streams=True)
+    request_wrapper = (wrappers.async_wrapper if is_async else wrappers.sync_wrapper)(telemetry, endpoint)
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        manager = wrapped(*args, **kwargs)
+        try:
+            attr = _manager_request_attr(manager)
+            if attr is not None:
+                request = getattr(manager, attr)
+                if is_async:
+                    # The SDK's request is a coroutine: ours awaits it when the manager is entered.
+                    send = functools.partial(_identity, request)
+                    setattr(manager, attr, request_wrapper(send, instance, args, kwargs))
+                else:
+                    send = functools.partial(_call, request)
+                    setattr(manager, attr, functools.partial(request_wrapper, send, instance, args, kwargs))
+        except Exception:
+            _log.debug("promptpulse: could not instrument a message stream manager", exc_info=True)
+        return manager
+
+    return wrapper
+
+
+# --- the SDK's own span and its retries --------------------------------------------------------------------------
+class _StandIn(NonRecordingSpan):
+    """Given to the SDK instead of its own call span: our span's context, recording nothing."""
+
+    def __init__(self, context: SpanContext, ours: Span) -> None:
+        super().__init__(context)
+        self.promptpulse_span = ours
+
+
+def _sdk_span_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``anthropic._base_client.start_api_call_span``: inside one of our calls, a stand-in instead of a second span."""
+    try:
+        current = trace.get_current_span()
+        if current in _our_spans:
+            context = current.get_span_context()
+            if context.is_valid:
+                return _StandIn(context, current)
+    except Exception:
+        _log.debug("promptpulse: could not stand in for the SDK's span", exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
+def _retry_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``_sleep_for_retry(retries_taken=n, …)`` runs before retry n+1: record n+1 on our call's span.
+
+    Works for the async client too (the coroutine is returned unawaited)."""
+    try:
+        retries_taken = kwargs.get("retries_taken")
+        if isinstance(retries_taken, int):
+            span = trace.get_current_span()
+            span = getattr(span, "promptpulse_span", span)
+            if span in _our_spans:
+                span.set_attribute(sc.PROMPTPULSE_RETRY_COUNT, retries_taken + 1)
+    except Exception:
+        _log.debug("promptpulse: counting a retry failed", exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
+# --- the instrumentor --------------------------------------------------------------------------------------------
+_MESSAGE_TYPE: Any = None
+
+
+def _load_sdk_types() -> None:
+    global _SENTINEL_TYPES, _SYNC_STREAM_TYPES, _ASYNC_STREAM_TYPES, _MESSAGE_TYPE
+    from anthropic import _types
+    from anthropic._streaming import AsyncStream, Stream
+    from anthropic.types import Message
+
+    _MESSAGE_TYPE = Message
+
+    _SYNC_STREAM_TYPES = (Stream,)
+    _ASYNC_STREAM_TYPES = (AsyncStream,)
+    _SENTINEL_TYPES = tuple(t for t in (getattr(_types, "Omit", None), getattr(_types, "NotGiven", None)) if t)
+
+
+_MESSAGES_MODULES = ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages")
+
+
+def _patches(telemetry: Telemetry) -> list[patching.Patch]:
+    create = _MessagesEndpoint(telemetry)
+    create_sync = wrappers.sync_wrapper(telemetry, create)
+    create_async = wrappers.async_wrapper(telemetry, create)
+    stream_sync = _stream_helper_wrapper(telemetry, is_async=False)
+    stream_async = _stream_helper_wrapper(telemetry, is_async=True)
+    patches = []
+    for module in _MESSAGES_MODULES:
+        patches += [
+            patching.Patch(module, "Messages.create", create_sync),
+            patching.Patch(module, "Messages.parse", create_sync),
+            patching.Patch(module, "Messages.stream", stream_sync),
+            patching.Patch(module, "AsyncMessages.create", create_async),
+            patching.Patch(module, "AsyncMessages.parse", create_async),
+            patching.Patch(module, "AsyncMessages.stream", stream_async),
+        ]
+    patches += [
+        patching.Patch("anthropic._base_client", "start_api_call_span", _sdk_span_wrapper),
+        patching.Patch("anthropic._base_client", "SyncAPIClient._sleep_for_retry", _retry_wrapper),
+        patching.Patch("anthropic._base_client", "AsyncAPIClient._sleep_for_retry", _retry_wrapper),
+    ]
+    return patches
+
+
+class AnthropicInstrumentor(common.Instrumentor):
+    """``opentelemetry-instrument`` loads this through the ``promptpulse_anthropic`` entry point."""
+
+    _INSTRUMENTS = _INSTRUMENTS
+
+    def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
+        _load_sdk_types()
+        return _patches(telemetry)

@@ -1,0 +1,372 @@
+"""Amazon Bedrock instrumentation: one contract-1 span per Bedrock Runtime call made through boto3/botocore.
+
+Wrapped: ``botocore.client.BaseClient._make_api_call`` — every boto3 client call goes through it, and only the
+``bedrock-runtime`` service's ``Converse``, ``ConverseStream``, ``InvokeModel`` and ``InvokeModelWithResponseStream``
+are instrumented (anything else passes straight through after one dict lookup). Provider ``aws.bedrock``.
+
+Usage. Converse reports ``inputTokens`` without cache reads and writes, so ``gen_ai.usage.input_tokens`` = input +
+``cacheReadInputTokens`` + ``cacheWriteInputTokens``. InvokeModel bodies are the model family's own format and are
+read per family: Anthropic (``usage.input_tokens`` + cache fields, as on Anthropic's API), Amazon Nova
+(``usage.inputTokens`` + ``cacheRead/WriteInputTokenCount``), Amazon Titan (``inputTextTokenCount``, ``tokenCount`` /
+``totalOutputTextTokenCount``), Meta Llama (``prompt_token_count``, ``generation_token_count``). Streams end with
+``amazon-bedrock-invocationMetrics`` and non-streamed answers carry ``x-amzn-bedrock-*-token-count`` headers: both
+are the fallback for families without usage in their body. To read an InvokeModel body, it is read once and handed
+back to the app as a fresh ``StreamingBody`` over the same bytes.
+
+Streams (``ConverseStream``'s ``stream``, ``InvokeModelWithResponseStream``'s ``body``) are replaced in the response
+dict by a ``streams.SyncStreamProxy``; output tokens and cost are reported only once the stream said how it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from promptpulse.instrumentation import common, patching, streams, targets, wrappers
+from promptpulse.instrumentation import fingerprint as fp
+from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
+
+_log = logging.getLogger(__name__)
+
+_INSTRUMENTS = ("botocore >= 1.34",)
+_SERVICE = "bedrock-runtime"
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def family(model: str) -> str:
+    """The body format of a model id (also ARNs and cross-region profiles like ``us.anthropic.…``)."""
+    name = model.rsplit("/", 1)[-1].lower()
+    if "anthropic." in name:
+        return "anthropic"
+    if "amazon.nova" in name:
+        return "nova"
+    if "titan-embed" in name or ".embed" in name:
+        return "embed"
+    if "amazon.titan" in name:
+        return "titan"
+    if "meta.llama" in name:
+        return "llama"
+    return "other"
+
+
+def _operation(api_operation: str, model: str) -> str:
+    if api_operation.startswith("Converse"):
+        return sc.OPERATION_CHAT
+    kind = family(model)
+    if kind == "embed":
+        return sc.OPERATION_EMBEDDINGS
+    return sc.OPERATION_CHAT if kind in ("anthropic", "nova") else sc.OPERATION_TEXT_COMPLETION
+
+
+# --- requests ----------------------------------------------------------------------------------------------------
+def _json_body(body: Any) -> dict[str, Any] | None:
+    if isinstance(body, (bytes, bytearray, str)):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+    return None  # a file-like body is not read: it is the app's
+
+
+# (where, key) → attribute, first found wins; "where" None = the body's top level.
+_PARAMS: tuple[tuple[str | None, str, str], ...] = (
+    ("inferenceConfig", "maxTokens", sc.GEN_AI_REQUEST_MAX_TOKENS),
+    ("inferenceConfig", "max_new_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS),
+    ("textGenerationConfig", "maxTokenCount", sc.GEN_AI_REQUEST_MAX_TOKENS),
+    (None, "max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS),
+    (None, "max_gen_len", sc.GEN_AI_REQUEST_MAX_TOKENS),
+    ("inferenceConfig", "temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+    ("textGenerationConfig", "temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+    (None, "temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+    ("inferenceConfig", "topP", sc.GEN_AI_REQUEST_TOP_P),
+    ("inferenceConfig", "top_p", sc.GEN_AI_REQUEST_TOP_P),
+    ("textGenerationConfig", "topP", sc.GEN_AI_REQUEST_TOP_P),
+    (None, "top_p", sc.GEN_AI_REQUEST_TOP_P),
+    ("inferenceConfig", "topK", sc.GEN_AI_REQUEST_TOP_K),
+    ("inferenceConfig", "top_k", sc.GEN_AI_REQUEST_TOP_K),
+    (None, "top_k", sc.GEN_AI_REQUEST_TOP_K),
+    ("inferenceConfig", "stopSequences", sc.GEN_AI_REQUEST_STOP_SEQUENCES),
+    ("textGenerationConfig", "stopSequences", sc.GEN_AI_REQUEST_STOP_SEQUENCES),
+    (None, "stop_sequences", sc.GEN_AI_REQUEST_STOP_SEQUENCES),
+)
+_FLOATS = frozenset((sc.GEN_AI_REQUEST_TEMPERATURE, sc.GEN_AI_REQUEST_TOP_P, sc.GEN_AI_REQUEST_TOP_K))
+
+
+def _request_attributes(source: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {}
+    for where, key, attr in _PARAMS:
+        if attr in attrs:
+            continue
+        scope = source.get(where) if where else source
+        value = scope.get(key) if isinstance(scope, Mapping) else None
+        if value is None or isinstance(value, bool):
+            continue
+        if attr == sc.GEN_AI_REQUEST_STOP_SEQUENCES:
+            if isinstance(value, Sequence) and not isinstance(value, str) and all(isinstance(v, str) for v in value):
+                attrs[attr] = tuple(value)
+        elif attr in _FLOATS and isinstance(value, (int, float)):
+            attrs[attr] = float(value)
+        elif isinstance(value, int):
+            attrs[attr] = value
+    return attrs
+
+
+def _text_of(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Mapping):
+        text = content.get("text")
+        return text if isinstance(text, str) else _text_of(content.get("content"))
+    if isinstance(content, Sequence):
+        texts = [t for t in (_text_of(c) for c in content) if t]
+        return "\n".join(texts) if texts else None
+    return None
+
+
+def _fingerprint(source: Mapping[str, Any]) -> str | None:
+    instructions = _text_of(source.get("system"))
+    first = None
+    if not instructions:
+        messages = source.get("messages")
+        if isinstance(messages, Sequence) and messages:
+            first = _text_of(messages[0])
+        else:
+            prompt = source.get("inputText") or source.get("prompt")
+            first = prompt if isinstance(prompt, str) else None
+    template = fp.template_of(instructions, first)
+    return fp.fingerprint(template) if template else None
+
+
+# --- responses ---------------------------------------------------------------------------------------------------
+class _Usage:
+    """What a Bedrock answer — a Converse result, a family's body, or stream events of either — says about usage.
+
+    Also a ``streams.StreamHandler``: stream events and chunks go through ``absorb`` one by one."""
+
+    __slots__ = ("cache_read", "cache_write", "fallback", "id", "input", "model", "output", "stop")
+
+    def __init__(self) -> None:
+        self.input: int | None = None  # without cache reads and writes
+        self.output: int | None = None
+        self.cache_read = 0
+        self.cache_write = 0
+        self.stop: str | None = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.fallback: tuple[int | None, int | None, int, int] | None = None
+
+    def _anthropic(self, usage: Any) -> None:
+        if not isinstance(usage, Mapping):
+            return
+        for key, attr in (("input_tokens", "input"), ("output_tokens", "output")):
+            value = _int(usage.get(key))
+            if value is not None:
+                setattr(self, attr, value)  # cumulative in stream events: replace
+        self.cache_read = _int(usage.get("cache_read_input_tokens")) or self.cache_read
+        self.cache_write = _int(usage.get("cache_creation_input_tokens")) or self.cache_write
+
+    def _converse(self, usage: Any) -> None:  # Converse and Nova
+        if not isinstance(usage, Mapping):
+            return
+        self.input = _int(usage.get("inputTokens"))
+        self.output = _int(usage.get("outputTokens"))
+        self.cache_read = _int(usage.get("cacheReadInputTokens") or usage.get("cacheReadInputTokenCount")) or 0
+        self.cache_write = _int(usage.get("cacheWriteInputTokens") or usage.get("cacheWriteInputTokenCount")) or 0
+
+    def absorb(self, body: Mapping[str, Any]) -> None:
+        kind = body.get("type")
+        if kind in ("message", "message_start"):  # Anthropic: a whole message, or its stream's first event
+            message = body.get("message", body)
+            if isinstance(message, Mapping):
+                self.model = message.get("model") or self.model
+                self.id = message.get("id") or self.id
+                self.stop = message.get("stop_reason") or self.stop
+                self._anthropic(message.get("usage"))
+        elif kind == "message_delta":
+            delta = body.get("delta")
+            if isinstance(delta, Mapping) and delta.get("stop_reason"):
+                self.stop = delta["stop_reason"]
+            self._anthropic(body.get("usage"))
+        else:
+            if isinstance(body.get("usage"), Mapping):  # Converse result, Nova body
+                self._converse(body["usage"])
+            metadata = body.get("metadata")
+            if isinstance(metadata, Mapping):  # ConverseStream / Nova stream: the last event
+                self._converse(metadata.get("usage"))
+            stop = body.get("stopReason") or (body.get("messageStop") or {}).get("stopReason")
+            if stop:
+                self.stop = stop
+            # Titan
+            if "inputTextTokenCount" in body:
+                self.input = _int(body["inputTextTokenCount"])
+            results = body.get("results")
+            if isinstance(results, Sequence) and results and isinstance(results[0], Mapping):
+                self.output = _int(results[0].get("tokenCount"))
+                self.stop = results[0].get("completionReason") or self.stop
+            if "totalOutputTextTokenCount" in body:
+                self.output = _int(body["totalOutputTextTokenCount"])
+            if body.get("completionReason"):
+                self.stop = body["completionReason"]
+            # Llama
+            if _int(body.get("prompt_token_count")) is not None:
+                self.input = _int(body["prompt_token_count"])
+            if _int(body.get("generation_token_count")) is not None:
+                self.output = _int(body["generation_token_count"])
+            if body.get("stop_reason"):
+                self.stop = body["stop_reason"]
+        metrics = body.get("amazon-bedrock-invocationMetrics")
+        if isinstance(metrics, Mapping):
+            self.fallback = (
+                _int(metrics.get("inputTokenCount")),
+                _int(metrics.get("outputTokenCount")),
+                _int(metrics.get("cacheReadInputTokenCount")) or 0,
+                _int(metrics.get("cacheWriteInputTokenCount")) or 0,
+            )
+
+    def headers(self, response: Mapping[str, Any]) -> None:
+        headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        inp = headers.get("x-amzn-bedrock-input-token-count")
+        out = headers.get("x-amzn-bedrock-output-token-count")
+        if inp is not None or out is not None:
+            self.fallback = (
+                int(inp) if inp and inp.isdigit() else None,
+                int(out) if out and out.isdigit() else None,
+                int(headers.get("x-amzn-bedrock-cache-read-input-token-count") or 0),
+                int(headers.get("x-amzn-bedrock-cache-write-input-token-count") or 0),
+            )
+
+    def report(self, call: LLMCall, *, complete: bool) -> None:
+        call.set_response(model=self.model, response_id=self.id, finish_reasons=(self.stop,) if self.stop else None)
+        uncached, output, cache_read, cache_write = self.input, self.output, self.cache_read, self.cache_write
+        if uncached is None and output is None and self.fallback is not None:
+            uncached, output, cache_read, cache_write = self.fallback
+        if uncached is None and output is None:
+            return
+        total_input = (uncached or 0) + cache_read + cache_write
+        if complete and output is not None:
+            call.set_usage(
+                input_tokens=total_input,
+                output_tokens=output,
+                cache_read_tokens=cache_read,
+                cache_creation_tokens=cache_write,
+            )
+        elif uncached is not None:  # cut short: the input is known, the output is not
+            call.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, total_input)
+
+    # --- streams.StreamHandler
+    def on_chunk(self, call: LLMCall, event: Any) -> None:
+        if not isinstance(event, Mapping):
+            return
+        chunk = event.get("chunk")
+        if isinstance(chunk, Mapping):  # InvokeModelWithResponseStream: the family's JSON in bytes
+            body = _json_body(chunk.get("bytes"))
+            if body is not None:
+                self.absorb(body)
+        else:  # ConverseStream: {"messageStart": …}, {"messageStop": …}, {"metadata": …}
+            self.absorb(event)
+
+    def on_finish(self, call: LLMCall) -> None:
+        self.report(call, complete=self.stop is not None)
+
+
+class _Endpoint:
+    """One Bedrock Runtime operation; ``start`` gets ``(operation_name, api_params)`` as botocore passes them."""
+
+    __slots__ = ("operation", "stream")
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        self.stream = operation in ("ConverseStream", "InvokeModelWithResponseStream")
+
+    def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
+        params = args[1] if len(args) > 1 else kwargs.get("api_params") or {}
+        model = params.get("modelId")
+        model = model if isinstance(model, str) else ""
+        source = params if self.operation.startswith("Converse") else (_json_body(params.get("body")) or {})
+        host, port = targets.host_port(getattr(instance.meta, "endpoint_url", None))
+        return telemetry.start(
+            _operation(self.operation, model),
+            sc.PROVIDER_AWS_BEDROCK,
+            model,
+            stream=self.stream,
+            server_address=host,
+            server_port=port,
+            attributes=_request_attributes(source),
+            fingerprint=_fingerprint(source),
+        )
+
+    def finish(self, call: LLMCall, result: Any) -> Any:
+        usage = _Usage()
+        if not isinstance(result, dict):
+            call.end()
+            return result
+        usage.id = (result.get("ResponseMetadata") or {}).get("RequestId")
+        key = "stream" if self.operation == "ConverseStream" else "body"
+        if self.stream:
+            if result.get(key) is not None:
+                result[key] = streams.SyncStreamProxy(result[key], call, usage)
+                return result
+            call.end()
+            return result
+        if self.operation == "Converse":
+            usage.absorb(result)
+        else:
+            usage.headers(result)
+            body = result.get("body")
+            if body is not None and hasattr(body, "read"):
+                data = body.read()
+                result["body"] = _streaming_body(data)
+                parsed = _json_body(data)
+                if parsed is not None:
+                    usage.absorb(parsed)
+        if call.operation == sc.OPERATION_EMBEDDINGS and usage.output is None and usage.input is not None:
+            usage.output = 0
+        usage.report(call, complete=True)
+        call.end()
+        return result
+
+
+def _streaming_body(data: bytes) -> Any:
+    from botocore.response import StreamingBody
+
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+_OPERATIONS = ("Converse", "ConverseStream", "InvokeModel", "InvokeModelWithResponseStream")
+
+
+def _service_name(client: Any) -> str | None:
+    try:
+        return client.meta.service_model.service_name
+    except AttributeError:
+        return None
+
+
+def _api_call_wrapper(telemetry: Telemetry) -> wrappers.WrapperFn:
+    by_operation = {op: wrappers.sync_wrapper(telemetry, _Endpoint(op)) for op in _OPERATIONS}
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        operation = args[0] if args else kwargs.get("operation_name")
+        instrumented = by_operation.get(operation) if isinstance(operation, str) else None
+        if instrumented is None or _service_name(instance) != _SERVICE:
+            return wrapped(*args, **kwargs)
+        return instrumented(wrapped, instance, args, kwargs)
+
+    return wrapper
+
+
+class BedrockInstrumentor(common.Instrumentor):
+    """``opentelemetry-instrument`` loads this through the ``promptpulse_bedrock`` entry point."""
+
+    _INSTRUMENTS = _INSTRUMENTS
+
+    def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
+        return [patching.Patch("botocore.client", "BaseClient._make_api_call", _api_call_wrapper(telemetry))]

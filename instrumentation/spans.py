@@ -1,0 +1,374 @@
+"""Building the span of one LLM call: start attributes, usage, cost, errors, metrics, end — exactly once.
+
+Provider modules say *what* a call is (operation, model, usage); this module says *how* it becomes telemetry, so
+every provider emits the same contract-1 span. The hot path is kept lean: attributes go in as one dict at span start
+and one ``set_attributes`` at the end, cost is a memoised lookup, and nothing here serialises SDK objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context, trace
+from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from promptpulse.instrumentation import errors, metrics_buffer, tagging
+from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.pricing import PriceTable, default_table
+
+_log = logging.getLogger(__name__)
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+CONTENT_MAX_CHARS_ENV = "PROMPTPULSE_CONTENT_MAX_CHARS"
+DEFAULT_CONTENT_MAX_CHARS = 4096
+
+AttributeValue = str | bool | int | float | Sequence[str] | Sequence[int] | Sequence[float] | Sequence[bool]
+
+
+# Where a call's span belongs when something knows better than the current context: callables returning
+# ``(parent context or None, extra attributes or None)``, or None when they have nothing to say. The LangChain
+# handler registers one to put a provider's span under the chain run that made the call. Empty unless such an
+# integration is instrumented: the hot path pays one truth test.
+ContextSource = Callable[[], "tuple[context.Context | None, Mapping[str, AttributeValue] | None] | None"]
+context_sources: list[ContextSource] = []
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class Telemetry:
+    """One instrumentor's OpenTelemetry handles: tracer, semconv histograms, price table, content settings."""
+
+    def __init__(
+        self,
+        instrumenting_module: str,
+        version: str,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        prices: PriceTable | None = None,
+        capture_content: bool | None = None,
+        content_max_chars: int | None = None,
+    ) -> None:
+        self.tracer = trace.get_tracer(instrumenting_module, version, tracer_provider)
+        meter = get_meter(instrumenting_module, version, meter_provider)
+        self.token_usage = meter.create_histogram(
+            sc.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=sc.TOKEN_BUCKETS,
+        )
+        self.duration = meter.create_histogram(
+            sc.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
+        )
+        self.time_to_first_chunk = meter.create_histogram(
+            sc.METRIC_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time to receive the first chunk of a streamed response",
+            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
+        )
+        self.prices = prices
+        self.capture_content = _env_flag(CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
+        if content_max_chars is None:
+            content_max_chars = int(os.environ.get(CONTENT_MAX_CHARS_ENV) or DEFAULT_CONTENT_MAX_CHARS)
+        self.content_max_chars = content_max_chars
+
+    def price_table(self) -> PriceTable:
+        if self.prices is None:
+            self.prices = default_table()
+        return self.prices
+
+    def start(
+        self,
+        operation: str,
+        provider: str,
+        request_model: str,
+        *,
+        stream: bool = False,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        fingerprint: str | None = None,
+    ) -> LLMCall:
+        return LLMCall(
+            self,
+            operation,
+            provider,
+            request_model,
+            stream=stream,
+            server_address=server_address,
+            server_port=server_port,
+            attributes=attributes,
+            fingerprint=fingerprint,
+        )
+
+    def truncate(self, value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+        limit = self.content_max_chars
+        return text if len(text) <= limit else text[:limit] + "…[truncated]"
+
+
+class LLMCall:
+    """The span of one LLM call and what is learnt about the call until it ends."""
+
+    __slots__ = (
+        "_context_token",
+        "_ended",
+        "_first_chunk_at",
+        "_pending",
+        "_started_at",
+        "_telemetry",
+        "cache_creation_tokens",
+        "cache_read_tokens",
+        "error_type",
+        "input_tokens",
+        "operation",
+        "output_tokens",
+        "provider",
+        "reasoning_tokens",
+        "request_model",
+        "response_model",
+        "server_address",
+        "server_port",
+        "span",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        operation: str,
+        provider: str,
+        request_model: str,
+        *,
+        stream: bool,
+        server_address: str | None,
+        server_port: int | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        fingerprint: str | None,
+    ) -> None:
+        self._telemetry = telemetry
+        self.operation = operation
+        self.provider = provider
+        self.request_model = request_model
+        self.response_model: str | None = None
+        self.server_address = server_address
+        self.server_port = server_port
+        self.stream = stream
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cache_read_tokens = 0
+        self.cache_creation_tokens = 0
+        self.reasoning_tokens = 0
+        self.error_type: str | None = None
+        self._first_chunk_at: float | None = None
+        self._ended = False
+        self._context_token: object | None = None
+        # Attributes learnt after the start go onto the span in one set_attributes() at the end.
+        self._pending: dict[str, AttributeValue] = {}
+
+        attrs: dict[str, AttributeValue] = {
+            sc.GEN_AI_OPERATION_NAME: operation,
+            sc.GEN_AI_PROVIDER_NAME: provider,
+            sc.GEN_AI_REQUEST_MODEL: request_model,
+        }
+        if stream:
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
+        if server_address:
+            attrs[sc.SERVER_ADDRESS] = server_address
+        if server_port:
+            attrs[sc.SERVER_PORT] = server_port
+        if fingerprint:
+            attrs[sc.PROMPTPULSE_PROMPT_FINGERPRINT] = fingerprint
+        if attributes:
+            attrs.update(attributes)
+        parent = None
+        if context_sources:
+            parent = _from_context_sources(attrs)
+        tags = tagging.current_attributes()
+        if tags:
+            attrs.update(tags)
+        self.span = telemetry.tracer.start_span(
+            f"{operation} {request_model}" if request_model else operation,
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+        )
+        self._started_at = time.perf_counter()
+        tagging.remember_call(self.span.get_span_context())
+
+    # --- context: make the call's span current while the SDK runs, so nested spans (HTTP, the SDK's own) nest.
+    def activate(self) -> None:
+        self._context_token = context.attach(trace.set_span_in_context(self.span))
+
+    def deactivate(self) -> None:
+        token = self._context_token
+        if token is not None:
+            self._context_token = None
+            context.detach(token)  # type: ignore[arg-type]
+
+    # --- what the response says
+    def set_attribute(self, key: str, value: AttributeValue | None) -> None:
+        if value is not None:
+            self._pending[key] = value
+
+    def set_response(
+        self,
+        *,
+        model: str | None = None,
+        response_id: str | None = None,
+        finish_reasons: Sequence[str] | None = None,
+    ) -> None:
+        pending = self._pending
+        if model:
+            self.response_model = model
+            pending[sc.GEN_AI_RESPONSE_MODEL] = model
+        if response_id:
+            pending[sc.GEN_AI_RESPONSE_ID] = response_id
+        if finish_reasons:
+            pending[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(finish_reasons)
+
+    def set_usage(
+        self,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
+        cache_creation_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+    ) -> None:
+        """Record usage; ``input_tokens`` must already include cached input (contract 1). Later calls replace."""
+        if input_tokens is not None:
+            self.input_tokens = input_tokens
+        if output_tokens is not None:
+            self.output_tokens = output_tokens
+        if cache_read_tokens is not None:
+            self.cache_read_tokens = cache_read_tokens
+        if cache_creation_tokens is not None:
+            self.cache_creation_tokens = cache_creation_tokens
+        if reasoning_tokens is not None:
+            self.reasoning_tokens = reasoning_tokens
+
+    def first_chunk(self) -> None:
+        if self._first_chunk_at is None:
+            self._first_chunk_at = time.perf_counter()
+
+    @property
+    def has_first_chunk(self) -> bool:
+        return self._first_chunk_at is not None
+
+    def capture(self, key: str, value: Any) -> None:
+        """Message content, only when the user opted in; truncated."""
+        if self._telemetry.capture_content and value is not None:
+            self._pending[key] = self._telemetry.truncate(value)
+
+    def record_error(self, exc: BaseException, *, status_code: int | None = None) -> None:
+        if status_code is None:
+            status_code = errors.status_code_of(exc)
+        self.error_type = errors.error_type(exc)
+        attrs: dict[str, AttributeValue] = {
+            sc.ERROR_TYPE: self.error_type,
+            sc.PROMPTPULSE_ERROR_CATEGORY: errors.classify(exc, status_code),
+        }
+        if status_code is not None:
+            attrs[sc.HTTP_RESPONSE_STATUS_CODE] = status_code
+        self.span.set_attributes(attrs)
+        self.span.record_exception(exc)
+        self.span.set_status(Status(StatusCode.ERROR, str(exc)[:1024]))
+
+    # --- the end
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def end(self, *, stream_state: str | None = None) -> None:
+        """End the span once: usage and cost attributes, metrics. Safe to call again (no-op)."""
+        if self._ended:
+            return
+        self._ended = True
+        now = time.perf_counter()
+        self.deactivate()
+        attrs = self._pending
+        if stream_state is not None:
+            attrs[sc.PROMPTPULSE_STREAM_STATE] = stream_state
+        if self._first_chunk_at is not None:
+            attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk_at - self._started_at
+        has_usage = self.input_tokens is not None or self.output_tokens is not None
+        if has_usage:
+            input_tokens = self.input_tokens or 0
+            output_tokens = self.output_tokens or 0
+            attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+            attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+            if self.cache_read_tokens:
+                attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_tokens
+            if self.cache_creation_tokens:
+                attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_creation_tokens
+            if self.reasoning_tokens:
+                attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
+            price = self._telemetry.price_table().lookup(self.provider, self.response_model or self.request_model)
+            if price is not None:
+                attrs[sc.PROMPTPULSE_COST_USD] = price.cost(
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cache_read_tokens=self.cache_read_tokens,
+                    cache_write_tokens=self.cache_creation_tokens,
+                    reasoning_tokens=self.reasoning_tokens,
+                )
+        elif self.error_type is None:
+            # An abandoned or cut stream, or a response without usage: say so rather than invent numbers.
+            attrs[sc.PROMPTPULSE_USAGE_MISSING] = True
+        if attrs:
+            self.span.set_attributes(attrs)
+        self.span.end()
+        self._record_metrics(now - self._started_at, has_usage)
+
+    def _record_metrics(self, duration: float, has_usage: bool) -> None:
+        telemetry = self._telemetry
+        attrs: dict[str, AttributeValue] = {
+            sc.GEN_AI_OPERATION_NAME: self.operation,
+            sc.GEN_AI_PROVIDER_NAME: self.provider,
+            sc.GEN_AI_REQUEST_MODEL: self.request_model,
+        }
+        if self.response_model:
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = self.response_model
+        if self.server_address:
+            attrs[sc.SERVER_ADDRESS] = self.server_address
+        if self.server_port:
+            attrs[sc.SERVER_PORT] = self.server_port
+        if self.error_type:
+            attrs[sc.ERROR_TYPE] = self.error_type
+        record = metrics_buffer.record
+        record(telemetry.duration, duration, attrs)
+        if self._first_chunk_at is not None:
+            record(telemetry.time_to_first_chunk, self._first_chunk_at - self._started_at, attrs)
+        if has_usage and self.error_type is None:
+            if self.input_tokens is not None:
+                record(telemetry.token_usage, self.input_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"})
+            if self.output_tokens is not None:
+                record(telemetry.token_usage, self.output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
+
+
+def _from_context_sources(attrs: dict[str, AttributeValue]) -> context.Context | None:
+    """The first registered source's answer: its attributes go into ``attrs``, its parent is returned."""
+    for source in context_sources:
+        try:
+            found = source()
+        except Exception:
+            _log.debug("promptpulse: a context source failed", exc_info=True)
+            continue
+        if found is not None:
+            parent, extra = found
+            if extra:
+                attrs.update(extra)
+            return parent
+    return None
