@@ -1,0 +1,227 @@
+"""BedrockInstrumentor with the real boto3/botocore against the fake provider's Bedrock Runtime wire (JSON and AWS
+event-stream framing), dummy credentials, SigV4 signing and all."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from opentelemetry.trace import SpanKind, StatusCode
+
+from promptpulse.instrumentation import fingerprint as fp
+from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.bedrock import BedrockInstrumentor
+from promptpulse.testing import FakeProvider, Scenario
+
+CLAUDE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"  # cross-region profile → anthropic.claude-3-5-haiku
+NOVA = "amazon.nova-lite-v1:0"
+# prices/prices.csv: aws.bedrock,anthropic.claude-3-5-haiku,0.80,4.00,0.08,1.00
+#                    aws.bedrock,amazon.nova-lite,0.06,0.24,0.015 (no cache-write price: writes bill as input)
+CLAUDE_PRICES = (Decimal("0.80"), Decimal("4.00"), Decimal("0.08"), Decimal("1.00"))
+NOVA_PRICES = (Decimal("0.06"), Decimal("0.24"), Decimal("0.015"), None)
+# Contract-1 usage: 40 input tokens of which 10 cache reads and 6 cache writes; 12 output tokens.
+INPUT, CACHE_READ, CACHE_WRITE, OUTPUT = 40, 10, 6, 12
+SCENARIO = Scenario(
+    input_tokens=INPUT, cached_tokens=CACHE_READ, cache_creation_tokens=CACHE_WRITE, output_tokens=OUTPUT
+)
+MESSAGES = [{"role": "user", "content": [{"text": "Say hello to order 123"}]}]
+SYSTEM = [{"text": "You are a support agent for ACME."}]
+
+
+def cost(prices: tuple[Decimal, Decimal, Decimal, Decimal | None]) -> float:
+    p_in, p_out, p_read, p_write = prices
+    uncached = INPUT - CACHE_READ - (CACHE_WRITE if p_write is not None else 0)
+    total = uncached * p_in + OUTPUT * p_out + CACHE_READ * p_read + (CACHE_WRITE * p_write if p_write else 0)
+    return float(total / Decimal(1_000_000))
+
+
+@pytest.fixture
+def instrumented(otel: Any) -> Any:
+    yield from otel.instrument(BedrockInstrumentor())
+
+
+@pytest.fixture
+def client(fake: FakeProvider) -> Any:
+    return boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        endpoint_url=fake.bedrock_endpoint_url,
+        aws_access_key_id="AKIAFAKE",
+        aws_secret_access_key="fake-secret",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=2, connect_timeout=2),
+    )
+
+
+def _usage(prices: Any) -> dict[str, Any]:
+    """For ``otel.assert_usage``: input = uncached 24 + cache read 10 + cache write 6."""
+    return {
+        "input_tokens": INPUT,
+        "output_tokens": OUTPUT,
+        "cache_read": CACHE_READ,
+        "cache_write": CACHE_WRITE,
+        "cost": cost(prices),
+    }
+
+
+def test_converse_exact_attributes(instrumented: Any, client: Any, fake: FakeProvider, otel: Any) -> None:
+    response = client.converse(
+        modelId=CLAUDE,
+        system=SYSTEM,
+        messages=MESSAGES,
+        inferenceConfig={"maxTokens": 64, "temperature": 0.5, "topP": 0.9, "stopSequences": ["END"]},
+    )
+    span = otel.only_span()
+    assert span.name == f"chat {CLAUDE}"
+    assert span.kind == SpanKind.CLIENT
+    assert dict(span.attributes) == {
+        sc.GEN_AI_OPERATION_NAME: "chat",
+        sc.GEN_AI_PROVIDER_NAME: "aws.bedrock",
+        sc.GEN_AI_REQUEST_MODEL: CLAUDE,
+        sc.GEN_AI_REQUEST_MAX_TOKENS: 64,
+        sc.GEN_AI_REQUEST_TEMPERATURE: 0.5,
+        sc.GEN_AI_REQUEST_TOP_P: 0.9,
+        sc.GEN_AI_REQUEST_STOP_SEQUENCES: ("END",),
+        sc.SERVER_ADDRESS: "127.0.0.1",
+        sc.SERVER_PORT: fake.port,
+        sc.PROMPTPULSE_PROMPT_FINGERPRINT: fp.fingerprint(SYSTEM[0]["text"]),
+        sc.GEN_AI_RESPONSE_ID: response["ResponseMetadata"]["RequestId"],
+        sc.GEN_AI_RESPONSE_FINISH_REASONS: ("end_turn",),
+        sc.GEN_AI_USAGE_INPUT_TOKENS: INPUT,
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS: OUTPUT,
+        sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: CACHE_READ,
+        sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: CACHE_WRITE,
+        sc.PROMPTPULSE_COST_USD: pytest.approx(cost(CLAUDE_PRICES), rel=1e-12),
+    }
+    assert response["usage"]["inputTokens"] == INPUT - CACHE_READ - CACHE_WRITE  # Bedrock's wire shape
+
+
+def test_converse_stream_exhausted_and_break(instrumented: Any, client: Any, otel: Any) -> None:
+    response = client.converse_stream(modelId=NOVA, messages=MESSAGES)
+    text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in response["stream"] if "contentBlockDelta" in e)
+    assert text == SCENARIO.text
+    for _event in client.converse_stream(modelId=NOVA, messages=MESSAGES)["stream"]:
+        break
+    done, cut = otel.spans()
+    assert done.attributes[sc.GEN_AI_REQUEST_STREAM] is True
+    assert done.attributes[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+    assert done.attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert done.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
+    otel.assert_usage(done.attributes, **_usage(NOVA_PRICES))
+    assert cut.attributes[sc.PROMPTPULSE_STREAM_STATE] == "interrupted"
+    assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in cut.attributes
+    assert cut.attributes[sc.PROMPTPULSE_USAGE_MISSING] is True
+
+
+def test_invoke_model_anthropic_body(instrumented: Any, client: Any, otel: Any) -> None:
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 64,
+        "system": SYSTEM[0]["text"],
+        "messages": [{"role": "user", "content": "Say hello"}],
+    }
+    response = client.invoke_model(modelId=CLAUDE, body=json.dumps(body))
+    answer = json.loads(response["body"].read())  # the app still reads the whole body
+    assert answer["content"][0]["text"] == SCENARIO.text
+    attrs = otel.only_span().attributes
+    assert attrs[sc.GEN_AI_OPERATION_NAME] == "chat"
+    assert attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] == 64
+    assert attrs[sc.PROMPTPULSE_PROMPT_FINGERPRINT] == fp.fingerprint(SYSTEM[0]["text"])
+    assert attrs[sc.GEN_AI_RESPONSE_ID] == answer["id"]
+    assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
+    # The body names the model as anthropic does; it bills at the same list price on Bedrock.
+    otel.assert_usage(attrs, **_usage(CLAUDE_PRICES))
+
+
+def test_invoke_model_nova_titan_llama_bodies(instrumented: Any, client: Any, fake: FakeProvider, otel: Any) -> None:
+    fake.set_scenario(Scenario(input_tokens=30, output_tokens=9))
+    nova = {"messages": [{"role": "user", "content": [{"text": "Hi"}]}], "inferenceConfig": {"maxTokens": 50}}
+    client.invoke_model(modelId=NOVA, body=json.dumps(nova))
+    client.invoke_model(modelId="amazon.titan-text-express-v1", body=json.dumps({"inputText": "Hi"}))
+    client.invoke_model(modelId="meta.llama3-1-8b-instruct-v1:0", body=json.dumps({"prompt": "Hi", "max_gen_len": 50}))
+    client.invoke_model(modelId="amazon.titan-embed-text-v2:0", body=json.dumps({"inputText": "Hi"}))
+    nova_span, titan, llama, embed = otel.spans()
+    for span in (nova_span, titan, llama):
+        assert span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == 30
+        assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 9
+    assert nova_span.attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] == 50
+    assert nova_span.attributes[sc.PROMPTPULSE_COST_USD] == pytest.approx((30 * 0.06 + 9 * 0.24) / 1e6, rel=1e-12)
+    assert titan.attributes[sc.GEN_AI_OPERATION_NAME] == "text_completion"
+    assert titan.attributes[sc.PROMPTPULSE_COST_USD] == pytest.approx((30 * 0.20 + 9 * 0.60) / 1e6, rel=1e-12)
+    assert llama.attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] == 50
+    assert llama.attributes[sc.PROMPTPULSE_COST_USD] == pytest.approx((30 * 0.22 + 9 * 0.22) / 1e6, rel=1e-12)
+    assert embed.attributes[sc.GEN_AI_OPERATION_NAME] == "embeddings"
+    assert embed.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == 30
+    assert embed.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 0
+    assert embed.attributes[sc.PROMPTPULSE_COST_USD] == pytest.approx(30 * 0.02 / 1e6, rel=1e-12)
+
+
+@pytest.mark.parametrize("model", [CLAUDE, NOVA])
+def test_invoke_model_with_response_stream(instrumented: Any, client: Any, otel: Any, model: str) -> None:
+    if model == CLAUDE:
+        body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": MESSAGES}
+        prices = CLAUDE_PRICES
+    else:
+        body = {"messages": MESSAGES}
+        prices = NOVA_PRICES
+    response = client.invoke_model_with_response_stream(modelId=model, body=json.dumps(body))
+    chunks = [json.loads(event["chunk"]["bytes"]) for event in response["body"]]
+    assert chunks
+    attrs = otel.only_span().attributes
+    assert attrs[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+    otel.assert_usage(attrs, **_usage(prices))
+
+
+def test_throttling_error(instrumented: Any, client: Any, fake: FakeProvider, otel: Any) -> None:
+    fake.fail_next(1, 429)
+    with pytest.raises(ClientError) as raised:
+        client.converse(modelId=NOVA, messages=MESSAGES)
+    assert raised.value.response["Error"]["Code"] == "ThrottlingException"
+    span = otel.only_span()
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes[sc.ERROR_TYPE] == "botocore.errorfactory.ThrottlingException"
+    assert span.attributes[sc.PROMPTPULSE_ERROR_CATEGORY] == "rate_limit"
+    assert span.attributes[sc.HTTP_RESPONSE_STATUS_CODE] == 429
+
+
+def test_timeout(instrumented: Any, fake: FakeProvider, otel: Any) -> None:
+    from promptpulse.testing import Fault
+
+    client = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        endpoint_url=fake.bedrock_endpoint_url,
+        aws_access_key_id="AKIAFAKE",
+        aws_secret_access_key="fake-secret",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=0.3),
+    )
+    fake.inject(Fault.timeout(2))
+    with pytest.raises(Exception, match="timeout"):
+        client.converse(modelId=NOVA, messages=MESSAGES)
+    assert otel.only_span().attributes[sc.PROMPTPULSE_ERROR_CATEGORY] == "timeout"
+
+
+def test_other_services_pass_through(instrumented: Any, fake: FakeProvider, otel: Any) -> None:
+    client = boto3.client(
+        "bedrock",  # the control-plane service: not instrumented
+        region_name="us-east-1",
+        endpoint_url=fake.bedrock_endpoint_url,
+        aws_access_key_id="AKIAFAKE",
+        aws_secret_access_key="fake-secret",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    with pytest.raises(ClientError):
+        client.list_foundation_models()
+    assert otel.spans() == []
+
+
+def test_uninstrument(client: Any, otel: Any) -> None:
+    instrumentor = BedrockInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    instrumentor.uninstrument()
+    client.converse(modelId=NOVA, messages=MESSAGES)
+    assert otel.spans() == []
