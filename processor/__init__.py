@@ -1,0 +1,1 @@
+"""promptpulse.processor: OTLP receiver, ClickHouse store, API, alerts and reports."""

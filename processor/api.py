@@ -1,0 +1,263 @@
+"""HTTP API (api_port, default 8321): /api/metrics, /api/query, /healthz, /readyz, /metrics (Prometheus).
+
+Bearer auth as for OTLP (all paths but /healthz). SQL is parameterised; /api/query accepts one read-only
+statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) and runs it with ``readonly=2``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import logging
+import re
+import ssl
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger(__name__)
+
+_READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN)\b", re.IGNORECASE)
+FILTERS = {"version": "prompt_version", "service": "service", "environment": "environment"}
+
+
+def parse_time(s: str, *, end: bool = False) -> dt.datetime:
+    """ISO date or datetime (UTC unless an offset is given); a date-only end means the end of that day."""
+    s = s.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
+        d = dt.datetime.fromisoformat(s).replace(tzinfo=dt.timezone.utc)
+        return d + dt.timedelta(days=1) if end else d
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    d = dt.datetime.fromisoformat(s)
+    return d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)
+
+
+def metrics_query(params: dict[str, str]) -> tuple[str, str, dict[str, Any], str]:
+    """(summary SQL, errors SQL, parameters, period) for /api/metrics."""
+    now = dt.datetime.now(dt.timezone.utc)
+    start_s, end_s = params.get("start"), params.get("end")
+    end = parse_time(end_s, end=True) if end_s else now
+    start = parse_time(start_s) if start_s else end - dt.timedelta(days=7)
+    where = ["timestamp >= {start:DateTime64(6, 'UTC')}", "timestamp < {end:DateTime64(6, 'UTC')}"]
+    p: dict[str, Any] = {"start": start.strftime("%Y-%m-%d %H:%M:%S.%f"), "end": end.strftime("%Y-%m-%d %H:%M:%S.%f")}
+    if params.get("prompt_id"):
+        where.append("prompt_name = {prompt_id:String}")
+        p["prompt_id"] = params["prompt_id"]
+    for k, col in FILTERS.items():
+        if params.get(k):
+            where.append(f"{col} = {{{k}:String}}")
+            p[k] = params[k]
+    if params.get("model"):
+        where.append("(request_model = {model:String} OR response_model = {model:String})")
+        p["model"] = params["model"]
+    w = " AND ".join(where)
+    summary = (
+        "SELECT count() AS total, countIf(status != 'error') AS ok, avg(latency_ms) AS avg_ms, "
+        "quantilesExact(0.5, 0.95, 0.99)(latency_ms) AS q, sum(input_tokens) AS inp, sum(output_tokens) AS outp, "
+        f"sum(cost_usd) AS cost FROM llm_calls WHERE {w}"
+    )
+    errors = (f"SELECT error_category, count() FROM llm_calls WHERE {w} AND status = 'error' "
+              "GROUP BY error_category ORDER BY error_category")
+    period = f"{start_s or start.isoformat()} to {end_s or end.isoformat()}"
+    return summary, errors, p, period
+
+
+def get_metrics(store: Any, params: dict[str, str]) -> dict[str, Any]:
+    summary, errors, p, period = metrics_query(params)
+    total, ok, avg_ms, q, inp, outp, cost = store.query(summary, p).rows[0]
+    errs = {str(cat or "unknown"): int(n) for cat, n in store.query(errors, p).rows}
+    q = list(q) if total else [0, 0, 0]
+
+    def ms(v: Any) -> float:
+        return round(float(v or 0), 1) if total else 0.0
+
+    return {
+        "prompt_id": params.get("prompt_id"),
+        "period": period,
+        "metrics": {
+            "total_requests": int(total),
+            "success_rate": round(100.0 * ok / total, 2) if total else 0.0,
+            "avg_latency_ms": ms(avg_ms),
+            "p95_latency_ms": ms(q[1]),
+            "total_tokens": int(inp or 0) + int(outp or 0),
+            "total_cost_usd": round(float(cost or 0), 6),
+            "p50_latency_ms": ms(q[0]),
+            "p99_latency_ms": ms(q[2]),
+            "input_tokens": int(inp or 0),
+            "output_tokens": int(outp or 0),
+            "errors": errs,
+        },
+    }
+
+
+def check_read_only(sql: str) -> str:
+    s = sql.strip().rstrip(";").strip()
+    if not _READ_ONLY.match(s):
+        raise ValueError("only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN statements are allowed")
+    if ";" in re.sub(r"'(?:[^'\\]|\\.)*'", "", s):
+        raise ValueError("one statement at a time")
+    return s
+
+
+def run_read_only(store: Any, sql: str) -> tuple[list[str], list[tuple]]:
+    s = check_read_only(sql)
+    client = getattr(store, "_client", None)
+    if client is not None:
+        r = client.query(s, settings={"readonly": 2})
+        return list(r.column_names), [tuple(x) for x in r.result_rows]
+    r = store.query(s)
+    return list(r.column_names), list(r.rows)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (dt.datetime, dt.date)):
+        return o.isoformat()
+    if isinstance(o, decimal.Decimal):
+        return float(o)
+    if isinstance(o, bytes):
+        return o.decode("utf-8", "replace")
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def prometheus(service: Any) -> str:
+    w = service.writer
+    c = service.ingest.counters
+    lines = []
+
+    def metric(name: str, kind: str, help_: str, value: Any) -> None:
+        lines.extend([f"# HELP promptpulse_{name} {help_}", f"# TYPE promptpulse_{name} {kind}",
+                      f"promptpulse_{name} {value}"])
+
+    metric("otlp_requests_total", "counter", "OTLP export requests", c["requests"])
+    metric("spans_received_total", "counter", "Spans received (accepted + rejected)", c["received_spans"])
+    metric("spans_accepted_total", "counter", "Spans accepted (spooled durably)", c["accepted_spans"])
+    metric("spans_rejected_total", "counter", "Spans rejected as invalid (partial success)", c["rejected_spans"])
+    metric("requests_bad_total", "counter", "Malformed requests (400)", c["bad_requests"])
+    metric("requests_unauthorized_total", "counter", "Requests with a bad token (401)", c["unauthorized"])
+    metric("requests_throttled_total", "counter", "Requests refused, queue full (429)", c["throttled"])
+    metric("requests_unavailable_total", "counter", "Requests refused, store down and spool full (503)",
+           c["unavailable"])
+    metric("spans_inserted_total", "counter", "Spans inserted into the store", w.stats["inserted_spans"])
+    metric("batches_inserted_total", "counter", "Batches inserted", w.stats["inserted_batches"])
+    metric("insert_failures_total", "counter", "Failed insert attempts", w.stats["insert_failures"])
+    metric("spans_spooled_total", "counter", "Spans accepted while the store was down", w.stats["spooled_spans"])
+    metric("spans_replayed_total", "counter", "Spans replayed from the spool at start", w.stats["replayed_spans"])
+    metric("queue_spans", "gauge", "Accepted spans waiting for insert", w.pending_spans)
+    metric("spool_bytes", "gauge", "Bytes of spool segment files", w.spool.bytes)
+    metric("store_up", "gauge", "1 when the last insert succeeded", int(w.store_up))
+    h = w.insert_latency
+    lines += ["# HELP promptpulse_insert_duration_seconds Store insert latency",
+              "# TYPE promptpulse_insert_duration_seconds histogram"]
+    acc = 0
+    for b, n in zip(h.BUCKETS, h.counts, strict=False):
+        acc += n
+        lines.append(f'promptpulse_insert_duration_seconds_bucket{{le="{b}"}} {acc}')
+    lines.append(f'promptpulse_insert_duration_seconds_bucket{{le="+Inf"}} {h.count}')
+    lines.append(f"promptpulse_insert_duration_seconds_sum {h.sum}")
+    lines.append(f"promptpulse_insert_duration_seconds_count {h.count}")
+    return "\n".join(lines) + "\n"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "promptpulse"
+    service: Any
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
+
+    def _send(self, code: int, body: Any, ctype: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body, default=_json_default).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _auth(self) -> bool:
+        if self.service.ingest.authorized(self.headers.get("Authorization")):
+            return True
+        self._send(401, {"error": "missing or invalid bearer token"})
+        return False
+
+    def do_GET(self) -> None:
+        u = urlsplit(self.path)
+        if u.path == "/healthz":
+            return self._send(200, {"status": "ok"})
+        if not self._auth():
+            return None
+        store_fn: Callable[[], Any] = self.service.get_store
+        if u.path == "/readyz":
+            try:
+                ok = bool(store_fn().ping())
+            except Exception:
+                ok = False
+            return self._send(200 if ok else 503, {"status": "ready" if ok else "store unavailable"})
+        if u.path == "/metrics":
+            return self._send(200, prometheus(self.service).encode(), "text/plain; version=0.0.4")
+        if u.path == "/api/metrics":
+            params = {k: v[-1] for k, v in parse_qs(u.query).items()}
+            try:
+                return self._send(200, get_metrics(store_fn(), params))
+            except ValueError as e:
+                return self._send(400, {"error": str(e)})
+            except Exception as e:
+                log.exception("metrics query failed")
+                return self._send(503, {"error": f"store: {e}"})
+        if u.path == "/api/alerts":  # the built-in evaluator: rules and states; ?dry_run=1 evaluates now
+            alerts = getattr(self.service, "alerts", None)
+            if alerts is None:
+                return self._send(404, {"error": "the alert evaluator is not running ([alerts] enabled = false)"})
+            ev = alerts.evaluator
+            if parse_qs(u.query).get("dry_run", ["0"])[-1] in ("1", "true"):
+                return self._send(200, {"would": [t.__dict__ for t in ev.evaluate_once(dry_run=True)],
+                                        "errors": ev.dry_run_errors})
+            return self._send(200, {"rules": ev.status()})
+        from . import api_routes  # analytics endpoints: one routing table, also the OpenAPI document
+
+        if api_routes.dispatch(self, "GET", u.path, u.query):
+            return None
+        return self._send(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        u = urlsplit(self.path)
+        if not self._auth():
+            return None
+        if u.path != "/api/query":
+            from . import api_routes
+
+            if api_routes.dispatch(self, "POST", u.path, u.query):
+                return None
+            return self._send(404, {"error": "not found"})
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+            if n > 1 << 20:
+                return self._send(413, {"error": "query too large"})
+            doc = json.loads(self.rfile.read(n) or b"{}")
+            sql = doc["sql"]
+            t0 = time.perf_counter()
+            cols, rows = run_read_only(self.service.get_store(), sql)
+        except (ValueError, KeyError, TypeError) as e:
+            return self._send(400, {"error": str(e)})
+        except Exception as e:
+            return self._send(400, {"error": str(e)[:2000]})
+        self._send(200, {"columns": cols, "rows": rows, "elapsed_ms": round((time.perf_counter() - t0) * 1e3, 2)})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def make_server(host: str, port: int, service: Any, *, tls: tuple[str, str] | None = None) -> ThreadingHTTPServer:
+    srv = _Server((host, port), type("APIHandler", (_Handler,), {"service": service}))
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    return srv

@@ -1,0 +1,1 @@
+"""OTLP receivers (gRPC and HTTP) and the OTLP → otel_traces decoder."""

@@ -1,0 +1,192 @@
+"""Write-ahead spool: every accepted OTLP batch is on disk (fsync'd) before the exporter hears "accepted".
+
+Layout of the spool directory::
+
+    00000000000000000001.seg   segment files, named by the sequence number of their first record
+    checkpoint                 JSON {"acked": N, "plan": [first, last] | null}, replaced atomically
+
+A segment is a sequence of records ``<u32 length><u32 crc32(payload)><u64 seq>`` + payload (little endian); the
+payload is the writer's (``marshal``-encoded rows). Sequence numbers increase by one per record. ``acked`` is the
+last sequence number known to be inserted into the store; ``plan`` is the batch the writer is inserting right now,
+written before the insert so a restart replays exactly that batch again with the same dedup token.
+Segments whose records are all acked are deleted. A torn record at the tail (crash during a write, so never
+acknowledged to an exporter) is truncated on open. Limits: ``max_bytes`` of segment files in total (the writer
+answers 503/429 beyond it), ``segment_bytes`` per segment before rotation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+_HDR = struct.Struct("<IIQ")
+
+
+@dataclass
+class Record:
+    seq: int
+    segment: Path
+    offset: int  # of the payload
+    length: int
+
+
+class Spool:
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = 1 << 30, segment_bytes: int = 64 << 20,
+                 fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._fd: int | None = None
+        self._seg_path: Path | None = None
+        self._seg_size = 0
+        self._segments: list[tuple[int, Path]] = []  # (first seq, path), in order
+        self.written_seq = 0
+        self.synced_seq = 0
+        self.fsyncs = 0
+        ck = self._read_checkpoint()
+        self.acked: int = ck.get("acked", 0)
+        plan = ck.get("plan")
+        self.plan: tuple[int, int] | None = tuple(plan) if plan and plan[1] > self.acked else None
+        self.recovered: list[Record] = self._scan()
+        self.bytes = sum(p.stat().st_size for _, p in self._segments)
+        self.written_seq = self.synced_seq = max([self.acked] + [r.seq for r in self.recovered])
+
+    # --- open / recovery ----------------------------------------------------------------------------------------
+    def _read_checkpoint(self) -> dict:
+        try:
+            return json.loads((self.path / "checkpoint").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _scan(self) -> list[Record]:
+        out: list[Record] = []
+        for p in sorted(self.path.glob("*.seg")):
+            first = int(p.stem)
+            data = p.read_bytes()
+            i = 0
+            last = first - 1
+            while i + _HDR.size <= len(data):
+                n, crc, seq = _HDR.unpack_from(data, i)
+                j = i + _HDR.size + n
+                if j > len(data) or zlib.crc32(data[i + _HDR.size:j]) != crc:
+                    break
+                if seq > self.acked:
+                    out.append(Record(seq, p, i + _HDR.size, n))
+                last = seq
+                i = j
+            if i < len(data):  # torn tail: never acknowledged
+                with open(p, "r+b") as fh:
+                    fh.truncate(i)
+                    os.fsync(fh.fileno())
+            if last < first or last <= self.acked:
+                p.unlink()
+            else:
+                self._segments.append((first, p))
+        return out
+
+    # --- writing ------------------------------------------------------------------------------------------------
+    def full(self, nbytes: int) -> bool:
+        return self.bytes + nbytes > self.max_bytes
+
+    def append(self, payload: bytes) -> Record:
+        """Append one record (not yet durable: call sync(rec.seq)). Caller keeps ordering (see Writer.submit)."""
+        with self._lock:
+            seq = self.written_seq + 1
+            if self._fd is None or self._seg_size >= self.segment_bytes:
+                self._rotate(seq)
+            rec = _HDR.pack(len(payload), zlib.crc32(payload), seq) + payload
+            os.write(self._fd, rec)
+            out = Record(seq, self._seg_path, self._seg_size + _HDR.size, len(payload))  # type: ignore[arg-type]
+            self._seg_size += len(rec)
+            self.bytes += len(rec)
+            self.written_seq = seq
+            return out
+
+    def _rotate(self, first_seq: int) -> None:
+        if self._fd is not None:
+            if self.fsync:
+                os.fsync(self._fd)
+            os.close(self._fd)
+        p = self.path / f"{first_seq:020d}.seg"
+        self._fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._seg_path, self._seg_size = p, 0
+        self._segments.append((first_seq, p))
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        if self.fsync:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def sync(self, seq: int) -> None:
+        """Return once record ``seq`` is on disk. Concurrent callers share one fsync (group commit)."""
+        if self.synced_seq >= seq:
+            return
+        with self._sync_lock:
+            if self.synced_seq >= seq:
+                return
+            with self._lock:
+                target, fd = self.written_seq, self._fd
+            if self.fsync and fd is not None:
+                os.fsync(fd)
+                self.fsyncs += 1
+            self.synced_seq = max(self.synced_seq, target)
+
+    # --- reading / acking ---------------------------------------------------------------------------------------
+    def read(self, rec: Record) -> bytes:
+        with open(rec.segment, "rb") as fh:
+            fh.seek(rec.offset)
+            return fh.read(rec.length)
+
+    def _write_checkpoint(self, acked: int, plan: tuple[int, int] | None) -> None:
+        tmp = self.path / "checkpoint.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps({"acked": acked, "plan": list(plan) if plan else None}))
+            fh.flush()
+            if self.fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.path / "checkpoint")
+
+    def set_plan(self, first: int, last: int) -> None:
+        self.plan = (first, last)
+        self._write_checkpoint(self.acked, self.plan)
+
+    def ack(self, last: int) -> None:
+        """Records up to ``last`` are in the store: checkpoint and drop fully acked segments."""
+        self.acked = max(self.acked, last)
+        self.plan = None
+        self._write_checkpoint(self.acked, None)
+        with self._lock:
+            while len(self._segments) > 1 and self._segments[1][0] <= self.acked + 1:
+                _, p = self._segments.pop(0)
+                self.bytes -= p.stat().st_size
+                p.unlink()
+            if self._segments and self.written_seq == self.acked and self._seg_size >= self.segment_bytes // 4:
+                # everything acked and the current segment is big: start afresh
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+                for _, p in self._segments:
+                    self.bytes -= p.stat().st_size
+                    p.unlink()
+                self._segments.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                if self.fsync:
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None

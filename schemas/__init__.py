@@ -1,0 +1,1 @@
+"""The SQL of contract 2, applied in file-name order."""

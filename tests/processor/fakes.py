@@ -1,0 +1,75 @@
+"""Test doubles for the processor: an in-memory Store and a GenAI span generator (real SDK spans)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+
+class FakeStore:
+    """Keeps inserted rows; drops a repeated dedup token like ClickHouse; can be made to fail or block."""
+
+    database = "promptpulse"
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+        self.tokens: list[str] = []
+        self.down = False
+        self.gate = threading.Event()
+        self.gate.set()
+        self.attempts = 0
+
+    def apply_schema(self) -> None:
+        pass
+
+    def insert_otel_traces(self, rows: Any, *, dedup_token: str | None = None) -> None:
+        self.attempts += 1
+        self.gate.wait()
+        if self.down:
+            raise ConnectionError("store down")
+        if dedup_token in self.tokens:
+            return
+        self.tokens.append(dedup_token)
+        self.rows.extend(rows)
+
+    def ping(self) -> bool:
+        return not self.down
+
+    def close(self) -> None:
+        pass
+
+
+def genai_spans(n: int, seed: int = 1, service: str = "test-app") -> list:
+    """n finished SDK spans of LLM calls with ~25 contract-1 attributes; every 10th is an error."""
+    rnd = random.Random(seed)
+    exp = InMemorySpanExporter()
+    tp = TracerProvider(resource=Resource.create({"service.name": service, "deployment.environment.name": "test"}))
+    tp.add_span_processor(SimpleSpanProcessor(exp))
+    tr = tp.get_tracer("promptpulse.instrumentation.openai", "0.1.0")
+    base = time.time_ns() - (n + 60) * 1_000_000_000  # recent: otel_traces has a TTL of days
+    for i in range(n):
+        model = ("gpt-4o", "gpt-4o-mini")[i % 2]
+        start = base + i * 1_000_000_000
+        s = tr.start_span(f"chat {model}", kind=SpanKind.CLIENT, start_time=start)
+        s.set_attributes({
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": model,
+            "gen_ai.response.model": model, "gen_ai.request.max_tokens": 512, "gen_ai.request.temperature": 0.5,
+            "gen_ai.usage.input_tokens": 100 + i, "gen_ai.usage.output_tokens": 10 + i % 7,
+            "gen_ai.prompt.name": f"p{i % 3}", "gen_ai.prompt.version": "1.0", "user.id": f"u{i % 5}",
+            "gen_ai.response.finish_reasons": ["stop"], "server.address": "api.openai.com", "server.port": 443,
+            "promptpulse.cost.usd": 0.001 * (1 + i % 4), "gen_ai.request.stream": False,
+        })
+        if i % 10 == 0:
+            s.set_attribute("error.type", "RateLimitError")
+            s.set_attribute("http.response.status_code", 429)
+            s.set_status(Status(StatusCode.ERROR, "rate limited"))
+        s.end(end_time=start + rnd.randint(100, 3000) * 1_000_000)
+    return list(exp.get_finished_spans())

@@ -1,0 +1,124 @@
+"""Rendering of contract 2 (schemas/*.sql): placeholders, cluster rendering, and names kept in step with Python."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from promptpulse.instrumentation import pricing, semconv
+from promptpulse.processor.store import schema
+
+
+def test_migrations_are_numbered_and_render_without_leftover_placeholders() -> None:
+    found = schema.migrations()
+    assert [m.version for m in found] == sorted({m.version for m in found})
+    assert {m.name for m in found} >= {"otel_traces", "model_prices", "llm_calls", "rollups", "llm_scores",
+                                       "alert_events"}
+    for cluster in (None, "pp_cluster"):
+        text = schema.print_schema(schema.SchemaOptions(cluster=cluster))
+        assert "${" not in text
+        for stmt in re.split(r";\n", text):
+            body = "\n".join(line for line in stmt.splitlines() if not line.startswith("--")).strip()
+            if body:  # idempotent: CREATE/ADD COLUMN … IF NOT EXISTS, or a view's MODIFY QUERY (sets the same SELECT)
+                assert "IF NOT EXISTS" in body or re.match(r"ALTER TABLE \S+_mv\s+(ON CLUSTER `\w+`\s+)?MODIFY QUERY\n",
+                                                           body), body[:80]
+
+
+def test_single_node_rendering() -> None:
+    text = schema.print_schema(schema.SchemaOptions(database="obs", ttl_raw_days=7))
+    assert "ON CLUSTER" not in text and "Replicated" not in text and "Distributed" not in text
+    assert "CREATE TABLE IF NOT EXISTS `obs`.otel_traces" in text
+    assert "toIntervalDay(7)" in text
+    assert "non_replicated_deduplication_window = 1000" in text
+    assert "ENGINE = ReplacingMergeTree(version, is_deleted)" in text
+
+
+def test_cluster_rendering() -> None:
+    text = schema.print_schema(schema.SchemaOptions(database="obs", cluster="main"))
+    assert "CREATE DATABASE IF NOT EXISTS `obs` ON CLUSTER `main`" in text
+    assert ("ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')"
+            in text)
+    assert "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')" in text
+    assert ("ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}', "
+            "version, is_deleted)") in text
+    for table in ("otel_traces", "llm_calls", "llm_calls_1m", "llm_calls_1h", "llm_scores", "llm_scores_1m",
+                  "llm_scores_1h"):
+        assert f"CREATE TABLE IF NOT EXISTS `obs`.{table}_local ON CLUSTER `main`" in text
+        assert f"ENGINE = Distributed('main', 'obs', '{table}_local'," in text
+    assert "ENGINE = Distributed('main', 'obs', 'otel_traces_local', cityHash64(TraceId))" in text
+    # unsharded tables: replicated everywhere, no _local, no Distributed
+    assert "`obs`.model_prices ON CLUSTER `main`" in text and "model_prices_local" not in text
+    assert "alert_events_local" not in text
+    # materialized views read and write the local tables on each shard
+    assert "TO `obs`.llm_calls_local AS" in text and "FROM `obs`.otel_traces_local" in text
+    assert "TO `obs`.llm_calls_1h_local AS" in text
+    assert "CREATE MATERIALIZED VIEW IF NOT EXISTS `obs`.llm_calls_1m_mv ON CLUSTER `main`" in text
+    assert "FROM `obs`.llm_calls_1m_local AS m" in text
+    # the Distributed rollup tables take the local tables' columns
+    assert "CREATE TABLE IF NOT EXISTS `obs`.llm_calls_1m ON CLUSTER `main` AS `obs`.llm_calls_1m_local" in text
+    # scores are attributed on the shard that holds their trace's calls (both sharded by trace_id)
+    assert "TO `obs`.llm_scores_1m_local AS" in text and "FROM `obs`.llm_scores_local AS s" in text
+    assert "ENGINE = Distributed('main', 'obs', 'llm_scores_local', cityHash64(trace_id))" in text
+    assert "CREATE FUNCTION IF NOT EXISTS promptpulse_hist_quantile ON CLUSTER `main`" in text
+    assert "replicated_deduplication_window" in text and "non_replicated_deduplication_window" not in text
+
+
+def test_bad_names_and_placeholders_are_refused() -> None:
+    with pytest.raises(ValueError):
+        schema.SchemaOptions(database="x; DROP")
+    with pytest.raises(ValueError):
+        schema.SchemaOptions(cluster="a`b")
+    with pytest.raises(ValueError):
+        schema.SchemaOptions(ttl_raw_days=0)
+    with pytest.raises(ValueError):
+        schema.render("SELECT ${NOPE}", schema.SchemaOptions())
+
+
+def test_python_constants_are_rendered_not_copied() -> None:
+    text = schema.print_schema()
+    assert schema.sql_string(pricing.MODEL_PREFIX_PATTERN) in text
+    assert schema.sql_string(pricing.MODEL_SUFFIX_PATTERN) in text
+    assert schema.sql_array(semconv.ERROR_CATEGORIES) in text
+    for provider in pricing.PROVIDER_ALIASES:
+        assert schema.sql_string(provider) in text
+
+
+def test_rollup_error_columns_cover_every_category() -> None:
+    rollups = next(m for m in schema.migrations() if m.name == "rollups").sql
+    for category in semconv.ERROR_CATEGORIES:
+        assert f"errors_{category} SimpleAggregateFunction(sum, UInt64)" in rollups
+        assert f"countIf(error_category = '{category}') AS errors_{category}" in rollups
+        assert f"sum(errors_{category}) AS errors_{category}" in rollups
+
+
+def test_rollup_view_queries_cover_every_rollup_column() -> None:
+    """Both rollup views write every column of the rollup tables (an unwritten column would silently stay 0)."""
+    rollups = next(m for m in schema.migrations() if m.name == "rollups").sql
+    table = re.search(r"llm_calls_1m\$\{LOCAL\} \$\{ON_CLUSTER\}\n\((.*?)\n\)", rollups, re.S).group(1)
+    columns = [line.split()[0] for line in table.strip().splitlines()]
+    assert len(set(columns)) == len(columns) > 30
+    views = re.findall(r"CREATE MATERIALIZED VIEW .*? AS\n(SELECT.*?);", rollups, re.S)
+    assert len(views) == 2
+    for view in views:
+        for column in columns:
+            assert re.search(rf"\b(AS {column}|{column})[,\n]", view), column
+
+
+def test_llm_calls_sql_reads_contract_names() -> None:
+    sql = next(m for m in schema.migrations() if m.name == "llm_calls").sql
+    names = [v for k, v in vars(semconv).items()
+             if isinstance(v, str) and (k.startswith(("GEN_AI_USAGE", "LEGACY_", "TRACELOOP_", "OPENLIT_"))
+                                        or k in ("GEN_AI_OPERATION_NAME", "GEN_AI_PROVIDER_NAME",
+                                                 "GEN_AI_REQUEST_MODEL", "GEN_AI_RESPONSE_MODEL",
+                                                 "GEN_AI_REQUEST_STREAM", "GEN_AI_RESPONSE_FINISH_REASONS",
+                                                 "GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK", "GEN_AI_PROMPT_NAME",
+                                                 "GEN_AI_PROMPT_VERSION", "GEN_AI_CONVERSATION_ID", "USER_ID",
+                                                 "SESSION_ID", "SERVER_ADDRESS", "HTTP_RESPONSE_STATUS_CODE",
+                                                 "ERROR_TYPE", "PROMPTPULSE_COST_USD",
+                                                 "PROMPTPULSE_ERROR_CATEGORY", "PROMPTPULSE_FEATURE",
+                                                 "PROMPTPULSE_TAGS", "PROMPTPULSE_PROMPT_FINGERPRINT",
+                                                 "PROMPTPULSE_RETRY_COUNT"))]
+    assert len(names) > 25
+    for name in names:
+        assert f"'{name}'" in sql, name
