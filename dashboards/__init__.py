@@ -1,0 +1,1 @@
+"""Grafana dashboards (generated JSON) and alert queries."""

@@ -1,0 +1,371 @@
+"""Every PromptPulse dashboard, panel and its SQL, defined once. ``python -m promptpulse.dashboards.build`` renders
+them to dashboards/*.json; the tests run every query here on chDB."""
+
+from __future__ import annotations
+
+from . import queries as q
+from .grafana import BLUE, GREEN, RED, YELLOW, Dashboard, Panel, Variable
+
+FROM, TO, RANGE_S, STEP_S = q.FROM, q.TO, q.RANGE_S, q.STEP_S
+
+# --- variables --------------------------------------------------------------------------------------------------
+FILTER_VARIABLES = (
+    Variable("service", "Service", "query", q.variable_query("service", depends=())),
+    Variable("environment", "Environment", "query", q.variable_query("environment", depends=("service",))),
+    Variable("prompt", "Prompt (compare up to 3)", "query",
+             q.variable_query("prompt_name", depends=("service", "environment"))),
+    Variable("version", "Version", "query",
+             q.variable_query("prompt_version", depends=("service", "environment", "prompt"))),
+    Variable("model", "Model", "query",
+             q.variable_query("model", depends=("service", "environment", "prompt", "version"))),
+    Variable("provider", "Provider", "query",
+             q.variable_query("provider", depends=("service", "environment", "prompt", "version", "model"))),
+)
+COMPARE_BY = Variable("compare_by", "Compare", "custom", "prompt, version", default="prompt")
+SLO_TARGET = Variable("slo_target", "Availability SLO %", "textbox", default="99.9")
+DAILY_BUDGET = Variable("daily_budget", "Daily budget USD", "textbox", default="100")
+SCORE_NAME = Variable("score_name", "Score", "query",
+                      "SELECT DISTINCT name FROM llm_scores WHERE timestamp >= $__fromTime AND timestamp < $__toTime "
+                      "ORDER BY name")
+
+SLO = "(toFloat64OrZero('${slo_target}') / 100)"
+BUDGET = "toFloat64OrZero('${daily_budget}')"
+
+SUCCESS_STEPS = ((RED, None), (YELLOW, q.SUCCESS_CRITICAL), (GREEN, q.SUCCESS_HEALTHY))
+ERROR_STEPS = ((GREEN, None), (YELLOW, 100 - q.SUCCESS_HEALTHY), (RED, 100 - q.SUCCESS_CRITICAL))
+LATENCY_OVERRIDES = (
+    ("p50", {"thresholds": ((GREEN, None), (RED, q.P50_TARGET_MS))}),
+    ("p95", {"thresholds": ((GREEN, None), (RED, q.P95_TARGET_MS))}),
+    ("p99", {"thresholds": ((GREEN, None), (RED, q.P99_TARGET_MS))}),
+)
+TS = {"drawStyle": "line", "lineWidth": 2, "fillOpacity": 10, "showPoints": "never", "spanNulls": True}
+STACKED = {**TS, "fillOpacity": 60, "stacking": {"mode": "normal", "group": "A"}}
+BARS = {**TS, "drawStyle": "bars", "fillOpacity": 80}
+SUCCESS_TS = {**TS, "thresholdsStyle": {"mode": "line+area"}}
+COLOR_CELLS = {"cellOptions": {"type": "color-background"}}
+
+# --- panels (each defined once; a panel may appear on several dashboards) ----------------------------------------
+REQUESTS = Panel("requests", "Requests", "stat", q.totals([(q.CALLS, "Requests")]), w=4, h=4,
+                 description="Calls in the range.", thresholds=((BLUE, None),))
+RPM = Panel("rpm", "Requests per minute", "stat",
+            q.totals([(f"{q.CALLS} / ({RANGE_S} / 60)", "RPM")]), w=4, h=4, decimals=2,
+            description="Average calls per minute over the range.", thresholds=((BLUE, None),))
+PEAK_RPM = Panel(
+    "peak_rpm", "Peak RPM", "stat",
+    f"SELECT max(per_minute) AS `Peak RPM`\nFROM (\n  SELECT bucket, sum(calls) AS per_minute\n  "
+    f"FROM {q.rollup(minute_only=True)}\n  GROUP BY bucket\n)",
+    w=4, h=4, description="Busiest minute in the range (always read at 1-minute resolution).",
+    thresholds=((BLUE, None),))
+TREND = Panel(
+    "trend", "Traffic trend", "stat",
+    f"SELECT\n    (SELECT sum(calls) FROM {q.rollup()}) AS current,\n"
+    f"    (SELECT sum(calls) FROM {q.rollup(f'({FROM} - {RANGE_S})', FROM)}) AS previous,\n"
+    "    if(previous = 0, nan, 100 * (current - previous) / previous) AS `Change %`,\n"
+    "    multiIf(previous = 0, 'no history', `Change %` > 10, 'increasing', `Change %` < -10, 'decreasing', "
+    "'stable') AS Trend",
+    w=4, h=4, decimals=1, options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "/^(Change %|Trend)$/",
+                                                    "values": False}},
+    description="Calls in the range vs the previous range of the same length: >+10% increasing, <-10% decreasing.",
+    thresholds=((BLUE, None),))
+SUCCESS_RATE = Panel("success_rate", "Success rate", "stat", q.totals([(q.SUCCESS_PCT, "Success rate")]), w=4, h=4,
+                     unit="percent", decimals=2, thresholds=SUCCESS_STEPS,
+                     description="Green >95% healthy, yellow 90-95% warning, red <90% critical.")
+ERROR_RATE = Panel("error_rate", "Error rate", "stat", q.totals([(q.ERROR_PCT, "Error rate")]), w=4, h=4,
+                   unit="percent", decimals=2, thresholds=ERROR_STEPS,
+                   description="Failed calls / calls. Alert: >5% for 5 minutes.")
+LATENCY_STATS = Panel("latency_stats", "Latency vs targets", "stat",
+                      q.totals([(q.P50, "p50"), (q.P95, "p95"), (q.P99, "p99")]), w=8, h=4, unit="ms",
+                      decimals=0, overrides=LATENCY_OVERRIDES,
+                      description="Targets: p50 <1000 ms, p95 <2000 ms, p99 <5000 ms (red when missed).")
+TOKENS = Panel("tokens", "Tokens", "stat",
+               q.totals([("sum(input_tokens)", "Input"), ("sum(output_tokens)", "Output"), (q.TOKENS, "Total"),
+                         (q.AVG_TOKENS, "Avg per request")]), w=8, h=4, unit="short", decimals=0,
+               thresholds=((BLUE, None),))
+COST_STATS = Panel("cost_stats", "Cost", "stat",
+                   q.totals([(q.COST, "Total cost"), (q.COST_PER_REQ, "Cost per request"),
+                             (f"{q.COST} / {RANGE_S} * 30 * 86400", "Projected monthly")]),
+                   w=8, h=4, unit="currencyUSD", decimals=4, thresholds=((BLUE, None),),
+                   description="Projected monthly = cost per second over the range x 30 days.")
+RPM_BY_PROMPT = Panel("rpm_by_prompt", "Requests per minute by prompt", "timeseries",
+                      q.timeseries([(f"{q.CALLS} / ({STEP_S} / 60)", "rpm")], group="prompt_name"),
+                      format="time_series", w=12, h=8, unit="reqpm", custom=TS)
+RPM_BY_MODEL = Panel("rpm_by_model", "Throughput by model", "timeseries",
+                     q.timeseries([(f"{q.CALLS} / ({STEP_S} / 60)", "rpm")], group="model"),
+                     format="time_series", w=12, h=8, unit="reqpm", custom=TS)
+SUCCESS_TS = Panel("success_ts", "Success rate over time", "timeseries",
+                   q.timeseries([(q.SUCCESS_PCT, "success rate")]), format="time_series", w=12, h=8,
+                   unit="percent", thresholds=SUCCESS_STEPS, custom=SUCCESS_TS,
+                   options={"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}})
+LATENCY_TS = Panel("latency_ts", "Latency percentiles", "timeseries",
+                   q.timeseries([(q.P50, "p50"), (q.P95, "p95"), (q.P99, "p99")]), format="time_series",
+                   w=12, h=8, unit="ms", thresholds=((GREEN, None), (RED, q.P95_TARGET_MS)),
+                   custom={**TS, "thresholdsStyle": {"mode": "dashed"}},
+                   description="From merged log-bucket histograms (within 1%); dashed line: p95 target 2 s.")
+TTFT_TS = Panel("ttft_ts", "Time to first token (streams)", "timeseries",
+                q.timeseries([(q.quantile(0.5, "ttft_hist"), "ttft p50"), (q.quantile(0.95, "ttft_hist"), "ttft p95"),
+                              ("if(sum(ttft_count) = 0, nan, sum(ttft_ms_sum) / sum(ttft_count))", "ttft mean")]),
+                format="time_series", w=12, h=8, unit="ms", custom=TS)
+ERROR_RATE_TS = Panel("error_rate_ts", "Error rate over time", "timeseries",
+                      q.timeseries([(q.ERROR_PCT, "error rate")]), format="time_series", w=12, h=8,
+                      unit="percent", thresholds=ERROR_STEPS, custom={**TS, "thresholdsStyle": {"mode": "line"}})
+ERRORS_BY_CATEGORY = Panel(
+    "errors_by_category", "Errors by category", "timeseries",
+    q.timeseries([(f"sum(errors_{c})", c) for c in q.ERROR_CATEGORIES]), format="time_series", w=12, h=8,
+    unit="short", custom=STACKED, description="Stacked: timeout, rate limit, model (LLM/5xx), validation (4xx), "
+                                              "auth, system (crashes, network).")
+LATENCY_TABLE = Panel(
+    "latency_table", "Latency by prompt and model", "table",
+    q.breakdown([("prompt_name", "prompt"), ("prompt_version", "version"), ("model", "model")],
+                [(q.CALLS, "requests"), (q.MEAN_LATENCY, "mean ms"), (q.P50, "p50 ms"), (q.P95, "p95 ms"),
+                 (q.P99, "p99 ms"), (q.quantile(0.95, "ttft_hist"), "ttft p95 ms")],
+                order="`p95 ms` DESC", limit=50),
+    w=12, h=8, decimals=0, overrides=(("p95 ms", {"thresholds": ((GREEN, None), (RED, q.P95_TARGET_MS)),
+                                                   "custom.cellOptions": {"type": "color-text"}}),))
+LATENCY_BREAKDOWN = Panel(
+    "latency_breakdown", "Latency breakdown by model", "table",
+    q.breakdown([("model", "model")],
+                [(q.CALLS, "requests"), (q.MEAN_LATENCY, "mean ms"),
+                 ("if(sum(ttft_count) = 0, nan, sum(ttft_ms_sum) / sum(ttft_count))",
+                  "first token ms (queue + prefill)"),
+                 ("if(sum(ttft_count) = 0, nan, (sum(stream_latency_ms_sum) - sum(ttft_ms_sum)) / sum(ttft_count))",
+                  "generation ms"),
+                 ("if(sum(calls) = 0, nan, 100 * sum(retried_calls) / sum(calls))", "retried %"),
+                 ("if(sum(calls) = 0, nan, sum(retries) / sum(calls))", "avg retries")],
+                order="`mean ms` DESC"),
+    w=12, h=8, decimals=1,
+    description="Where the span says: time to first token (queue + server prefill) vs generation for streams "
+                "with a first token, and retries (promptpulse.retry.count). Network time is not measured by "
+                "contract 1.")
+SLOWEST = Panel(
+    "slowest_calls", "Slowest calls (drill-down)", "table",
+    f"SELECT\n    timestamp, service, prompt_name AS prompt, prompt_version AS version, {q.RAW_MODEL} AS model,\n"
+    "    latency_ms, ttft_ms, status, error_category, input_tokens, output_tokens, trace_id, span_id\n"
+    f"FROM {q.raw_calls()}\nORDER BY latency_ms DESC\nLIMIT 20",
+    w=24, h=8, raw=True)
+TOP_CATEGORY = ("if(sum(errors) = 0, '', arrayElement(" + str(list(q.ERROR_CATEGORIES)).replace('"', "'")
+                + ", indexOf([" + ", ".join(f"sum(errors_{c})" for c in q.ERROR_CATEGORIES) + "], arrayMax(["
+                + ", ".join(f"sum(errors_{c})" for c in q.ERROR_CATEGORIES) + "]))))")
+TOP_ISSUES = Panel(
+    "top_issues", "Top issues", "table",
+    q.breakdown([("service", "service"), ("prompt_name", "prompt"), ("prompt_version", "version"), ("model", "model")],
+                [(q.CALLS, "requests"), (q.SUCCESS_PCT, "success %"), (q.P95, "p95 ms"), (q.P99, "p99 ms"),
+                 (TOP_CATEGORY, "top error"),
+                 ("arrayStringConcat(arrayFilter(x -> x != '', ["
+                  f"multiIf(`success %` < {q.SUCCESS_CRITICAL}, 'success rate critical', "
+                  f"`success %` < {q.SUCCESS_HEALTHY}, 'success rate warning', ''), "
+                  f"if(`p95 ms` > {q.P95_TARGET_MS}, 'p95 over 2 s', ''), "
+                  f"if(`p99 ms` > {q.P99_TARGET_MS}, 'p99 over 5 s', '')]), ', ')", "issues")],
+                having="issues != ''", order="`success %` ASC, `p95 ms` DESC", limit=20),
+    w=24, h=7, decimals=1, overrides=(("success %", {"thresholds": SUCCESS_STEPS,
+                                                      "custom.cellOptions": {"type": "color-background"}}),),
+    description="Series missing a target: success <95% (warning) / <90% (critical), p95 >2 s, p99 >5 s.")
+
+# cost
+COST_BY = {
+    col: Panel(f"cost_by_{col}", f"Cost by {label}", "timeseries", q.timeseries([(q.COST, "cost")], group=col),
+               format="time_series", w=8, h=8, unit="currencyUSD", custom=STACKED)
+    for col, label in (("prompt_name", "prompt"), ("model", "model"), ("provider", "provider"))
+}
+COST_PER_REQ_TS = Panel("cost_per_request_ts", "Cost per request", "timeseries",
+                        q.timeseries([(q.COST_PER_REQ, "cost per request")], group="prompt_name"),
+                        format="time_series", w=12, h=8, unit="currencyUSD", custom=TS)
+COST_PIE = Panel("cost_pie", "Cost share by prompt", "piechart",
+                 q.breakdown([("prompt_name", "prompt")], [(q.COST, "cost")], order="cost DESC"),
+                 w=12, h=8, unit="currencyUSD", decimals=2)
+TODAY = "toStartOfDay(" + TO + ")"
+MONTH = "toDateTime(toStartOfMonth(" + TO + "))"
+BUDGET_TODAY = Panel(
+    "budget_today", "Daily budget", "stat",
+    q.totals([(q.COST, "Spent today"), (BUDGET, "Budget"), (f"if({BUDGET} = 0, nan, 100 * {q.COST} / {BUDGET})",
+                                                            "Used %")],
+             source=q.rollup(TODAY, TO, length=f"({TO} - {TODAY})")),
+    w=8, h=4, decimals=2, overrides=(("Used %", {"unit": "percent", "thresholds": (
+        (GREEN, None), (YELLOW, 80), (RED, 110))}), ("Spent today", {"unit": "currencyUSD"}),
+                                     ("Budget", {"unit": "currencyUSD"})),
+    description="Today (from midnight to the end of the range) vs the daily_budget variable; alert at 110%.")
+MONTH_PROJECTION = Panel(
+    "month_projection", "Month to date and projection", "stat",
+    q.totals([(q.COST, "Month to date"),
+              (f"{q.COST} / greatest({TO} - {MONTH}, 1) * (toDateTime(addMonths({MONTH}, 1)) - {MONTH})",
+               "Projected month"),
+              (f"{BUDGET} * toDayOfMonth(toLastDayOfMonth({TO}))", "Monthly budget")],
+             source=q.rollup(MONTH, TO, length=f"({TO} - {MONTH})")),
+    w=8, h=4, unit="currencyUSD", decimals=2, thresholds=((BLUE, None),),
+    description="Spend since the 1st, projected at the month's rate so far.")
+DAILY_SPEND = Panel(
+    "daily_spend", "Daily spend vs budget", "timeseries",
+    f"SELECT\n    toStartOfDay(bucket) AS time,\n    {q.COST} AS spend,\n    any({BUDGET}) AS budget\n"
+    f"FROM {q.rollup()}\nGROUP BY time\nORDER BY time",
+    format="time_series", w=12, h=8, unit="currencyUSD",
+    custom=BARS, overrides=(("budget", {"custom.drawStyle": "line", "custom.lineStyle": {"fill": "dash",
+                                                                                          "dash": [10, 10]}}),))
+COST_TABLE = Panel(
+    "cost_table", "Spend by prompt and model", "table",
+    q.breakdown([("prompt_name", "prompt"), ("model", "model"), ("provider", "provider")],
+                [(q.CALLS, "requests"), ("sum(input_tokens)", "input tokens"), ("sum(output_tokens)", "output tokens"),
+                 (q.COST, "cost"), (q.COST_PER_REQ, "cost per request"),
+                 (f"100 * {q.COST} / sum({q.COST}) OVER ()", "share %")],
+                order="cost DESC", limit=50),
+    w=12, h=8, decimals=4)
+
+# quality: the score rollups (scores carry their call's dimensions, so the dashboard variables apply); the
+# drill-down joins raw scores to their calls
+SCORES = (
+    "(\n    SELECT s.timestamp AS timestamp, s.name AS name, s.value AS value, s.label AS label,\n"
+    "           s.comment AS comment,"
+    " s.trace_id AS trace_id, s.span_id AS span_id, c.service AS service,\n"
+    "           c.prompt_name AS prompt_name,"
+    " c.prompt_version AS prompt_version, c.model AS model, c.latency_ms AS latency_ms\n"
+    "    FROM llm_scores AS s\n"
+    f"    INNER JOIN (SELECT trace_id, span_id, service, prompt_name, prompt_version, {q.RAW_MODEL} AS model,\n"
+    f"                       latency_ms FROM {q.raw_calls(f'({FROM} - INTERVAL 1 DAY)', TO)}) AS c\n"
+    "      ON s.trace_id = c.trace_id AND s.span_id = c.span_id\n"
+    f"    WHERE s.timestamp >= {FROM} AND s.timestamp < {TO}\n"
+    "      AND $__conditionalAll(s.name IN (${score_name:singlequote}), $score_name)\n)"
+)
+SCORE_ROLLUP = q.score_rollup()
+QUALITY_STATS = Panel("quality_stats", "Scores", "stat",
+                      q.totals([(q.SCORE_AVG, "Average score"), (q.SCORES_N, "Scores"),
+                                (q.SCORED_CALLS, "Scored calls")], source=SCORE_ROLLUP),
+                      w=8, h=4, decimals=3, thresholds=((BLUE, None),))
+QUALITY_TS = Panel("quality_ts", "Average score over time", "timeseries",
+                   q.timeseries([(q.SCORE_AVG, "score")], group="name", source=SCORE_ROLLUP),
+                   format="time_series", w=16, h=8, custom=TS)
+QUALITY_DISTRIBUTION = Panel(
+    "quality_distribution", "Score distribution", "barchart",
+    "SELECT toString(step.1 / 10) AS score, step.2 AS scores\n"
+    f"FROM (SELECT arrayJoin(arrayZip(mapKeys(h), mapValues(h))) AS step FROM (SELECT sumMap(value_hist) AS h "
+    f"FROM {SCORE_ROLLUP}))\nORDER BY step.1", w=8, h=8,
+    description="Scores in steps of 0.1 (the rollup's value_hist: key = floor(value x 10)).")
+FEEDBACK = Panel(
+    "feedback_rates", "Feedback rates", "table",
+    q.breakdown([("name", "name")],
+                [(q.SCORES_N, "count"), (q.SCORED_CALLS, "scored calls"),
+                 (f"(SELECT sum(calls) FROM {q.rollup()})", "calls"),
+                 ("100 * `scored calls` / calls", "scored % of calls"), (q.SCORE_AVG, "average"),
+                 (q.SCORE_POSITIVE_PCT, "positive %")], order="name", source=SCORE_ROLLUP),
+    w=8, h=8, decimals=2, description="Positive = value >= 0.5 (thumbs up = 1, down = 0; 0..1 scores).")
+QUALITY_BY_VERSION = Panel(
+    "quality_by_version", "Scores by prompt version (A/B)", "table",
+    q.breakdown([("prompt_name", "prompt"), ("prompt_version", "version"), ("name", "name")],
+                [(q.SCORES_N, "count"), (q.SCORE_AVG, "average"), (q.SCORE_POSITIVE_PCT, "positive %"),
+                 ("min(value_min)", "min")], order="prompt, name, version", source=SCORE_ROLLUP),
+    w=8, h=8, decimals=3)
+LOWEST_SCORES = Panel(
+    "lowest_scores", "Lowest-scoring calls (drill-down)", "table",
+    f"SELECT timestamp, name, value, label, comment, service, prompt_name AS prompt, prompt_version AS version,\n"
+    f"    model, latency_ms, trace_id, span_id\nFROM {SCORES}\nORDER BY value ASC, timestamp DESC\nLIMIT 20",
+    w=24, h=8, raw=True)
+
+# comparison
+COMPARE_TABLE = Panel("compare_table", "Side by side (winner row)", "table", q.compare_pivot(), w=12, h=9,
+                      description="Up to 3 of the selected prompts (or versions, see Compare) with the most "
+                                  "requests. Winner: lowest sum of ranks on success, p95, avg tokens, cost/request.")
+COMPARE_RANKED = Panel("compare_ranked", "Comparison (numbers and ranks)", "table", q.compare_ranked(), w=12, h=9,
+                       decimals=4, overrides=(("success_rate", {"thresholds": SUCCESS_STEPS,
+                                                                "custom.cellOptions": {"type": "color-text"}}),))
+COMPARE_TS = {
+    key: Panel(f"compare_{key}_ts", title, "timeseries", q.timeseries([(expr, key)], group=q.COMPARE_KEY),
+               format="time_series", w=8, h=8, unit=unit, custom=TS)
+    for key, title, expr, unit in (("p95", "p95 latency", q.P95, "ms"),
+                                   ("success", "Success rate", q.SUCCESS_PCT, "percent"),
+                                   ("cost_per_request", "Cost per request", q.COST_PER_REQ, "currencyUSD"))
+}
+
+# SLA
+SLA_STATS = Panel(
+    "sla_stats", "SLA status", "stat",
+    q.totals([(q.SUCCESS_PCT, "Availability"), (q.P95, "p95"), (q.SUCCESS_PCT, "Success")]), w=12, h=4,
+    decimals=2, overrides=(
+        ("Availability", {"unit": "percent", "thresholds": ((RED, None), (GREEN, 99.9))}),
+        ("p95", {"unit": "ms", "thresholds": ((GREEN, None), (RED, q.P95_TARGET_MS))}),
+        ("Success", {"unit": "percent", "thresholds": SUCCESS_STEPS})),
+    description="Availability = successful calls / calls (target: slo_target, 99.9%); p95 target 2000 ms; "
+                "success target 95%.")
+ERROR_BUDGET = Panel(
+    "error_budget", "Error budget (requests)", "stat",
+    q.totals([(q.ERRORS, "Failed calls"), (f"{q.CALLS} * (1 - {SLO})", "Allowed failures"),
+              (f"if({q.CALLS} = 0, nan, 100 * (1 - {q.ERRORS} / ({q.CALLS} * (1 - {SLO}))))", "Budget remaining %")]),
+    w=6, h=4, decimals=1, overrides=(("Budget remaining %", {"unit": "percent", "thresholds": (
+        (RED, None), (YELLOW, 0), (GREEN, 25))}),))
+DOWNTIME = Panel(
+    "downtime", "Downtime budget (minutes)", "stat",
+    f"SELECT\n    countIf(ok_pct < {q.SUCCESS_CRITICAL}) AS `Downtime minutes`,\n"
+    f"    {RANGE_S} / 60 * (1 - {SLO}) AS `Allowed minutes`,\n"
+    "    `Allowed minutes` - `Downtime minutes` AS `Remaining minutes`\n"
+    f"FROM (\n  SELECT bucket, 100 * (1 - sum(errors) / sum(calls)) AS ok_pct\n  "
+    f"FROM {q.rollup(minute_only=True)}\n  GROUP BY bucket\n)",
+    w=6, h=4, decimals=1, thresholds=((BLUE, None),),
+    description="A minute is down when its success rate is below 90%; allowed = range x (1 - SLO) "
+                "(99.9% of 30 days = 43 minutes).")
+BURN_WINDOWS = ((300, 14.4), (1800, 6.0), (3600, 14.4), (21600, 6.0))
+BURN_RATE = Panel(
+    "burn_rate", "Burn rate (windows ending at the range end)", "table",
+    "SELECT * FROM (\n" + "\nUNION ALL\n".join(
+        f"SELECT '{w // 60}m' AS window, {w} AS seconds, sum(errors) / sum(calls) AS `error ratio`,\n"
+        f"    `error ratio` / (1 - {SLO}) AS `burn rate`, {f} AS threshold,\n"
+        "    if(`burn rate` > threshold, 'burning', 'ok') AS status\n"
+        f"FROM {q.rollup(f'({TO} - {w})', TO, minute_only=True)}"
+        for w, f in BURN_WINDOWS) + "\n)\nORDER BY seconds",
+    w=12, h=6, decimals=3,
+    description="Burn rate = error ratio / (1 - SLO). Pages when 1h and 5m both burn >14.4x, "
+                "tickets when 6h and 30m both burn >6x (alerts/sla_burn_rate.sql).")
+BURN_TS = Panel("burn_rate_ts", "Burn rate over time", "timeseries",
+                q.timeseries([(f"sum(errors) / sum(calls) / (1 - {SLO})", "burn rate")]), format="time_series",
+                w=12, h=6, thresholds=((GREEN, None), (YELLOW, 6), (RED, 14.4)),
+                custom={**TS, "thresholdsStyle": {"mode": "dashed"}})
+SLA_DAILY = Panel(
+    "sla_daily", "Daily compliance", "table",
+    f"SELECT\n    toDate(bucket) AS day,\n    {q.CALLS} AS requests,\n    {q.SUCCESS_PCT} AS `availability %`,\n"
+    f"    {q.P95} AS `p95 ms`,\n"
+    f"    `availability %` >= 100 * {SLO} AND `p95 ms` < {q.P95_TARGET_MS} AND `availability %` >= "
+    f"{q.SUCCESS_HEALTHY} AS meeting\n"
+    f"FROM {q.rollup()}\nGROUP BY day\nORDER BY day DESC", w=12, h=8, decimals=2)
+ALERT_HISTORY = Panel(
+    "alert_history", "Alert history", "table",
+    "SELECT timestamp, rule, severity, toString(state) AS state, toString(labels) AS labels, value, threshold, "
+    f"message\nFROM alert_events\nWHERE timestamp >= {FROM} AND timestamp < {TO}\nORDER BY timestamp DESC\nLIMIT 200",
+    w=24, h=8, decimals=3)
+ALERT_COUNTS = Panel(
+    "alert_counts", "Alerts fired by rule", "bargauge",
+    "SELECT rule, countIf(state = 'firing') AS fired\nFROM alert_events\n"
+    f"WHERE timestamp >= {FROM} AND timestamp < {TO}\nGROUP BY rule\nORDER BY fired DESC",
+    w=12, h=8, thresholds=((BLUE, None),))
+
+# --- dashboards ---------------------------------------------------------------------------------------------------
+DASHBOARDS: tuple[Dashboard, ...] = (
+    Dashboard("promptpulse-overview", "PromptPulse / Overview",
+              "Executive view: traffic, success, latency against targets, errors, tokens, cost and top issues.",
+              (REQUESTS, RPM, PEAK_RPM, TREND, SUCCESS_RATE, ERROR_RATE, LATENCY_STATS, TOKENS, COST_STATS,
+               RPM_BY_PROMPT, SUCCESS_TS, LATENCY_TS, ERROR_RATE_TS, TOP_ISSUES), FILTER_VARIABLES),
+    Dashboard("promptpulse-performance", "PromptPulse / Performance",
+              "Latency percentiles, time to first token, throughput, errors by category, latency breakdown.",
+              (LATENCY_STATS, SUCCESS_RATE, ERROR_RATE, RPM, LATENCY_TS, TTFT_TS, RPM_BY_MODEL, ERRORS_BY_CATEGORY,
+               ERROR_RATE_TS, SUCCESS_TS, LATENCY_TABLE, LATENCY_BREAKDOWN, SLOWEST), FILTER_VARIABLES),
+    Dashboard("promptpulse-cost", "PromptPulse / Cost",
+              "Spend by prompt, model and provider; cost per request; daily budget and monthly projection.",
+              (COST_STATS, BUDGET_TODAY, MONTH_PROJECTION, *COST_BY.values(), COST_PER_REQ_TS, COST_PIE,
+               DAILY_SPEND, COST_TABLE, TOKENS), (*FILTER_VARIABLES, DAILY_BUDGET)),
+    Dashboard("promptpulse-quality", "PromptPulse / Quality",
+              "Quality scores and user feedback from llm_scores, attributed to prompts through their calls.",
+              (QUALITY_STATS, QUALITY_TS, QUALITY_DISTRIBUTION, FEEDBACK, QUALITY_BY_VERSION, LOWEST_SCORES),
+              (*FILTER_VARIABLES, SCORE_NAME)),
+    Dashboard("promptpulse-compare", "PromptPulse / Prompt comparison",
+              "Up to 3 prompts or versions side by side with a winner row.",
+              (COMPARE_TABLE, COMPARE_RANKED, *COMPARE_TS.values()), (*FILTER_VARIABLES, COMPARE_BY),
+              time_from="now-7d"),
+    Dashboard("promptpulse-sla", "PromptPulse / SLA & alerts",
+              "Availability, p95 and success against targets, error budget, burn rate and alert history.",
+              (SLA_STATS, ERROR_BUDGET, DOWNTIME, BURN_RATE, BURN_TS, SLA_DAILY, ALERT_COUNTS, ALERT_HISTORY),
+              (*FILTER_VARIABLES, SLO_TARGET), time_from="now-30d"),
+)
+
+
+def all_panels() -> dict[str, Panel]:
+    """Every distinct panel by key (a panel shown on two dashboards is one definition)."""
+    out: dict[str, Panel] = {}
+    for dash in DASHBOARDS:
+        for panel in dash.panels:
+            if out.setdefault(panel.key, panel) is not panel:
+                raise ValueError(f"two different panels share the key {panel.key!r}")
+    return out

@@ -1,0 +1,198 @@
+"""The dashboard model (Dashboard, Panel, Variable) and its rendering to Grafana 10/11 dashboard JSON for the
+grafana-clickhouse-datasource plugin (v4 query model). The data source is the ``${datasource}`` variable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PLUGIN_ID = "grafana-clickhouse-datasource"
+DS_REF = {"type": PLUGIN_ID, "uid": "${datasource}"}
+SCHEMA_VERSION = 39
+# plugin v4: Format.TIMESERIES = 0, Format.TABLE = 1
+FORMAT = {"time_series": 0, "table": 1}
+QUERY_TYPE = {"time_series": "timeseries", "table": "table"}
+TIME_OPTIONS = ("1h", "24h", "7d", "30d")
+REFRESH = "30s"
+
+GREEN, YELLOW, RED, BLUE = "green", "yellow", "red", "blue"
+Thresholds = tuple[tuple[str, float | None], ...]
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str  # stable name, used by the tests
+    title: str
+    type: str  # stat, timeseries, table, piechart, barchart, bargauge
+    sql: str
+    format: str = "table"  # or time_series
+    unit: str = ""
+    description: str = ""
+    w: int = 6
+    h: int = 6
+    decimals: int | None = None
+    thresholds: Thresholds = ((GREEN, None),)
+    overrides: tuple[tuple[str, dict[str, Any]], ...] = ()  # (field name, properties)
+    options: dict[str, Any] = field(default_factory=dict)
+    custom: dict[str, Any] = field(default_factory=dict)  # fieldConfig.defaults.custom
+    raw: bool = False  # reads raw llm_calls (drill-down)
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    label: str
+    kind: str  # query, custom, textbox
+    query: str = ""  # SQL for query variables, comma-separated options for custom, default for textbox
+    multi: bool = True
+    include_all: bool = True
+    default: str = ""
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    panels: tuple[Panel, ...]
+    variables: tuple[Variable, ...]
+    tags: tuple[str, ...] = ("promptpulse",)
+    time_from: str = "now-24h"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.uid}.json"
+
+
+def _thresholds(steps: Thresholds) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
+
+
+def _override(name: str, props: dict[str, Any]) -> dict[str, Any]:
+    out = []
+    for key, value in props.items():
+        if key == "thresholds":
+            value = _thresholds(value)
+        out.append({"id": key, "value": value})
+    return {"matcher": {"id": "byName", "options": name}, "properties": out}
+
+
+def _panel_options(panel: Panel) -> dict[str, Any]:
+    base: dict[str, Any] = {}
+    if panel.type == "stat":
+        base = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                "colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
+                "justifyMode": "auto", "orientation": "auto"}
+    elif panel.type == "timeseries":
+        base = {"legend": {"displayMode": "table", "placement": "bottom", "showLegend": True,
+                           "calcs": ["mean", "max", "lastNotNull"]},
+                "tooltip": {"mode": "multi", "sort": "desc"}}
+    elif panel.type == "table":
+        base = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
+    elif panel.type == "piechart":
+        base = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
+                "pieType": "pie", "legend": {"displayMode": "table", "placement": "right", "showLegend": True,
+                                             "values": ["value", "percent"]}}
+    elif panel.type == "barchart":
+        base = {"orientation": "auto", "showValue": "auto", "stacking": "none", "xTickLabelRotation": 0,
+                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}
+    elif panel.type == "bargauge":
+        base = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
+                "orientation": "horizontal", "displayMode": "gradient"}
+    return {**base, **panel.options}
+
+
+def render_panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"thresholds": _thresholds(panel.thresholds), "color": {"mode": "thresholds"}
+                                if panel.type in ("stat", "bargauge") else {"mode": "palette-classic"}}
+    if panel.unit:
+        defaults["unit"] = panel.unit
+    if panel.decimals is not None:
+        defaults["decimals"] = panel.decimals
+    if panel.custom:
+        defaults["custom"] = panel.custom
+    return {
+        "id": panel_id,
+        "type": panel.type,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DS_REF,
+        "gridPos": {"h": panel.h, "w": panel.w, "x": x, "y": y},
+        "fieldConfig": {"defaults": defaults, "overrides": [_override(n, p) for n, p in panel.overrides]},
+        "options": _panel_options(panel),
+        "targets": [{
+            "refId": "A",
+            "datasource": DS_REF,
+            "editorType": "sql",
+            "format": FORMAT[panel.format],
+            "queryType": QUERY_TYPE[panel.format],
+            "rawSql": panel.sql,
+        }],
+    }
+
+
+def render_variable(var: Variable) -> dict[str, Any]:
+    if var.kind == "query":
+        all_current = {"selected": True, "text": ["All"], "value": ["$__all"]} if var.multi else {}
+        return {"name": var.name, "label": var.label, "type": "query", "datasource": DS_REF,
+                "query": var.query, "definition": var.query, "refresh": 2, "sort": 1, "regex": "",
+                "multi": var.multi, "includeAll": var.include_all, "current": all_current, "hide": 0,
+                "options": []}
+    if var.kind == "custom":
+        options = [o.strip() for o in var.query.split(",")]
+        return {"name": var.name, "label": var.label, "type": "custom", "query": var.query,
+                "multi": False, "includeAll": False, "hide": 0,
+                "current": {"selected": True, "text": var.default, "value": var.default},
+                "options": [{"selected": o == var.default, "text": o, "value": o} for o in options]}
+    if var.kind == "textbox":
+        return {"name": var.name, "label": var.label, "type": "textbox", "query": var.default, "hide": 0,
+                "current": {"selected": False, "text": var.default, "value": var.default},
+                "options": [{"selected": True, "text": var.default, "value": var.default}]}
+    raise ValueError(var.kind)
+
+
+def layout(panels: tuple[Panel, ...]) -> list[tuple[Panel, int, int]]:
+    """Left to right in the 24-column grid, wrapping; a row is as tall as its tallest panel."""
+    out, x, y, row_h = [], 0, 0, 0
+    for panel in panels:
+        if x + panel.w > 24:
+            x, y, row_h = 0, y + row_h, 0
+        out.append((panel, x, y))
+        x += panel.w
+        row_h = max(row_h, panel.h)
+    return out
+
+
+def render_dashboard(dash: Dashboard) -> dict[str, Any]:
+    datasource_var = {"name": "datasource", "label": "Data source", "type": "datasource", "query": PLUGIN_ID,
+                      "regex": "", "hide": 0, "refresh": 1, "current": {}, "options": []}
+    return {
+        "__inputs": [],
+        "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+            {"type": "datasource", "id": PLUGIN_ID, "name": "ClickHouse", "version": "4.0.0"},
+        ],
+        "uid": dash.uid,
+        "title": dash.title,
+        "description": dash.description,
+        "tags": list(dash.tags),
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "time": {"from": dash.time_from, "to": "now"},
+        "timepicker": {"refresh_intervals": [REFRESH, "1m", "5m", "15m", "1h"],
+                       "time_options": list(TIME_OPTIONS),
+                       "quick_ranges": [{"display": f"Last {o}", "from": f"now-{o}", "to": "now"}
+                                        for o in TIME_OPTIONS]},
+        "refresh": REFRESH,
+        "timezone": "",
+        "liveNow": False,
+        "links": [{"title": "PromptPulse", "type": "dashboards", "tags": ["promptpulse"], "asDropdown": True,
+                   "includeVars": True, "keepTime": True, "icon": "external link"}],
+        "annotations": {"list": [{"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                                  "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+                                  "name": "Annotations & Alerts", "type": "dashboard"}]},
+        "templating": {"list": [datasource_var, *(render_variable(v) for v in dash.variables)]},
+        "panels": [render_panel(p, i + 1, x, y) for i, (p, x, y) in enumerate(layout(dash.panels))],
+    }

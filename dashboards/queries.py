@@ -1,0 +1,194 @@
+"""SQL builders shared by every dashboard panel: filters from the dashboard variables, the rollup source at the
+resolution that fits the time range, and the metric expressions. A panel's SQL is composed here, never typed twice.
+
+Resolution: ranges up to ``SWITCH_S`` (48 h) read ``llm_calls_1m``, longer ones ``llm_calls_1h``. Both branches of a
+UNION ALL carry a constant guard on ``$__toTime - $__fromTime``, so ClickHouse reads exactly one table. Raw
+``llm_calls`` is read only by drill-down tables. Quality panels read the score rollups (``llm_scores_1m`` /
+``llm_scores_1h``) the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+SWITCH_S = 2 * 86400
+FROM, TO = "$__fromTime", "$__toTime"
+RANGE_S = f"({TO} - {FROM})"
+RES_S = f"if({RANGE_S} <= {SWITCH_S}, 60, 3600)"
+STEP_S = f"greatest($__interval_s, {RES_S})"
+
+# dashboard variable -> rollup column
+FILTER_VARS: tuple[tuple[str, str], ...] = (
+    ("service", "service"), ("environment", "environment"), ("prompt", "prompt_name"),
+    ("version", "prompt_version"), ("model", "model"), ("provider", "provider"),
+)
+RAW_MODEL = "if(request_model != '', request_model, response_model)"
+
+# Seed thresholds (production-metrics-dashboard.md)
+SUCCESS_HEALTHY, SUCCESS_CRITICAL = 95, 90
+P50_TARGET_MS, P95_TARGET_MS, P99_TARGET_MS = 1000, 2000, 5000
+
+
+def filters(*, model_col: str = "model", skip: Sequence[str] = ()) -> str:
+    """The variable filters; each is dropped by $__conditionalAll when its variable is All."""
+    parts = []
+    for var, col in FILTER_VARS:
+        if var in skip:
+            continue
+        column = model_col if col == "model" else col
+        parts.append(f"$__conditionalAll({column} IN (${{{var}:singlequote}}), ${var})")
+    return " AND ".join(parts)
+
+
+def rollup(start: str = FROM, end: str = TO, *, length: str = RANGE_S, extra: str = "",
+           minute_only: bool = False) -> str:
+    """Rollup rows of [start, end) at the dashboard's resolution, filtered by the variables.
+
+    ``length`` decides the resolution (default: the dashboard range). ``minute_only`` always reads llm_calls_1m
+    (panels that need minute resolution over any range, e.g. peak RPM or SLA downtime minutes)."""
+    where = filters() + (f" AND {extra}" if extra else "")
+    one_minute = (f"SELECT *, 60 AS res_s FROM llm_calls_1m\n"
+                  f"    WHERE {'1' if minute_only else f'{length} <= {SWITCH_S}'}"
+                  f" AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n      AND {where}")
+    if minute_only:
+        return f"(\n    {one_minute}\n)"
+    one_hour = (f"SELECT *, 3600 AS res_s FROM llm_calls_1h\n"
+                f"    WHERE {length} > {SWITCH_S} AND bucket >= toStartOfHour({start}) AND bucket < {end}\n"
+                f"      AND {where}")
+    return f"(\n    {one_minute}\n    UNION ALL\n    {one_hour}\n)"
+
+
+def score_rollup(start: str = FROM, end: str = TO) -> str:
+    """Score rollup rows (llm_scores_1m / llm_scores_1h, schemas/007) of [start, end) at the dashboard's resolution,
+    filtered by the variables and ``score_name``. Scores are bucketed by their own time and carry their call's
+    dimensions (looked up when the score was inserted)."""
+    where = filters() + " AND $__conditionalAll(name IN (${score_name:singlequote}), $score_name)"
+    return (f"(\n    SELECT *, 60 AS res_s FROM llm_scores_1m\n"
+            f"    WHERE {RANGE_S} <= {SWITCH_S} AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n"
+            f"      AND {where}\n    UNION ALL\n"
+            f"    SELECT *, 3600 AS res_s FROM llm_scores_1h\n"
+            f"    WHERE {RANGE_S} > {SWITCH_S} AND bucket >= toStartOfHour({start}) AND bucket < {end}\n"
+            f"      AND {where}\n)")
+
+
+def raw_calls(start: str = FROM, end: str = TO, extra: str = "") -> str:
+    """Raw llm_calls of [start, end), filtered by the variables (drill-down only)."""
+    where = f"timestamp >= {start} AND timestamp < {end} AND " + filters(model_col=RAW_MODEL)
+    return f"llm_calls WHERE {where}" + (f" AND {extra}" if extra else "")
+
+
+def time_bucket(col: str = "bucket") -> str:
+    return f"toStartOfInterval({col}, INTERVAL {STEP_S} second)"
+
+
+# --- metric expressions over rollup rows ------------------------------------------------------------------
+CALLS = "sum(calls)"
+ERRORS = "sum(errors)"
+SUCCESS_PCT = "if(sum(calls) = 0, nan, 100 * (1 - sum(errors) / sum(calls)))"
+ERROR_PCT = "if(sum(calls) = 0, nan, 100 * sum(errors) / sum(calls))"
+COST = "toFloat64(sum(cost_usd))"
+COST_PER_REQ = f"if(sum(calls) = 0, nan, {COST} / sum(calls))"
+TOKENS = "sum(input_tokens) + sum(output_tokens)"
+AVG_TOKENS = f"if(sum(calls) = 0, nan, ({TOKENS}) / sum(calls))"
+MEAN_LATENCY = "if(sum(calls) = 0, nan, sum(latency_ms_sum) / sum(calls))"
+ERROR_CATEGORIES = ("timeout", "rate_limit", "model_error", "validation", "auth", "system")
+
+
+# over score rollup rows
+SCORES_N = "sum(scores)"
+SCORE_AVG = "if(sum(scores) = 0, nan, sum(value_sum) / sum(scores))"
+SCORE_POSITIVE_PCT = "if(sum(scores) = 0, nan, 100 * sum(positives) / sum(scores))"
+SCORED_CALLS = "uniqMerge(scored_calls)"
+
+
+def quantile(q: float, hist: str = "latency_hist") -> str:
+    return f"promptpulse_hist_quantile(sumMap({hist}), {q})"
+
+
+P50, P95, P99 = quantile(0.5), quantile(0.95), quantile(0.99)
+
+
+def select(columns: Sequence[tuple[str, str]]) -> str:
+    return ",\n    ".join(f"{expr} AS `{alias}`" for expr, alias in columns)
+
+
+# --- query shapes -----------------------------------------------------------------------------------------
+def totals(columns: Sequence[tuple[str, str]], *, source: str | None = None) -> str:
+    """One row over the whole range."""
+    return f"SELECT\n    {select(columns)}\nFROM {source or rollup()}"
+
+
+def timeseries(columns: Sequence[tuple[str, str]], *, group: str | None = None, source: str | None = None) -> str:
+    """Values per time step (the panel interval, at least the rollup resolution); ``group`` adds a series label
+    column (long format: the plugin turns it into one series per value)."""
+    label = f",\n    {group} AS series" if group else ""
+    by = ", series" if group else ""
+    return (f"SELECT\n    {time_bucket()} AS time{label},\n    {select(columns)}\nFROM {source or rollup()}\n"
+            f"GROUP BY time{by}\nORDER BY time{by}")
+
+
+def breakdown(keys: Sequence[tuple[str, str]], columns: Sequence[tuple[str, str]], *, order: str,
+              limit: int | None = None, having: str = "", source: str | None = None) -> str:
+    """One row per key (table / pie / bar)."""
+    key_aliases = ", ".join(f"`{alias}`" for _, alias in keys)
+    return (f"SELECT\n    {select([*keys, *columns])}\nFROM {source or rollup()}\nGROUP BY {key_aliases}\n"
+            + (f"HAVING {having}\n" if having else "")
+            + f"ORDER BY {order}" + (f"\nLIMIT {limit}" if limit else ""))
+
+
+def variable_query(column: str, *, depends: Sequence[str], table: str = "llm_calls_1h") -> str:
+    """Values of a filter variable seen in the range, narrowed by the variables before it."""
+    deps = [(v, c) for v, c in FILTER_VARS if v in depends]
+    where = " AND ".join([f"bucket >= toStartOfHour({FROM}) AND bucket < {TO}"]
+                         + [f"$__conditionalAll({c} IN (${{{v}:singlequote}}), ${v})" for v, c in deps])
+    return f"SELECT DISTINCT {column} FROM {table} WHERE {where} ORDER BY {column}"
+
+
+# --- comparison (up to 3 prompts or versions) ----------------------------------------------------------------
+COMPARE_KEY = ("if('${compare_by}' = 'version', concat(prompt_name, ' v', prompt_version), prompt_name)")
+COMPARE_METRICS: tuple[tuple[str, str], ...] = (
+    (CALLS, "requests"), (SUCCESS_PCT, "success_rate"), (P95, "p95_ms"), (AVG_TOKENS, "avg_tokens"),
+    (COST_PER_REQ, "cost_per_request"),
+)
+
+
+def compare_ranked() -> str:
+    """The (up to) 3 busiest selected prompts or versions with their metrics, per-metric ranks and overall place:
+    the lowest sum of ranks (success desc, p95 asc, avg tokens asc, cost per request asc) wins; ties go to the
+    higher success rate."""
+    return (
+        "SELECT *, r_success + r_p95 + r_tokens + r_cost AS rank_sum,\n"
+        "    row_number() OVER (ORDER BY rank_sum ASC, success_rate DESC, requests DESC) AS place\n"
+        "FROM (\n"
+        "  SELECT *,\n"
+        "    rank() OVER (ORDER BY success_rate DESC) AS r_success, rank() OVER (ORDER BY p95_ms ASC) AS r_p95,\n"
+        "    rank() OVER (ORDER BY avg_tokens ASC) AS r_tokens, rank() OVER (ORDER BY cost_per_request ASC) AS r_cost\n"
+        "  FROM (\n"
+        + breakdown([(COMPARE_KEY, "series")], COMPARE_METRICS, order="requests DESC, series", limit=3)
+        + "\n  )\n)\nORDER BY place"
+    )
+
+
+def compare_pivot() -> str:
+    """The seed's comparison table: one row per metric, one column per compared prompt, and a Winner row."""
+    ordinal = "multiIf(place = 1, '1st (winner)', place = 2, '2nd', '3rd')"
+    rows = [
+        ("Prompt", "series"),
+        ("Requests", "formatReadableQuantity(requests)"),
+        ("Success Rate", "concat(toString(round(success_rate, 1)), '%')"),
+        ("p95 Latency", "concat(toString(round(p95_ms)), ' ms')"),
+        ("Avg Tokens", "toString(round(avg_tokens))"),
+        ("Cost/Request", "concat('$', toString(round(cost_per_request, 4)))"),
+        ("Winner", ordinal),
+    ]
+    metric_names = "[" + ", ".join(f"'{name}'" for name, _ in rows) + "]"
+    values = "[" + ", ".join(expr for _, expr in rows) + "]"
+    return (
+        "SELECT metric, cells[1] AS `1`, cells[2] AS `2`, cells[3] AS `3`\n"
+        "FROM (\n"
+        f"  SELECT arrayJoin(arrayEnumerate({metric_names})) AS idx, {metric_names}[idx] AS metric,\n"
+        f"         arrayMap(t -> t.2[idx], arraySort(t -> t.1, groupArray((place, {values})))) AS cells\n"
+        f"  FROM ({compare_ranked()})\n"
+        "  GROUP BY idx, metric\n"
+        ")\nORDER BY idx"
+    )
