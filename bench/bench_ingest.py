@@ -1,0 +1,169 @@
+"""Ingest benchmark: spans/s over OTLP/HTTP into `promptpulse serve` (embedded chDB), measured until queryable.
+
+Realistic GenAI spans (~25 attributes) in requests of 512 spans, sent over keep-alive connections; the clock stops
+when `SELECT count() FROM otel_traces` returns the total. Also: the processor's peak RSS (VmHWM), and the decoder
+alone in-process. Usage: .venv/bin/python bench/bench_ingest.py [--requests 200] [--clients 2] [--no-fsync]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import marshal
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+
+def make_spans(n: int, seed: int) -> list:
+    rnd = random.Random(seed)
+    exp = InMemorySpanExporter()
+    tp = TracerProvider(resource=Resource.create({"service.name": "bench-app", "deployment.environment.name": "prod"}))
+    tp.add_span_processor(SimpleSpanProcessor(exp))
+    tr = tp.get_tracer("promptpulse.instrumentation.openai", "0.1.0")
+    for i in range(n):
+        model = rnd.choice(["gpt-4o", "gpt-4o-mini", "claude-sonnet-4"])
+        with tr.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT) as s:
+            s.set_attributes({
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": model, "gen_ai.response.model": model + "-2024-08-06",
+                "gen_ai.request.stream": False, "gen_ai.request.max_tokens": 1024,
+                "gen_ai.request.temperature": 0.7, "gen_ai.request.top_p": 1.0,
+                "gen_ai.response.id": f"chatcmpl-{rnd.getrandbits(64):x}",
+                "gen_ai.response.finish_reasons": ["stop"],
+                "gen_ai.usage.input_tokens": rnd.randint(10, 4000), "gen_ai.usage.output_tokens": rnd.randint(1, 800),
+                "gen_ai.usage.cache_read.input_tokens": 0, "gen_ai.prompt.name": f"prompt_{i % 12}",
+                "gen_ai.prompt.version": f"1.{i % 3}.0", "gen_ai.conversation.id": f"conv-{rnd.randint(0, 500)}",
+                "user.id": f"user-{rnd.randint(0, 1000)}", "session.id": f"sess-{rnd.randint(0, 700)}",
+                "server.address": "api.openai.com", "server.port": 443, "http.response.status_code": 200,
+                "promptpulse.cost.usd": rnd.random() / 100, "promptpulse.feature": "support",
+                "promptpulse.tags": ["beta", "eu"], "promptpulse.prompt.fingerprint": f"{rnd.getrandbits(64):016x}",
+            })
+            if i % 20 == 0:
+                s.set_attribute("error.type", "RateLimitError")
+                s.set_attribute("promptpulse.error.category", "rate_limit")
+                s.set_status(Status(StatusCode.ERROR, "rate limited"))
+    return list(exp.get_finished_spans())
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def decoder_only(bodies: list[bytes]) -> float:
+    from promptpulse.processor.receiver import decode
+
+    t = time.perf_counter()
+    n = sum(len(decode.decode_protobuf(b).rows) for b in bodies)
+    return n / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--no-fsync", action="store_true")
+    ap.add_argument("--py-spy", metavar="OUT", help="record the processor with py-spy (on PATH) into OUT (speedscope)")
+    a = ap.parse_args()
+    t = time.perf_counter()
+    cache = Path(tempfile.gettempdir()) / f"pp-bench-bodies-{a.requests}.marshal"
+    if cache.exists():  # the same deterministic bodies (seeded), generated once: the SDK takes ~17 s for 200
+        bodies = marshal.loads(cache.read_bytes())
+    else:
+        # one request per seed: distinct spans and ids, so distinct dedup tokens
+        bodies = [encode_spans(make_spans(512, seed)).SerializeToString() for seed in range(a.requests)]
+        cache.write_bytes(marshal.dumps(bodies))
+    print(f"generated {a.requests} x 512 spans in {time.perf_counter() - t:.1f} s, "
+          f"{len(bodies[0]) / 512:.0f} B/span on the wire", file=sys.stderr)
+    dec = decoder_only(bodies[:20])
+    tmp = Path(tempfile.mkdtemp(prefix="pp-bench-"))
+    ports = {"grpc": _port(), "http": _port(), "api": _port()}
+    env = {**os.environ, "PROMPTPULSE_SPOOL_FSYNC": "0" if a.no_fsync else "1"}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("promptpulse")), "serve", "--data-dir",
+                             str(tmp / "data"), "--otlp-grpc-port", str(ports["grpc"]), "--otlp-http-port",
+                             str(ports["http"]), "--api-port", str(ports["api"]), "--log-level", "WARNING"],
+                            env=env, stdout=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{ports['api']}"
+    while True:
+        try:
+            urllib.request.urlopen(api + "/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+
+    def count() -> int:
+        req = urllib.request.Request(api + "/api/query", json.dumps({"sql": "SELECT count() FROM otel_traces"})
+                                     .encode(), method="POST")
+        return int(json.load(urllib.request.urlopen(req))["rows"][0][0])
+
+    total = 512 * len(bodies)
+    codes: dict[int, int] = {}
+
+    def client(mine: list[bytes]) -> None:
+        c = http.client.HTTPConnection("127.0.0.1", ports["http"])
+        for b in mine:
+            while True:
+                c.request("POST", "/v1/traces", b, {"Content-Type": "application/x-protobuf"})
+                r = c.getresponse()
+                r.read()
+                codes[r.status] = codes.get(r.status, 0) + 1
+                if r.status == 200:
+                    break
+                time.sleep(float(r.headers.get("Retry-After") or 1))
+
+    spy = None
+    if a.py_spy:
+        spy = subprocess.Popen(["py-spy", "record", "--gil", "-r", "250", "-f", "raw",
+                                "-o", a.py_spy, "--pid", str(proc.pid)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+    t0 = time.perf_counter()
+    ths = [threading.Thread(target=client, args=(bodies[i::a.clients],)) for i in range(a.clients)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    t_ack = time.perf_counter() - t0
+    while count() < total:
+        time.sleep(0.05)
+    t_q = time.perf_counter() - t0
+    req = urllib.request.Request(api + "/api/query", json.dumps({"sql": (
+        "SELECT table, sum(rows), sum(data_compressed_bytes) FROM system.parts WHERE active AND database = "
+        "currentDatabase() AND table IN ('otel_traces', 'llm_calls') GROUP BY table")}).encode(), method="POST")
+    storage = {r[0]: round(int(r[2]) / max(int(r[1]), 1), 1) for r in json.load(urllib.request.urlopen(req))["rows"]}
+    rss = 0
+    with open(f"/proc/{proc.pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM"):
+                rss = int(line.split()[1]) // 1024
+    if spy:
+        spy.send_signal(2)
+        spy.wait(30)
+    proc.terminate()
+    proc.wait(60)
+    print(json.dumps({"spans": total, "requests": len(bodies), "clients": a.clients, "fsync": not a.no_fsync,
+                      "spans_per_s_acknowledged": round(total / t_ack), "spans_per_s_queryable": round(total / t_q),
+                      "seconds_until_queryable": round(t_q, 2), "peak_rss_mb": rss, "http_codes": codes,
+                      "decoder_only_spans_per_s": round(dec),
+                      "compressed_bytes_per_row_as_ingested": storage}))
+
+
+if __name__ == "__main__":
+    main()

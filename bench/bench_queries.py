@@ -1,0 +1,181 @@
+"""Dashboard queries from the rollups vs from raw llm_calls rows, and storage per call, at 1M and 10M calls.
+
+    .venv/bin/python bench/bench_queries.py [--calls 1000000 10000000] [--runs 7]
+
+For each size: a fresh embedded store with the full schema; synthetic calls over the last 30 days (180 series:
+30 prompts x 6 models, 3 services, each prompt's version changing every 10 days, staggered; ~3% errors, 40%
+streamed) are generated *in SQL* — ``INSERT INTO llm_calls SELECT ... FROM numbers(a, 1000000)`` per million —
+so the rollup materialized views (llm_calls -> llm_calls_1m -> llm_calls_1h) fill exactly as they do on ingest.
+Then OPTIMIZE ... FINAL (the state background merges converge to), and each query runs once to warm up and --runs
+times timed (median, ms).
+Storage: system.parts / system.parts_columns of llm_calls (compressed bytes per call, per column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from promptpulse.processor.store.embedded import EmbeddedStore
+
+CHUNK = 1_000_000
+
+# One row per call; n is the call number. Distributions: lognormal latency around 300 ms .. 3.2 s by prompt, token
+# counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs).
+GENERATE = """
+INSERT INTO llm_calls
+SELECT
+    toDateTime64(now64(6) - toIntervalMicrosecond(d), 6, 'UTC') AS timestamp,
+    lower(hex(sipHash128(n))) AS trace_id,
+    lower(hex(sipHash64(n, 1))) AS span_id,
+    concat('app-', toString(p % 3)) AS service,
+    'prod' AS environment,
+    'chat' AS operation,
+    if(m < 3, 'openai', 'anthropic') AS provider,
+    ['gpt-4o', 'gpt-4o-mini', 'gpt-4.1', 'claude-sonnet-4', 'claude-haiku-4', 'claude-opus-4'][m + 1] AS request_model,
+    concat(request_model, '-2025-01-01') AS response_model,
+    concat('prompt_', toString(p)) AS prompt_name,
+    toString(v) AS prompt_version,
+    lower(hex(sipHash64(p, v))) AS prompt_fingerprint,
+    toUInt64(exp(4 + 3 * (rand32(2) / 4294967296.))) AS input_tokens,
+    toUInt64(exp(2 + 4 * (rand32(3) / 4294967296.))) AS output_tokens,
+    if(rand32(4) % 10 < 3, intDiv(input_tokens, 2), 0) AS cache_read_tokens,
+    toUInt64(0) AS cache_creation_tokens,
+    if(m = 2, intDiv(output_tokens, 3), 0) AS reasoning_tokens,
+    toDecimal64(input_tokens * [2.5, 0.15, 2, 3, 0.8, 15][m + 1] / 1000000
+                + output_tokens * [10, 0.6, 8, 15, 4, 75][m + 1] / 1000000, 12) AS cost_usd,
+    'span' AS cost_source,
+    toFloat32(exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
+                  * cos(2 * pi() * rand32(6) / 4294967296.))) AS latency_ms,
+    if(rand32(7) % 10 < 4, toFloat32(latency_ms * (0.1 + 0.3 * rand32(8) / 4294967296.)), NULL) AS ttft_ms,
+    ttft_ms IS NOT NULL AS is_stream,
+    if(e, 'error', 'ok') AS status,
+    if(e, ['RateLimitError', 'APITimeoutError', 'InternalServerError', 'BadRequestError'][rand32(9) % 4 + 1], '')
+        AS error_type,
+    multiIf(NOT e, '', error_type = 'RateLimitError', 'rate_limit', error_type = 'APITimeoutError', 'timeout',
+            error_type = 'InternalServerError', 'model_error', 'validation') AS error_category,
+    multiIf(NOT e, 200, error_type = 'RateLimitError', 429, error_type = 'APITimeoutError', 0,
+            error_type = 'InternalServerError', 500, 400) AS http_status,
+    if(e, [], ['stop']) AS finish_reasons,
+    concat('user-', toString(rand32(10) % 5000)) AS user_id,
+    concat('sess-', toString(rand32(11) % 20000)) AS session_id,
+    concat('conv-', toString(rand32(12) % 50000)) AS conversation_id,
+    ['support', 'search', 'summarise'][p % 3 + 1] AS feature,
+    if(p % 2 = 0, ['beta', 'eu'], []) AS tags,
+    toUInt16(0) AS retry_count,
+    if(m < 3, 'api.openai.com', 'api.anthropic.com') AS server_address
+FROM
+(
+    SELECT number AS n, n % 30 AS p, intDiv(n, 30) % 6 AS m, rand64(1) % (30 * 86400000000) AS d,
+           1 + (intDiv(d, 864000000000) + p) % 3 AS v, rand32(14) % 100 < 3 AS e
+    FROM numbers({start}, {count})
+)
+"""
+
+DAYS = "now() - INTERVAL 30 DAY"
+QUERIES = {
+    "p50/p95/p99 latency by prompt, 30 days": (
+        f"SELECT prompt_name, promptpulse_hist_quantiles(sumMap(latency_hist), [0.5, 0.95, 0.99]) FROM llm_calls_1h "
+        f"WHERE bucket >= {DAYS} GROUP BY prompt_name ORDER BY prompt_name",
+        f"SELECT prompt_name, quantilesExact(0.5, 0.95, 0.99)(latency_ms) FROM llm_calls "
+        f"WHERE timestamp >= {DAYS} GROUP BY prompt_name ORDER BY prompt_name"),
+    "p95 of one prompt by version, 30 days": (
+        f"SELECT prompt_version, promptpulse_hist_quantile(sumMap(latency_hist), 0.95) FROM llm_calls_1h "
+        f"WHERE prompt_name = 'prompt_7' AND bucket >= {DAYS} GROUP BY prompt_version ORDER BY prompt_version",
+        f"SELECT prompt_version, quantileExact(0.95)(latency_ms) FROM llm_calls "
+        f"WHERE prompt_name = 'prompt_7' AND timestamp >= {DAYS} GROUP BY prompt_version ORDER BY prompt_version"),
+    "error rate by prompt version, 30 days": (
+        f"SELECT prompt_name, prompt_version, sum(errors) / sum(calls) FROM llm_calls_1h WHERE bucket >= {DAYS} "
+        f"GROUP BY prompt_name, prompt_version ORDER BY prompt_name, prompt_version",
+        f"SELECT prompt_name, prompt_version, countIf(status = 'error') / count() FROM llm_calls "
+        f"WHERE timestamp >= {DAYS} GROUP BY prompt_name, prompt_version ORDER BY prompt_name, prompt_version"),
+    "cost by model per day, 30 days": (
+        f"SELECT toStartOfDay(bucket) AS d, model, sum(cost_usd) FROM llm_calls_1h WHERE bucket >= {DAYS} "
+        f"GROUP BY d, model ORDER BY d, model",
+        f"SELECT toStartOfDay(timestamp) AS d, request_model, sum(cost_usd) FROM llm_calls "
+        f"WHERE timestamp >= {DAYS} GROUP BY d, request_model ORDER BY d, request_model"),
+    "p95 latency per 5 min, last 24 h (1m rollup)": (
+        "SELECT toStartOfFiveMinutes(bucket) AS t, promptpulse_hist_quantile(sumMap(latency_hist), 0.95) "
+        "FROM llm_calls_1m WHERE bucket >= now() - INTERVAL 1 DAY GROUP BY t ORDER BY t",
+        "SELECT toStartOfFiveMinutes(timestamp) AS t, quantileExact(0.95)(latency_ms) FROM llm_calls "
+        "WHERE timestamp >= now() - INTERVAL 1 DAY GROUP BY t ORDER BY t"),
+}
+
+
+def timed(store: EmbeddedStore, sql: str, runs: int) -> tuple[float, list]:
+    rows = store.query(sql).rows
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        store.query(sql)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000, rows
+
+
+def run(calls: int, runs: int) -> dict:
+    tmp = tempfile.mkdtemp(prefix="pp-bench-q-")
+    store = EmbeddedStore(tmp)
+    store.apply_schema()
+    # wide parts even for small per-day parts, so system.parts_columns can attribute bytes to columns (compact
+    # parts report 0 per column; the total size is the same within a few bytes per part)
+    store.command("ALTER TABLE llm_calls MODIFY SETTING min_bytes_for_wide_part = 0")
+    started = time.perf_counter()
+    for start in range(0, calls, CHUNK):
+        store.command(GENERATE.format(start=start, count=min(CHUNK, calls - start)))
+    t_gen = time.perf_counter() - started
+    started = time.perf_counter()
+    for table in ("llm_calls", "llm_calls_1m", "llm_calls_1h"):
+        store.command(f"OPTIMIZE TABLE {table} FINAL")
+    t_opt = time.perf_counter() - started
+    parts = {t: (r, b, u) for t, r, b, u in store.query(
+        "SELECT table, sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes) FROM system.parts "
+        "WHERE active AND database = currentDatabase() GROUP BY table").rows}
+    n = parts["llm_calls"][0]
+    columns = store.query(
+        "SELECT column, sum(column_data_compressed_bytes) FROM system.parts_columns WHERE active "
+        "AND database = currentDatabase() AND table = 'llm_calls' GROUP BY column ORDER BY 2 DESC").rows
+    out = {"calls": calls, "generate_s": round(t_gen, 1), "optimize_s": round(t_opt, 1),
+           "rows": {t: v[0] for t, v in parts.items() if t.startswith("llm_calls")},
+           "bytes_per_call": round(parts["llm_calls"][1] / n, 2),
+           "bytes_per_call_uncompressed": round(parts["llm_calls"][2] / n, 1),
+           "rollup_mb": {t: round(parts[t][1] / 1e6, 2) for t in ("llm_calls_1m", "llm_calls_1h")},
+           "column_bytes_per_call": {c: round(b / n, 2) for c, b in columns},
+           "queries_ms": {}}
+    exact = {}
+    for name, (rollup_sql, raw_sql) in QUERIES.items():
+        t_roll, r_roll = timed(store, rollup_sql, runs)
+        t_raw, r_raw = timed(store, raw_sql, runs)
+        out["queries_ms"][name] = {"rollup": round(t_roll, 1), "raw": round(t_raw, 1)}
+        exact[name] = (r_roll, r_raw)
+    # the rollups agree with the raw rows: counts and costs exactly, percentiles within the sketch's 1%
+    calls_1h = store.query("SELECT sum(calls), sum(cost_usd), sum(errors) FROM llm_calls_1h").rows[0]
+    raw = store.query("SELECT count(), sum(cost_usd), countIf(status = 'error') FROM llm_calls").rows[0]
+    out["rollup_totals_equal_raw"] = tuple(calls_1h) == tuple(raw)
+    r_roll, r_raw = exact["p50/p95/p99 latency by prompt, 30 days"]
+    out["max_rel_error_p50_p95_p99"] = round(max(abs(a - b) / b for x, y in zip(r_roll, r_raw, strict=True)
+                                                 for a, b in zip(x[1], y[1], strict=True)), 4)
+    store.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    if len(args.calls) == 1:
+        print(json.dumps(run(args.calls[0], args.runs)), flush=True)
+        return
+    for calls in args.calls:  # chDB opens one data path per process: one process per size
+        subprocess.run([sys.executable, __file__, "--calls", str(calls), "--runs", str(args.runs)], check=True)
+
+
+if __name__ == "__main__":
+    main()
