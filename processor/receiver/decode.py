@@ -386,63 +386,6 @@ def _w_msg_attrs(b: bytes, i: int, end: int, field: int) -> dict[str, str]:
     return out
 
 
-def _w_span(b: bytes, i: int, end: int) -> tuple:
-    tid = sid = pid = b""
-    ts = name = smsg = ""
-    kind = start = stop = scode = 0
-    attrs: dict[str, str] = {}
-    ev: list = []
-    lk: list = []
-    while i < end:
-        t = b[i]
-        i += 1
-        if t == 0x4A:  # attributes
-            a, i = _w_attrs(b, i, end, 0x4A)
-            if attrs:
-                attrs.update(a)
-            else:
-                attrs = a
-            continue
-        if t == 0x39:  # start_time_unix_nano
-            start = _U64(b, i)[0]
-            i += 8
-            continue
-        if t == 0x41:  # end_time_unix_nano
-            stop = _U64(b, i)[0]
-            i += 8
-            continue
-        if t == 0x30:  # kind
-            kind, i = _vi(b, i)
-            continue
-        if t >= 0x80:
-            t, i = _vi(b, i - 1)
-        wt = t & 7
-        if wt != 2:
-            i = _skip(b, i, wt)
-            continue
-        n, i = _vi(b, i)
-        j = i + n
-        f = t >> 3
-        if f == 1:
-            tid = b[i:j]
-        elif f == 2:
-            sid = b[i:j]
-        elif f == 4:
-            pid = b[i:j]
-        elif f == 5:
-            name = b[i:j].decode()
-        elif f == 3:
-            ts = b[i:j].decode()
-        elif f == 11:
-            ev.append(_w_event(b, i, j))
-        elif f == 13:
-            lk.append(_w_link(b, i, j))
-        elif f == 15:
-            scode, smsg = _w_status(b, i, j)
-        i = j
-    return tid, sid, pid, ts, name, kind, start, stop, attrs, scode, smsg, ev, lk
-
-
 def _w_event(b: bytes, i: int, end: int) -> tuple:
     tsn, name, attrs = 0, "", {}
     while i < end:
@@ -543,14 +486,11 @@ def decode_protobuf(body: bytes) -> DecodeResult:
 
 
 def decode_protobuf_rows(body: bytes) -> DecodeResult:
-    """Like decode_protobuf, with the rows as lists in COLUMNS order (maps as dicts)."""
-    _validate(body)
-    try:
-        return _decode_wire(bytes(body))
-    except DecodeError:
-        raise
-    except Exception:  # the scanner disagrees with upb: fall back to the (slower) upb reader
-        return decode_protobuf_upb(body)
+    """Like decode_protobuf, with the rows as lists in COLUMNS order (maps as dicts), read through upb.
+
+    The row path is the fallback (``PROMPTPULSE_NATIVE_INSERT=0``, batches mixing JSON and protobuf) and the
+    independent reference the column scanner is tested against, so it is the upb reader, not a second scanner."""
+    return decode_protobuf_upb(body)
 
 
 def _validate(body: bytes) -> None:
@@ -573,7 +513,7 @@ def _unlp(p: bytes) -> str:
 
 
 def _decode_wire_cols(b: bytes) -> DecodeResult:
-    """_decode_wire's twin: the same spans, validation and renderings, appended to Native column pieces."""
+    """The spans, validated and rendered as the upb reader does, appended to Native column pieces."""
     res = DecodeResult()
     C = SpanColumns(b)
     res.rows = C  # type: ignore[assignment]
@@ -619,7 +559,7 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
                     continue
                 if f3 != 2:
                     continue
-                # ---- one span (cf. _w_span) ----
+                # ---- one span ----
                 i, end = s3, e3
                 tid = sid = pid = b""
                 tstate = name = EMPTY
@@ -693,7 +633,7 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
                     elif fn == 15:
                         scode, smsg = _w_status(b, i, j)
                     i = j
-                # ---- validation, exactly as _decode_wire ----
+                # ---- validation, exactly as decode_protobuf_upb ----
                 reason = None
                 if len(tid) != 16 or tid == _ZERO16:
                     reason = "invalid trace_id"
@@ -741,67 +681,6 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
                 srun[0] += 1
                 nacc += 1
     C.n = nacc
-    return res
-
-
-def _decode_wire(b: bytes) -> DecodeResult:
-    res = DecodeResult()
-    append = res.rows.append
-    for f, rs, re_ in _w_fields(b, 0, len(b)):
-        if f != 1:
-            continue
-        rattrs: dict[str, str] = {}
-        service = ""
-        scopes = []
-        for f2, s2, e2 in _w_fields(b, rs, re_):
-            if f2 == 1:
-                rattrs = _w_msg_attrs(b, s2, e2, 1)
-                service = _w_service(b, s2, e2)
-            elif f2 == 2:
-                scopes.append((s2, e2))
-        for s2, e2 in scopes:
-            sname = sver = ""
-            for f3, s3, e3 in _w_fields(b, s2, e2):
-                if f3 == 1:
-                    for f4, s4, e4 in _w_fields(b, s3, e3):
-                        if f4 == 1:
-                            sname = b[s4:e4].decode()
-                        elif f4 == 2:
-                            sver = b[s4:e4].decode()
-                elif f3 == 2:
-                    tid, sid, pid, ts, name, kind, start, stop, attrs, scode, smsg, ev, lk = _w_span(b, s3, e3)
-                    if len(tid) != 16 or tid == _ZERO16:
-                        res.rejected += 1
-                        res.reasons["invalid trace_id"] += 1
-                        continue
-                    if len(sid) != 8 or sid == _ZERO8:
-                        res.rejected += 1
-                        res.reasons["invalid span_id"] += 1
-                        continue
-                    if pid and len(pid) != 8:
-                        res.rejected += 1
-                        res.reasons["invalid parent_span_id"] += 1
-                        continue
-                    if start == 0 or start > MAX_TIME_NS:
-                        res.rejected += 1
-                        res.reasons["missing or out-of-range start_time_unix_nano"] += 1
-                        continue
-                    dur = stop - start
-                    if dur < 0:
-                        dur = 0
-                        res.warnings["had end before start (Duration clamped to 0)"] += 1
-                    bad = _check_tokens(attrs)
-                    if bad:
-                        res.rejected += 1
-                        res.reasons[bad] += 1
-                        continue
-                    append([
-                        start, tid.hex(), sid.hex(), pid.hex(), ts, name, SPAN_KIND.get(kind, ""), service,
-                        rattrs, sname, sver, attrs, dur, STATUS_CODE.get(scode, ""), smsg,
-                        [e[0] for e in ev], [e[1] for e in ev], [e[2] for e in ev],
-                        [x[0].hex() for x in lk], [x[1].hex() for x in lk], [x[2] for x in lk],
-                        [x[3] for x in lk],
-                    ])
     return res
 
 
