@@ -77,7 +77,9 @@ def test_protobuf_and_json_agree() -> None:
 
 def test_validation() -> None:
     big = [KeyValue(key="gen_ai.usage.input_tokens", value=AnyValue(int_value=10**15))]
-    assert decode.decode_protobuf(_req_with(big)).reasons
+    r = decode.decode_protobuf(_req_with(big))
+    assert (r.rejected, len(r.rows)) == (1, 0)
+    assert dict(r.reasons) == {f"gen_ai.usage.input_tokens outside [0, {decode.MAX_TOKENS}]": 1}
     r = decode.decode_protobuf(_req_with([], trace_id=b""))
     assert (r.rejected, len(r.rows)) == (1, 0) and "trace_id" in r.error_message
     r = decode.decode_protobuf(_req_with([], span_id=b"\0" * 8))
