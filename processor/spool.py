@@ -3,12 +3,13 @@
 Layout of the spool directory::
 
     00000000000000000001.seg   segment files, named by the sequence number of their first record
-    checkpoint                 JSON {"acked": N, "plan": [first, last] | null}, replaced atomically
+    checkpoint                 JSON {"acked": N, "plans": [[first, last], ...]}, replaced atomically
 
 A segment is a sequence of records ``<u32 length><u32 crc32(payload)><u64 seq>`` + payload (little endian); the
 payload is the writer's (``marshal``-encoded rows). Sequence numbers increase by one per record. ``acked`` is the
-last sequence number known to be inserted into the store; ``plan`` is the batch the writer is inserting right now,
-written before the insert so a restart replays exactly that batch again with the same dedup token.
+last sequence number known to be inserted into the store; ``plans`` are the batches the writer is inserting right now
+(or has inserted while an earlier one is still running), each written before its insert so a restart replays exactly
+those batches again with the same dedup tokens (an older checkpoint's single ``plan`` reads as one).
 Segments whose records are all acked are deleted. A torn record at the tail (crash during a write, so never
 acknowledged to an exporter) is truncated on open. Limits: ``max_bytes`` of segment files in total (the writer
 answers 503/429 beyond it), ``segment_bytes`` per segment before rotation.
@@ -45,6 +46,7 @@ class Spool:
         self.fsync = fsync
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._ck_lock = threading.Lock()
         self._fd: int | None = None
         self._seg_path: Path | None = None
         self._seg_size = 0
@@ -54,8 +56,8 @@ class Spool:
         self.fsyncs = 0
         ck = self._read_checkpoint()
         self.acked: int = ck.get("acked", 0)
-        plan = ck.get("plan")
-        self.plan: tuple[int, int] | None = tuple(plan) if plan and plan[1] > self.acked else None
+        plans = ck.get("plans") or ([ck["plan"]] if ck.get("plan") else [])
+        self.plans: list[tuple[int, int]] = sorted((int(f), int(la)) for f, la in plans if la > self.acked)
         self.recovered: list[Record] = self._scan()
         self.bytes = sum(p.stat().st_size for _, p in self._segments)
         self.written_seq = self.synced_seq = max([self.acked] + [r.seq for r in self.recovered])
@@ -150,24 +152,33 @@ class Spool:
             fh.seek(rec.offset)
             return fh.read(rec.length)
 
-    def _write_checkpoint(self, acked: int, plan: tuple[int, int] | None) -> None:
+    @property
+    def plan(self) -> tuple[int, int] | None:
+        """The first planned batch (None when no batch is planned)."""
+        return self.plans[0] if self.plans else None
+
+    def _write_checkpoint(self) -> None:  # caller holds _ck_lock
         tmp = self.path / "checkpoint.tmp"
         with open(tmp, "w") as fh:
-            fh.write(json.dumps({"acked": acked, "plan": list(plan) if plan else None}))
+            fh.write(json.dumps({"acked": self.acked, "plans": [list(p) for p in self.plans]}))
             fh.flush()
             if self.fsync:
                 os.fsync(fh.fileno())
         os.replace(tmp, self.path / "checkpoint")
 
     def set_plan(self, first: int, last: int) -> None:
-        self.plan = (first, last)
-        self._write_checkpoint(self.acked, self.plan)
+        """Record a batch about to be inserted (kept until ``ack`` passes its last record)."""
+        with self._ck_lock:
+            if (first, last) not in self.plans:
+                self.plans = sorted([*self.plans, (first, last)])
+            self._write_checkpoint()
 
     def ack(self, last: int) -> None:
         """Records up to ``last`` are in the store: checkpoint and drop fully acked segments."""
-        self.acked = max(self.acked, last)
-        self.plan = None
-        self._write_checkpoint(self.acked, None)
+        with self._ck_lock:
+            self.acked = max(self.acked, last)
+            self.plans = [p for p in self.plans if p[1] > self.acked]
+            self._write_checkpoint()
         with self._lock:
             while len(self._segments) > 1 and self._segments[1][0] <= self.acked + 1:
                 _, p = self._segments.pop(0)

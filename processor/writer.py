@@ -1,12 +1,16 @@
 """Writer: accepted spans → spool (write-ahead, fsync'd) → batches by size and age → store, exactly once.
 
 ``submit(rows)`` returns only when the rows are durably spooled, so an exporter told "accepted" never loses them,
-even to kill -9. A background thread forms batches of consecutive spool records, records the batch plan in the
-spool checkpoint, inserts it with a deterministic dedup token (SHA-256 over the records' payload digests) and then
-acks it. When the store fails the batch stays, the store is marked down and the same batch is retried with the same
-token (backoff 0.2 s → 5 s); meanwhile new requests keep being spooled until the spool is full. After a crash the
-spool replays unacked records in order, the in-flight plan first, with the same tokens: ClickHouse drops a batch
-that had been inserted already (insert_deduplication_token, also for the materialized views).
+even to kill -9. A background thread forms batches of consecutive spool records, records each batch's plan in the
+spool checkpoint, inserts it with a deterministic dedup token (SHA-256 over the records' payload digests) and acks
+it. Up to ``insert_workers`` batches (default: the store's ``insert_concurrency``; the embedded store takes two, one
+per core) are inserted at once; a finished batch is acked only when every earlier one is, so the spool's ack stays a
+prefix. When the store fails the batch stays, the store is marked down and the same batch is retried with the same
+token (backoff 0.2 s → 5 s, one batch at a time); meanwhile new requests keep being spooled until the spool is full.
+After a crash the spool replays unacked records in order, the planned batches first exactly as planned, with the
+same tokens: ClickHouse drops a batch that had been inserted already (insert_deduplication_token, also for the
+materialized views). A batch that mixes decode paths (engine-decoded request bodies, Native column pieces, rows)
+is inserted as one insert per path, each with the batch token plus the path's name.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
+from .receiver.engine_decode import EngineSpans
 from .spool import Record, Spool
 from .store.native import SpanColumns, encode_otel_traces
 
@@ -45,10 +52,10 @@ def _payload_count(payload: bytes) -> int:
 def _payload_rows(payload: bytes) -> list:
     if payload[:1] != b"\x01":
         return marshal.loads(payload)[1]
-    from .receiver import decode
+    from .receiver import decode, engine_decode
 
     body = payload[6:]
-    res = decode.decode_json(body) if payload[1:2] == b"J" else decode.decode_protobuf(body)
+    res = decode.decode_json(body) if payload[1:2] == b"J" else engine_decode.decode_protobuf(body)
     if len(res.rows) != _U32.unpack_from(payload, 2)[0]:
         raise RuntimeError("spooled request decodes to a different span count")  # never: decoding is deterministic
     return res.rows
@@ -91,7 +98,7 @@ class Histogram:
 class Writer:
     def __init__(self, spool: Spool, get_store: Callable[[], Any], *, batch_max_spans: int = 20_000,
                  batch_max_age_s: float = 1.0, queue_max_spans: int = 100_000,
-                 reorder: list[int] | None = None) -> None:
+                 reorder: list[int] | None = None, insert_workers: int | None = None) -> None:
         self.spool = spool
         self._get_store = get_store  # returns a Store or raises (store down)
         self.batch_max_spans = batch_max_spans
@@ -109,10 +116,18 @@ class Writer:
         self._stopping = False
         self._force = False
         self._thread: threading.Thread | None = None
+        # batches inserted at the same time (each its own token; completed ones are acked in spool order). None:
+        # what the store says it takes (its insert_concurrency, learned at the first insert), else 1
+        self.insert_workers = insert_workers
+        self._inflight: list[list[Any]] = []  # [batch, done], in spool order
+        self._ndispatched = 0  # entries at the head of _q that belong to _inflight batches
+        self._pool: ThreadPoolExecutor | None = None
+        self._store_workers = 0  # 0: not known yet
+        self._burst = False  # the last batch was dispatched full
         self.stats = {"inserted_spans": 0, "inserted_batches": 0, "insert_failures": 0, "spooled_spans": 0,
                       "replayed_spans": 0, "rejected_queue_full": 0, "rejected_spool_full": 0}
         self.insert_latency = Histogram()
-        self._plan = spool.plan
+        self._plans = list(spool.plans)  # recovered: replayed first, each exactly as planned
         now = time.monotonic()
         for rec in spool.recovered:  # replay what a previous process accepted but had not inserted
             payload = spool.read(rec)
@@ -165,46 +180,94 @@ class Writer:
         self._thread.start()
 
     def _ready(self) -> list[_Entry]:
-        """Entries for the next batch (caller holds _cv), or [] when it is not time yet."""
+        """Entries for the next batch (caller holds _cv), or [] when it is not time yet: the entries after those
+        already dispatched; a recovered plan exactly."""
         synced = self.spool.synced_seq
-        if not self._q or self._q[0].rec.seq > synced:
+        q = self._q
+        if len(q) <= self._ndispatched or q[self._ndispatched].rec.seq > synced:
             return []
-        if self._plan:
-            _first, last = self._plan
+        if self._plans:
+            _first, last = self._plans[0]
             out = []
-            for e in self._q:
+            for e in islice(q, self._ndispatched, None):
                 if e.rec.seq > last or e.rec.seq > synced:
                     break
                 out.append(e)
             return out if out and out[-1].rec.seq == last else []
         total = 0
         out = []
-        for e in self._q:
-            if e.rec.seq > synced or (out and total + e.nspans > self.batch_max_spans):
+        full = False
+        for e in islice(q, self._ndispatched, None):
+            if e.rec.seq > synced:
+                break
+            if out and total + e.nspans > self.batch_max_spans:
+                full = True  # the next request does not fit: this batch cannot grow (not: wait for the age limit)
                 break
             out.append(e)
             total += e.nspans
-        if total >= self.batch_max_spans or self._stopping or self._force or not self.store_up:
+        if full or total >= self.batch_max_spans:
+            self._burst = True
             return out
-        if time.monotonic() - out[0].t >= self.batch_max_age_s:
+        if self._stopping or self._force or not self.store_up:
+            return out
+        now = time.monotonic()
+        if now - out[0].t >= self.batch_max_age_s:
+            self._burst = False
+            return out
+        if self._burst and now - self._q[-1].t >= self.batch_max_age_s / 20:
+            # the tail of a burst (the last batch was full, then the receivers went quiet): insert it now rather
+            # than after batch_max_age_s; steady low traffic never fills a batch and still batches by age
+            self._burst = False
             return out
         return []
 
     def _run(self) -> None:
-        backoff = 0.2
+        """Dispatch batches in spool order, up to insert_workers at a time (while the store is down: one, retried)."""
         while True:
             with self._cv:
                 while True:
-                    batch = self._ready()
-                    if batch or (self._stopping and not self._q):
+                    if self._stopping and (not self.store_up or len(self._q) == self._ndispatched):
+                        while self._inflight and self.store_up:  # let the running inserts finish
+                            self._cv.wait(0.05)
+                        if not self._inflight or not self.store_up:
+                            return
+                    batch: list[_Entry] = []
+                    if len(self._inflight) < (self._workers() if self.store_up else 1):
+                        batch = self._ready()
+                    if batch:
                         break
-                    if self._stopping and not self.store_up:
-                        return
                     self._cv.wait(0.05 if self._q else 0.5)
-                if not batch:
-                    return
+                workers = self._workers()
+                if self._plans:
+                    self._plans.pop(0)
+                self._ndispatched += len(batch)
+                slot = [batch, False]
+                self._inflight.append(slot)
+            if workers == 1:
+                self._work(slot)
+            else:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(workers, thread_name_prefix="promptpulse-insert")
+                self._pool.submit(self._work, slot)
+
+    def _workers(self) -> int:
+        if self.insert_workers:
+            return self.insert_workers
+        if not self._store_workers:
+            try:
+                self._store_workers = max(1, int(getattr(self._get_store(), "insert_concurrency", 1)))
+            except Exception:  # store not reachable yet: one at a time until it is
+                return 1
+        return self._store_workers
+
+    def _work(self, slot: list[Any]) -> None:
+        """Insert one batch, retrying it (same token) while the store is down; then ack what is done in order."""
+        batch = slot[0]
+        backoff = 0.2
+        while True:
             try:
                 self._insert(batch)
+                break
             except Exception as exc:  # store down: keep the batch (it is spooled) and retry the same batch
                 self.stats["insert_failures"] += 1
                 if self.store_up:
@@ -214,18 +277,24 @@ class Writer:
                     return  # shutting down with the store down: everything stays in the spool for the next start
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.2
-            if not self.store_up:
-                log.warning("store is back; replaying the spool")
-            self.store_up = True
-            with self._cv:
-                for _ in batch:
+        if not self.store_up:
+            log.warning("store is back; replaying the spool")
+        self.store_up = True
+        ack = 0
+        with self._cv:
+            slot[1] = True
+            while self._inflight and self._inflight[0][1]:
+                done = self._inflight.pop(0)[0]
+                for _ in done:
                     e = self._q.popleft()
                     self.pending_spans -= e.nspans
                     if e.rows is not None:
                         self.mem_spans -= e.nspans
-                self._cv.notify_all()
+                self._ndispatched -= len(done)
+                ack = done[-1].rec.seq
+            self._cv.notify_all()
+        if ack:
+            self.spool.ack(ack)  # monotonic: a later ack that overtakes this one only moves it further
 
     def _insert(self, batch: list[_Entry]) -> None:
         first, last = batch[0].rec.seq, batch[-1].rec.seq
@@ -233,37 +302,55 @@ class Writer:
         for e in batch:
             if e.rows is None:
                 e.rows = _payload_rows(self.spool.read(e.rec))
-                self.mem_spans += e.nspans
+                with self._cv:
+                    self.mem_spans += e.nspans
         store = self._get_store()
-        native = getattr(store, "insert_otel_traces_native", None) if self.native else None
-        if native is not None and all(isinstance(e.rows, SpanColumns) for e in batch):
-            # the decoder's column pieces → one Native block, inserted as is (no per-row re-encoding)
-            data = encode_otel_traces([e.rows for e in batch])
-            nrows = sum(e.nspans for e in batch)
+        groups = self._groups(store, batch)
+        self.spool.set_plan(first, last)
+        t0 = time.perf_counter()
+        for kind, run in groups:
+            # one group keeps the batch token; a mixed batch gives each group its own (deterministic) token, so a
+            # retry after a partial failure drops the groups already inserted
+            run(token if len(groups) == 1 else f"{token}-{kind}")
+        self.insert_latency.observe(time.perf_counter() - t0)
+        with self._cv:
+            self.stats["inserted_spans"] += sum(e.nspans for e in batch)
+            self.stats["inserted_batches"] += 1
 
-            def insert() -> None:
-                native(data, dedup_token=token)
-        else:
-            rows = []
-            for e in batch:
-                rows.extend(e.rows)  # a SpanColumns yields its rows (decoded again from the body)
+    def _groups(self, store: Any, batch: list[_Entry]) -> list[tuple[str, Callable[[str], None]]]:
+        """The batch's inserts by path: request bodies the engine decodes (EngineSpans, embedded store), Native
+        blocks of the Python decoder's column pieces, and rows (OTLP/JSON, marshalled rows, or a store without
+        the faster paths)."""
+        otlp = getattr(store, "insert_otel_traces_otlp", None)
+        native = getattr(store, "insert_otel_traces_native", None) if self.native else None
+        bodies: list[bytes] = []
+        cols: list[SpanColumns] = []
+        rows: list = []
+        for e in batch:
+            r = e.rows
+            if isinstance(r, EngineSpans):
+                if otlp is not None:
+                    bodies.append(r.body)
+                    continue
+                if native is not None:
+                    cols.append(r.columns())
+                    continue
+            if isinstance(r, SpanColumns) and native is not None:
+                cols.append(r)
+            else:
+                rows.extend(r)  # a SpanColumns / EngineSpans yields its rows (decoded again from the body)
+        out: list[tuple[str, Callable[[str], None]]] = []
+        if bodies:
+            out.append(("otlp", lambda tok: otlp(bodies, dedup_token=tok)))
+        if cols:
+            data = encode_otel_traces(cols)
+            out.append(("native", lambda tok: native(data, dedup_token=tok)))
+        if rows:
             if self._reorder:
                 idx = self._reorder
                 rows = [[r[i] for i in idx] for r in rows]
-            nrows = len(rows)
-
-            def insert() -> None:
-                store.insert_otel_traces(rows, dedup_token=token)
-        if self._plan != (first, last):
-            self.spool.set_plan(first, last)
-            self._plan = (first, last)
-        t0 = time.perf_counter()
-        insert()
-        self.insert_latency.observe(time.perf_counter() - t0)
-        self.spool.ack(last)
-        self._plan = None
-        self.stats["inserted_spans"] += nrows
-        self.stats["inserted_batches"] += 1
+            out.append(("rows", lambda tok: store.insert_otel_traces(rows, dedup_token=tok)))
+        return out
 
     # --- shutdown -------------------------------------------------------------------------------------------------
     def flush(self, timeout: float = 30.0) -> bool:
@@ -289,4 +376,6 @@ class Writer:
             self._cv.notify_all()
         if self._thread:
             self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
         self.spool.close()

@@ -28,7 +28,7 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from ..writer import QueueFull, StoreUnavailable, Writer
-from . import decode
+from . import decode, engine_decode
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Ingest:
     def export(self, body: bytes, *, is_json: bool) -> decode.DecodeResult:
         """Decode and durably accept. Raises decode.DecodeError, QueueFull, StoreUnavailable."""
         try:
-            res = decode.decode_json(body) if is_json else decode.decode_protobuf(body)
+            res = decode.decode_json(body) if is_json else engine_decode.decode_protobuf(body)
         except decode.DecodeError:
             self.count(requests=1, bad_requests=1)
             raise

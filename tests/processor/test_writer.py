@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import marshal
+import threading
 import time
 
 import pytest
@@ -137,3 +140,91 @@ def test_spooled_request_bodies_replay_as_the_same_rows(tmp_path) -> None:
     _wait(lambda: len(store.rows) == 5)
     w2.stop()
     assert store.rows[:3] == _rows(3) and store.rows[3:] == res.rows
+
+
+class _TwoAtATime(FakeStore):
+    """Takes two inserts at once; the first batch waits until the test lets it finish."""
+
+    insert_concurrency = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = threading.Event()
+        self.running = 0
+        self.most = 0
+
+    def insert_otel_traces(self, rows, *, dedup_token=None) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            if rows[0][0] == 0:
+                self.first.wait(5)
+            super().insert_otel_traces(rows, dedup_token=dedup_token)
+        finally:
+            self.running -= 1
+
+
+def test_two_inserts_at_once_are_acked_in_spool_order(tmp_path) -> None:
+    store = _TwoAtATime()
+    sp = Spool(tmp_path)
+    w = Writer(sp, lambda: store, batch_max_spans=50, batch_max_age_s=0.05)
+    w.start()
+    for i in range(4):
+        w.submit(_rows(25, i * 25))
+    _wait(lambda: len(store.rows) == 50)  # the second batch is in; the first still runs
+    assert store.most == 2 and [r[0] for r in store.rows] == list(range(50, 100))
+    assert sp.acked == 0 and sp.plans == [(1, 2), (3, 4)]  # nothing acked past the unfinished first batch
+    assert json.loads((tmp_path / "checkpoint").read_text()) == {"acked": 0, "plans": [[1, 2], [3, 4]]}
+    store.first.set()
+    _wait(lambda: w.pending_spans == 0)
+    assert sorted(r[0] for r in store.rows) == list(range(100)) and w.stats["inserted_batches"] == 2
+    assert sp.acked == 4 and sp.plans == []
+    w.stop()
+
+
+def test_crash_with_two_batches_planned_replays_both_with_their_tokens(tmp_path) -> None:
+    import hashlib
+
+    store = FakeStore()
+    sp = Spool(tmp_path)
+    w = Writer(sp, lambda: store, batch_max_spans=1000)
+    for i in range(4):
+        w.submit(_rows(10, i * 10))
+    q = list(w._q)
+    sp.set_plan(1, 2)
+    sp.set_plan(3, 4)
+    token = hashlib.sha256(b"".join(e.digest for e in q[2:])).hexdigest()
+    store.insert_otel_traces(_rows(20, 20), dedup_token=token)  # the second batch made it in, then kill -9
+    sp.close()
+    w2 = Writer(Spool(tmp_path), lambda: store, batch_max_spans=7, batch_max_age_s=0.01)  # other batch size
+    assert w2.spool.plans == [(1, 2), (3, 4)] and w2.stats["replayed_spans"] == 40
+    w2.start()
+    _wait(lambda: w2.pending_spans == 0)
+    assert sorted(r[0] for r in store.rows) == list(range(40)) and store.attempts == 3
+    w2.stop()
+
+
+def test_an_old_checkpoint_with_one_plan_still_replays_it(tmp_path) -> None:
+    sp = Spool(tmp_path)
+    for i in range(3):
+        sp.append(marshal.dumps((1, _rows(1, i))))
+    sp.sync(3)
+    sp.close()
+    (tmp_path / "checkpoint").write_text(json.dumps({"acked": 1, "plan": [2, 3]}))
+    assert Spool(tmp_path).plans == [(2, 3)]
+
+
+def test_the_tail_of_a_burst_is_inserted_without_waiting_for_the_age_limit(tmp_path) -> None:
+    store = FakeStore()
+    w = Writer(Spool(tmp_path), lambda: store, batch_max_spans=100, batch_max_age_s=3.0)
+    w.start()
+    t0 = time.monotonic()
+    w.submit(_rows(60))
+    w.submit(_rows(60, 60))  # does not fit: the first batch (60) goes now, full
+    _wait(lambda: len(store.rows) == 120)  # the tail (60) once the receivers are quiet for 3.0 / 20 s
+    assert time.monotonic() - t0 < 2.0 and w.stats["inserted_batches"] == 2
+    w.submit(_rows(10, 120))  # steady low traffic after that: batched by age again
+    time.sleep(1.0)
+    assert len(store.rows) == 120
+    _wait(lambda: len(store.rows) == 130)
+    w.stop()
