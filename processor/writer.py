@@ -124,6 +124,7 @@ class Writer:
         self._pool: ThreadPoolExecutor | None = None
         self._store_workers = 0  # 0: not known yet
         self._burst = False  # the last batch was dispatched full
+        self._bodies_ok: bool | None = None
         self.stats = {"inserted_spans": 0, "inserted_batches": 0, "insert_failures": 0, "spooled_spans": 0,
                       "replayed_spans": 0, "rejected_queue_full": 0, "rejected_spool_full": 0}
         self.insert_latency = Histogram()
@@ -249,6 +250,17 @@ class Writer:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(workers, thread_name_prefix="promptpulse-insert")
                 self._pool.submit(self._work, slot)
+
+    def takes_request_bodies(self) -> bool:
+        """Whether the store inserts request bodies the engine decodes (receiver.engine_decode): the receivers then
+        check bodies for that path; otherwise (a ClickHouse server, the store not reachable yet) they decode in
+        Python right away."""
+        if self._bodies_ok is None:
+            try:
+                self._bodies_ok = getattr(self._get_store(), "insert_otel_traces_otlp", None) is not None
+            except Exception:
+                return False
+        return self._bodies_ok
 
     def _workers(self) -> int:
         if self.insert_workers:

@@ -64,7 +64,12 @@ class Ingest:
     def export(self, body: bytes, *, is_json: bool) -> decode.DecodeResult:
         """Decode and durably accept. Raises decode.DecodeError, QueueFull, StoreUnavailable."""
         try:
-            res = decode.decode_json(body) if is_json else engine_decode.decode_protobuf(body)
+            if is_json:
+                res = decode.decode_json(body)
+            elif self.writer.takes_request_bodies():
+                res = engine_decode.decode_protobuf(body)
+            else:
+                res = decode.decode_protobuf(body)
         except decode.DecodeError:
             self.count(requests=1, bad_requests=1)
             raise

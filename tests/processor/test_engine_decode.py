@@ -268,6 +268,7 @@ def test_writer_splits_a_mixed_batch_by_path(store, tmp_path) -> None:
         sp.pop("parentSpanId", None)
     js = json.dumps(doc).encode()
     w = Writer(Spool(tmp_path), lambda: store, batch_max_spans=10_000, batch_max_age_s=0.01)
+    assert w.takes_request_bodies() is True
     for b in bodies:
         res = engine_decode.decode_protobuf(b)
         assert isinstance(res.rows, engine_decode.EngineSpans)

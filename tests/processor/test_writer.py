@@ -228,3 +228,11 @@ def test_the_tail_of_a_burst_is_inserted_without_waiting_for_the_age_limit(tmp_p
     assert len(store.rows) == 120
     _wait(lambda: len(store.rows) == 130)
     w.stop()
+
+
+def test_request_bodies_only_for_a_store_that_decodes_them(tmp_path) -> None:
+    def down() -> FakeStore:
+        raise ConnectionError("not yet")
+
+    assert Writer(Spool(tmp_path / "a"), FakeStore).takes_request_bodies() is False
+    assert Writer(Spool(tmp_path / "b"), down).takes_request_bodies() is False
