@@ -98,12 +98,14 @@ class Histogram:
 class Writer:
     def __init__(self, spool: Spool, get_store: Callable[[], Any], *, batch_max_spans: int = 20_000,
                  batch_max_age_s: float = 1.0, queue_max_spans: int = 100_000,
-                 reorder: list[int] | None = None, insert_workers: int | None = None) -> None:
+                 reorder: list[int] | None = None, insert_workers: int | None = None,
+                 queue_wait_s: float = 1.0) -> None:
         self.spool = spool
         self._get_store = get_store  # returns a Store or raises (store down)
         self.batch_max_spans = batch_max_spans
         self.batch_max_age_s = batch_max_age_s
         self.queue_max_spans = queue_max_spans
+        self.queue_wait_s = queue_wait_s  # a request finding the queue full waits this long for room before 429
         self._reorder = reorder
         # insert SpanColumns batches as Native blocks when the store can (PROMPTPULSE_NATIVE_INSERT=0: rows)
         self.native = os.environ.get("PROMPTPULSE_NATIVE_INSERT", "1") != "0"
@@ -151,6 +153,17 @@ class Writer:
             payload = b"".join((_BODY_JSON if is_json else _BODY_PB, _U32.pack(n), body))
         else:
             payload = marshal.dumps((n, rows))
+        digest = hashlib.sha256(payload).digest()  # (outside the lock: hashing a body takes ~1 ms)
+        if self.store_up and self.pending_spans + n > self.queue_max_spans and self.queue_wait_s > 0:
+            # the inserts are behind: wait a little for room (they free a batch every few hundred ms) rather than
+            # send the exporter away for Retry-After seconds at once
+            deadline = time.monotonic() + self.queue_wait_s
+            with self._cv:
+                while self.store_up and self.pending_spans > 0 and self.pending_spans + n > self.queue_max_spans:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
         with self._submit_lock:
             if self.spool.full(len(payload)):
                 if self.store_up:
@@ -163,7 +176,7 @@ class Writer:
                 raise QueueFull("queue full")
             rec = self.spool.append(payload)
             keep = self.mem_spans + n <= self.queue_max_spans  # beyond that, replay reads it back from disk
-            e = _Entry(rec, n, hashlib.sha256(payload).digest(), rows if keep else None, time.monotonic())
+            e = _Entry(rec, n, digest, rows if keep else None, time.monotonic())
             with self._cv:
                 self._q.append(e)
                 self.pending_spans += n

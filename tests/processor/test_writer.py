@@ -236,3 +236,18 @@ def test_request_bodies_only_for_a_store_that_decodes_them(tmp_path) -> None:
 
     assert Writer(Spool(tmp_path / "a"), FakeStore).takes_request_bodies() is False
     assert Writer(Spool(tmp_path / "b"), down).takes_request_bodies() is False
+
+
+def test_a_full_queue_waits_briefly_for_room_before_429(tmp_path) -> None:
+    store = FakeStore()
+    store.gate.clear()
+    w = Writer(Spool(tmp_path), lambda: store, batch_max_spans=10, batch_max_age_s=0.01, queue_max_spans=100,
+               queue_wait_s=2.0)
+    w.start()
+    w.submit(_rows(60))
+    threading.Timer(0.3, store.gate.set).start()  # the inserts catch up within the wait
+    t0 = time.monotonic()
+    w.submit(_rows(60, 60))
+    assert 0.2 < time.monotonic() - t0 < 2.0 and w.stats["rejected_queue_full"] == 0
+    _wait(lambda: len(store.rows) == 120)
+    w.stop()
