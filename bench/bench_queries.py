@@ -31,13 +31,16 @@ from promptpulse.processor.store.embedded import EmbeddedStore
 CHUNK = 1_000_000
 
 # One row per call; n is the call number. Distributions: lognormal latency around 300 ms .. 3.2 s by prompt, token
-# counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs).
+# counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs). Columns as
+# llm_calls_mv writes them (schemas/003): ids as bytes, latency/TTFT in 0.1 ms; `latency` is a helper, not inserted.
 GENERATE = """
 INSERT INTO llm_calls
-SELECT
+SELECT * EXCEPT latency FROM (SELECT
     toDateTime64(now64(6) - toIntervalMicrosecond(d), 6, 'UTC') AS timestamp,
-    lower(hex(sipHash128(n))) AS trace_id,
-    lower(hex(sipHash64(n, 1))) AS span_id,
+    sipHash128(n) AS trace_id_bin,  -- = unhex of the 32 hex digits llm_calls_mv receives
+    '' AS trace_id_raw,
+    reinterpretAsFixedString(sipHash64(n, 1)) AS span_id_bin,
+    '' AS span_id_raw,
     concat('app-', toString(p % 3)) AS service,
     'prod' AS environment,
     'chat' AS operation,
@@ -55,10 +58,12 @@ SELECT
     toDecimal64(input_tokens * [2.5, 0.15, 2, 3, 0.8, 15][m + 1] / 1000000
                 + output_tokens * [10, 0.6, 8, 15, 4, 75][m + 1] / 1000000, 12) AS cost_usd,
     'span' AS cost_source,
-    toFloat32(exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
-                  * cos(2 * pi() * rand32(6) / 4294967296.))) AS latency_ms,
-    if(rand32(7) % 10 < 4, toFloat32(latency_ms * (0.1 + 0.3 * rand32(8) / 4294967296.)), NULL) AS ttft_ms,
-    ttft_ms IS NOT NULL AS is_stream,
+    exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
+        * cos(2 * pi() * rand32(6) / 4294967296.)) AS latency,
+    toUInt32(round(latency * 10)) AS latency_100us,
+    if(rand32(7) % 10 < 4, 1 + toUInt32(round(latency * (0.1 + 0.3 * rand32(8) / 4294967296.) * 10)), 0)
+        AS ttft_code,
+    ttft_code != 0 AS is_stream,
     if(e, 'error', 'ok') AS status,
     if(e, ['RateLimitError', 'APITimeoutError', 'InternalServerError', 'BadRequestError'][rand32(9) % 4 + 1], '')
         AS error_type,
@@ -77,7 +82,7 @@ SELECT
 FROM
 (
 {calls}
-)
+))
 """
 
 # Which call is made when, by whom: n (the call's id), p (prompt), m (model), d (µs before now), v (version),
