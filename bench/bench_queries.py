@@ -32,15 +32,13 @@ CHUNK = 1_000_000
 
 # One row per call; n is the call number. Distributions: lognormal latency around 300 ms .. 3.2 s by prompt, token
 # counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs). Columns as
-# llm_calls_mv writes them (schemas/003): ids as bytes, latency/TTFT in 0.1 ms; `latency` is a helper, not inserted.
+# llm_calls_mv writes them (schemas/003): latency/TTFT in 0.1 ms; `latency` is a helper, not inserted.
 GENERATE = """
 INSERT INTO llm_calls
 SELECT * EXCEPT latency FROM (SELECT
     toDateTime64(now64(6) - toIntervalMicrosecond(d), 6, 'UTC') AS timestamp,
-    sipHash128(n) AS trace_id_bin,  -- = unhex of the 32 hex digits llm_calls_mv receives
-    '' AS trace_id_raw,
-    reinterpretAsFixedString(sipHash64(n, 1)) AS span_id_bin,
-    '' AS span_id_raw,
+    lower(hex(sipHash128(n))) AS trace_id,
+    lower(hex(sipHash64(n, 1))) AS span_id,
     concat('app-', toString(p % 3)) AS service,
     'prod' AS environment,
     'chat' AS operation,

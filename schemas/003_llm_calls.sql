@@ -1,21 +1,17 @@
 -- One typed row per LLM call, filled from otel_traces by llm_calls_mv. Attribute names are normalised here, in
 -- SQL, so spans count whichever way they arrive (our SDK, OpenLLMetry, OpenLIT, official OTel instrumentations,
 -- or Collectors writing otel_traces directly). Contract-1 names: instrumentation/semconv.py.
--- Storage (measured per column, bench/bench_queries.py, docs/BENCHMARKS.md "Storage"): random trace/span ids are
--- most of a call's bytes, so canonical ids (lowercase hex, 32 / 16 digits, not all zero: every OTLP id) are kept as
--- their 16 / 8 bytes; any other id string is kept as sent in *_raw. trace_id / span_id are ALIAS columns giving the
--- id back as text, exactly as it arrived — every reader, filter, join and the bloom-filter index use those names.
--- Latency and TTFT are kept in units of 0.1 ms (UInt32, T64), read as latency_ms / ttft_ms (Float32 ALIAS);
+-- Storage (measured per column, bench/bench_queries.py, docs/BENCHMARKS.md "Storage"): the random trace/span ids
+-- are ~24.7 of a call's bytes (hex strings; as bytes they would save ~0.65 B, but an ALIAS trace_id cannot be the
+-- cluster's Distributed sharding key, processor/store/schema.py SHARDING_KEYS). Latency and TTFT are kept in units of 0.1 ms (UInt32, T64), read as latency_ms / ttft_ms (Float32 ALIAS);
 -- timestamps in ms. Calls are ordered by series, day, conversation: a conversation's calls sit together, so
 -- conversation/session/user ids repeat instead of interleaving (and a conversation is found by the key). Tables created before this layout keep theirs (CREATE ... IF NOT EXISTS): the readers only
--- use trace_id, span_id, latency_ms, ttft_ms, which both layouts have.
+-- use latency_ms and ttft_ms, which both layouts have.
 CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
 (
     timestamp DateTime64(3, 'UTC') CODEC(Delta, ZSTD(3)),
-    trace_id_bin FixedString(16) CODEC(NONE),  -- canonical trace id as 16 bytes, else zeros
-    trace_id_raw String CODEC(ZSTD(1)),  -- a non-canonical trace id as sent, else ''
-    span_id_bin FixedString(8) CODEC(NONE),
-    span_id_raw String CODEC(ZSTD(1)),
+    trace_id String CODEC(ZSTD(1)),
+    span_id String CODEC(ZSTD(1)),
     service LowCardinality(String),
     environment LowCardinality(String),
     operation LowCardinality(String),
@@ -47,8 +43,6 @@ CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
     tags Array(LowCardinality(String)),
     retry_count UInt16 CODEC(ZSTD(1)),
     server_address LowCardinality(String),
-    trace_id String ALIAS if(empty(trace_id_bin), trace_id_raw, lower(hex(trace_id_bin))),
-    span_id String ALIAS if(empty(span_id_bin), span_id_raw, lower(hex(span_id_bin))),
     latency_ms Float32 ALIAS toFloat32(latency_100us / 10),
     ttft_ms Nullable(Float32) ALIAS if(ttft_code = 0, NULL, toFloat32((ttft_code - 1) / 10)),
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
@@ -65,7 +59,7 @@ SETTINGS ttl_only_drop_parts = 1, ${DEDUP_WINDOW};
 -- normalised with pricing.MODEL_PREFIX_PATTERN / MODEL_SUFFIX_PATTERN, rendered into this file by schema.py.
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${DB}.llm_calls_mv ${ON_CLUSTER} TO ${DB}.llm_calls${LOCAL} AS
 SELECT
-    timestamp, trace_id_bin, trace_id_raw, span_id_bin, span_id_raw, service, environment, operation,
+    timestamp, trace_id, span_id, service, environment, operation,
     provider, request_model, response_model, prompt_name, prompt_version, prompt_fingerprint,
     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, reasoning_tokens, cost_usd,
     cost_source, latency_100us, ttft_code, is_stream, status, error_type,
@@ -74,8 +68,7 @@ SELECT
 FROM
 (
 SELECT
-    c.timestamp AS timestamp, c.trace_id_bin AS trace_id_bin, c.trace_id_raw AS trace_id_raw,
-    c.span_id_bin AS span_id_bin, c.span_id_raw AS span_id_raw, c.service AS service,
+    c.timestamp AS timestamp, c.trace_id AS trace_id, c.span_id AS span_id, c.service AS service,
     c.environment AS environment, c.operation AS operation, c.provider AS provider,
     c.request_model AS request_model, c.response_model AS response_model,
     c.prompt_name AS prompt_name, c.prompt_version AS prompt_version, c.prompt_fingerprint AS prompt_fingerprint,
@@ -111,12 +104,8 @@ FROM
 (
     SELECT
         Timestamp AS timestamp,
-        match(TraceId, '^[0-9a-f]{32}$') AND TraceId != repeat('0', 32) AS trace_canonical,
-        if(trace_canonical, unhex(TraceId), '') AS trace_id_bin,
-        if(trace_canonical, '', TraceId) AS trace_id_raw,
-        match(SpanId, '^[0-9a-f]{16}$') AND SpanId != repeat('0', 16) AS span_canonical,
-        if(span_canonical, unhex(SpanId), '') AS span_id_bin,
-        if(span_canonical, '', SpanId) AS span_id_raw,
+        TraceId AS trace_id,
+        SpanId AS span_id,
         ServiceName AS service,
         SpanAttributes AS sa,
         ResourceAttributes AS ra,
