@@ -32,7 +32,7 @@ CHUNK = 1_000_000
 
 # One row per call; n is the call number. Distributions: lognormal latency around 300 ms .. 3.2 s by prompt, token
 # counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs). Columns as
-# llm_calls_mv writes them (schemas/003): latency/TTFT in 0.1 ms; `latency` is a helper, not inserted.
+# llm_calls_mv writes them (schemas/003): latency/TTFT through promptpulse_f32_round; `latency` is a helper.
 GENERATE = """
 INSERT INTO llm_calls
 SELECT * EXCEPT latency FROM (SELECT
@@ -58,10 +58,10 @@ SELECT * EXCEPT latency FROM (SELECT
     'span' AS cost_source,
     exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
         * cos(2 * pi() * rand32(6) / 4294967296.)) AS latency,
-    toUInt32(round(latency * 10)) AS latency_100us,
-    if(rand32(7) % 10 < 4, 1 + toUInt32(round(latency * (0.1 + 0.3 * rand32(8) / 4294967296.) * 10)), 0)
-        AS ttft_code,
-    ttft_code != 0 AS is_stream,
+    promptpulse_f32_round(toFloat32(latency)) AS latency_ms,
+    if(rand32(7) % 10 < 4, promptpulse_f32_round(toFloat32(latency * (0.1 + 0.3 * rand32(8) / 4294967296.))), NULL)
+        AS ttft_ms,
+    ttft_ms IS NOT NULL AS is_stream,
     if(e, 'error', 'ok') AS status,
     if(e, ['RateLimitError', 'APITimeoutError', 'InternalServerError', 'BadRequestError'][rand32(9) % 4 + 1], '')
         AS error_type,

@@ -78,9 +78,8 @@ def test_instrumented_call_and_score_land_in_llm_calls_and_llm_scores(store: Sto
     # gpt-4o-mini: 1000 uncached * 0.15 + 200 cached * 0.075 + 300 out * 0.60 per million = 0.000345
     assert cost == pytest.approx(0.000345, abs=1e-12) == a[sc.PROMPTPULSE_COST_USD]
     assert cost_source == "span" and is_stream and status == "ok"
-    # llm_calls keeps TTFT and latency in 0.1 ms units (schemas/003): within 0.05 ms (+ Float32 rounding)
-    assert ttft_ms == pytest.approx(a[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] * 1000, abs=0.0501)
-    assert latency_ms == pytest.approx((call_span.end_time - call_span.start_time) / 1e6, abs=0.0501)
+    assert ttft_ms == pytest.approx(a[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] * 1000, rel=1e-3)
+    assert latency_ms == pytest.approx((call_span.end_time - call_span.start_time) / 1e6, rel=1e-3)
     assert span_id == format(call_span.context.span_id, "016x")
 
     scores = store.query(

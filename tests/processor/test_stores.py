@@ -250,8 +250,8 @@ def test_calls_and_rollups_add_up(store: Store) -> None:
                       " sumIf(toFloat64(latency_ms), ttft_ms IS NOT NULL), sum(toFloat64(latency_ms)),"
                       " sum(toFloat64(ifNull(ttft_ms, 0))) FROM llm_calls WHERE service = {s:String}", p).rows[0]
     assert raw[:3] == (exp["http_5xx"], exp["retries"], exp["retried_calls"])
-    # latency is kept in 0.1 ms units (schemas/003): each stored value is within 0.05 ms of the span's duration
-    assert abs(raw[3] - exp["stream_latency"]) <= 0.05 * len(exp["ttft"]) + 1e-6
+    # latency is rounded to 12 mantissa bits (schemas/003): each value within 1.2e-4 of the span's duration
+    assert raw[3] == pytest.approx(exp["stream_latency"], rel=1.25e-4)
     for table in ("llm_calls_1m", "llm_calls_1h"):
         r = store.query(f"SELECT sum(http_5xx), sum(retries), sum(retried_calls), sum(stream_latency_ms_sum),"
                         f" sum(latency_ms_sum), sum(ttft_ms_sum) FROM {table} WHERE service = {{s:String}}", p).rows[0]
@@ -380,8 +380,14 @@ def test_column_order_constant_matches_table(store: Store) -> None:
 
 
 def test_ids_and_latencies_round_trip(store: Store) -> None:
-    """llm_calls keeps ids as sent and latency/TTFT in 0.1 ms (schemas/003); a trace_id filter uses the
-    bloom-filter index."""
+    """llm_calls keeps ids as sent and latency/TTFT rounded to 12 mantissa bits (schemas/003); a trace_id filter
+    uses the bloom-filter index."""
+    import struct
+
+    def f32_round(x: float) -> float:  # promptpulse_f32_round
+        bits = struct.unpack("<I", struct.pack("<f", x))[0]
+        return struct.unpack("<f", struct.pack("<I", (bits + 1024) & 0xFFFFF800))[0]
+
     service = f"svc-{uuid.uuid4().hex[:8]}"
     canonical = uuid.uuid4().hex
     ids = [(canonical, canonical[:16]), (canonical.upper(), canonical[:16].upper()), ("trace-1", "span-1"), ("", "")]
@@ -395,12 +401,12 @@ def test_ids_and_latencies_round_trip(store: Store) -> None:
         row[1], row[2] = tid, sid
         rows.append(row)
     store.insert_otel_traces(rows)
-    got = store.query("SELECT trace_id, span_id, latency_100us, ttft_code, latency_ms, ttft_ms FROM llm_calls "
+    got = store.query("SELECT trace_id, span_id, latency_ms, ttft_ms FROM llm_calls "
                       "WHERE service = {s:String} ORDER BY timestamp", {"s": service}).rows
     assert [(r[0], r[1]) for r in got] == ids
-    assert [(r[2], r[3]) for r in got] == [(12346, 124)] + [(12346, 0)] * (len(ids) - 1)  # 0.1 ms units; 0 = none
-    assert [round(r[4], 4) for r in got] == [1234.6] * len(ids)  # 1,234,567,891 ns
-    assert [r[5] for r in got] == [pytest.approx(12.3, abs=1e-5)] + [None] * (len(ids) - 1)
+    assert [r[2] for r in got] == [f32_round(1234.567891 + i * 1e-6) for i in range(len(ids))] == [1234.5] * 4
+    assert [r[3] for r in got] == [f32_round(12.34)] + [None] * (len(ids) - 1)
+    assert abs(got[0][3] - 12.34) <= 12.34 * 1.2e-4
     p = {"t": canonical, "s": service}
     assert store.query("SELECT count() FROM llm_calls WHERE trace_id = {t:String} AND service = {s:String}",
                        p).scalar() == 1
