@@ -1,11 +1,12 @@
 """Dashboard queries from the rollups vs from raw llm_calls rows, and storage per call, at 1M and 10M calls.
 
-    .venv/bin/python bench/bench_queries.py [--calls 1000000 10000000] [--runs 7]
+    .venv/bin/python bench/bench_queries.py [--calls 1000000 10000000] [--runs 7] [--generator nested independent]
 
 For each size: a fresh embedded store with the full schema; synthetic calls over the last 30 days (180 series:
 30 prompts x 6 models, 3 services, each prompt's version changing every 10 days, staggered; ~3% errors, 40%
 streamed) are generated *in SQL* — ``INSERT INTO llm_calls SELECT ... FROM numbers(a, 1000000)`` per million —
-so the rollup materialized views (llm_calls -> llm_calls_1m -> llm_calls_1h) fill exactly as they do on ingest.
+so the rollup materialized views (llm_calls -> llm_calls_1m -> llm_calls_1h -> llm_calls_1d) fill exactly as they
+do on ingest. ``--generator`` picks how calls are drawn (NESTED, the default, or INDEPENDENT, the first generator).
 Then OPTIMIZE ... FINAL (the state background merges converge to), and each query runs once to warm up and --runs
 times timed (median, ms).
 Storage: system.parts / system.parts_columns of llm_calls (compressed bytes per call, per column).
@@ -14,6 +15,7 @@ Storage: system.parts / system.parts_columns of llm_calls (compressed bytes per 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
 import statistics
@@ -22,15 +24,18 @@ import sys
 import tempfile
 import time
 
+from promptpulse.dashboards import macros
+from promptpulse.dashboards import queries as dq
 from promptpulse.processor.store.embedded import EmbeddedStore
 
 CHUNK = 1_000_000
 
 # One row per call; n is the call number. Distributions: lognormal latency around 300 ms .. 3.2 s by prompt, token
-# counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs).
+# counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs). Columns as
+# llm_calls_mv writes them (schemas/003): latency/TTFT through promptpulse_f32_round; `latency` is a helper.
 GENERATE = """
 INSERT INTO llm_calls
-SELECT
+SELECT * EXCEPT latency FROM (SELECT
     toDateTime64(now64(6) - toIntervalMicrosecond(d), 6, 'UTC') AS timestamp,
     lower(hex(sipHash128(n))) AS trace_id,
     lower(hex(sipHash64(n, 1))) AS span_id,
@@ -51,9 +56,11 @@ SELECT
     toDecimal64(input_tokens * [2.5, 0.15, 2, 3, 0.8, 15][m + 1] / 1000000
                 + output_tokens * [10, 0.6, 8, 15, 4, 75][m + 1] / 1000000, 12) AS cost_usd,
     'span' AS cost_source,
-    toFloat32(exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
-                  * cos(2 * pi() * rand32(6) / 4294967296.))) AS latency_ms,
-    if(rand32(7) % 10 < 4, toFloat32(latency_ms * (0.1 + 0.3 * rand32(8) / 4294967296.)), NULL) AS ttft_ms,
+    exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
+        * cos(2 * pi() * rand32(6) / 4294967296.)) AS latency,
+    promptpulse_f32_round(toFloat32(latency)) AS latency_ms,
+    if(rand32(7) % 10 < 4, promptpulse_f32_round(toFloat32(latency * (0.1 + 0.3 * rand32(8) / 4294967296.))), NULL)
+        AS ttft_ms,
     ttft_ms IS NOT NULL AS is_stream,
     if(e, 'error', 'ok') AS status,
     if(e, ['RateLimitError', 'APITimeoutError', 'InternalServerError', 'BadRequestError'][rand32(9) % 4 + 1], '')
@@ -63,49 +70,98 @@ SELECT
     multiIf(NOT e, 200, error_type = 'RateLimitError', 429, error_type = 'APITimeoutError', 0,
             error_type = 'InternalServerError', 500, 400) AS http_status,
     if(e, [], ['stop']) AS finish_reasons,
-    concat('user-', toString(rand32(10) % 5000)) AS user_id,
-    concat('sess-', toString(rand32(11) % 20000)) AS session_id,
-    concat('conv-', toString(rand32(12) % 50000)) AS conversation_id,
+    concat('user-', toString(uid)) AS user_id,
+    concat('sess-', toString(sid)) AS session_id,
+    concat('conv-', toString(cid)) AS conversation_id,
     ['support', 'search', 'summarise'][p % 3 + 1] AS feature,
     if(p % 2 = 0, ['beta', 'eu'], []) AS tags,
     toUInt16(0) AS retry_count,
     if(m < 3, 'api.openai.com', 'api.anthropic.com') AS server_address
 FROM
 (
-    SELECT number AS n, n % 30 AS p, intDiv(n, 30) % 6 AS m, rand64(1) % (30 * 86400000000) AS d,
-           1 + (intDiv(d, 864000000000) + p) % 3 AS v, rand32(14) % 100 < 3 AS e
-    FROM numbers({start}, {count})
-)
+{calls}
+))
 """
 
-DAYS = "now() - INTERVAL 30 DAY"
-QUERIES = {
-    "p50/p95/p99 latency by prompt, 30 days": (
-        f"SELECT prompt_name, promptpulse_hist_quantiles(sumMap(latency_hist), [0.5, 0.95, 0.99]) FROM llm_calls_1h "
-        f"WHERE bucket >= {DAYS} GROUP BY prompt_name ORDER BY prompt_name",
-        f"SELECT prompt_name, quantilesExact(0.5, 0.95, 0.99)(latency_ms) FROM llm_calls "
-        f"WHERE timestamp >= {DAYS} GROUP BY prompt_name ORDER BY prompt_name"),
-    "p95 of one prompt by version, 30 days": (
-        f"SELECT prompt_version, promptpulse_hist_quantile(sumMap(latency_hist), 0.95) FROM llm_calls_1h "
-        f"WHERE prompt_name = 'prompt_7' AND bucket >= {DAYS} GROUP BY prompt_version ORDER BY prompt_version",
-        f"SELECT prompt_version, quantileExact(0.95)(latency_ms) FROM llm_calls "
-        f"WHERE prompt_name = 'prompt_7' AND timestamp >= {DAYS} GROUP BY prompt_version ORDER BY prompt_version"),
-    "error rate by prompt version, 30 days": (
-        f"SELECT prompt_name, prompt_version, sum(errors) / sum(calls) FROM llm_calls_1h WHERE bucket >= {DAYS} "
-        f"GROUP BY prompt_name, prompt_version ORDER BY prompt_name, prompt_version",
-        f"SELECT prompt_name, prompt_version, countIf(status = 'error') / count() FROM llm_calls "
-        f"WHERE timestamp >= {DAYS} GROUP BY prompt_name, prompt_version ORDER BY prompt_name, prompt_version"),
-    "cost by model per day, 30 days": (
-        f"SELECT toStartOfDay(bucket) AS d, model, sum(cost_usd) FROM llm_calls_1h WHERE bucket >= {DAYS} "
-        f"GROUP BY d, model ORDER BY d, model",
-        f"SELECT toStartOfDay(timestamp) AS d, request_model, sum(cost_usd) FROM llm_calls "
-        f"WHERE timestamp >= {DAYS} GROUP BY d, request_model ORDER BY d, request_model"),
-    "p95 latency per 5 min, last 24 h (1m rollup)": (
-        "SELECT toStartOfFiveMinutes(bucket) AS t, promptpulse_hist_quantile(sumMap(latency_hist), 0.95) "
-        "FROM llm_calls_1m WHERE bucket >= now() - INTERVAL 1 DAY GROUP BY t ORDER BY t",
-        "SELECT toStartOfFiveMinutes(timestamp) AS t, quantileExact(0.95)(latency_ms) FROM llm_calls "
-        "WHERE timestamp >= now() - INTERVAL 1 DAY GROUP BY t ORDER BY t"),
-}
+# Which call is made when, by whom: n (the call's id), p (prompt), m (model), d (µs before now), v (version),
+# e (failed), uid / sid / cid (user, session, conversation numbers).
+# "independent" (the first generator): every call draws prompt, model, time, user (of 5k), session (of 20k) and
+# conversation (of 50k) independently at random, so one conversation's calls are scattered over 30 days, prompts
+# and users.
+INDEPENDENT = """
+    SELECT number AS n, n % 30 AS p, intDiv(n, 30) % 6 AS m, rand64(1) % (30 * 86400000000) AS d,
+           1 + (intDiv(d, 864000000000) + p) % 3 AS v, rand32(14) % 100 < 3 AS e,
+           rand32(10) % 5000 AS uid, rand32(11) % 20000 AS sid, rand32(12) % 50000 AS cid
+    FROM numbers({start}, {count})
+"""
+# "nested" (default): how chat traffic is shaped — a user (of 5k) opens sessions at random times over the 30 days; a
+# session holds 1-3 conversations started 5-10 min apart; a conversation is 1-12 calls (mean 6.5), one turn every
+# 60-100 s, all with the conversation's prompt and model (drawn uniformly from the same 180 series). Sessions and
+# conversations therefore grow with traffic (10M calls: ~770k sessions, ~1.5M conversations) instead of being a
+# fixed pool. Per-call draws (latency, tokens, errors, ...) are the same as in "independent".
+NESTED = """
+    SELECT cid * 16 + t AS n, p, m, d, 1 + (intDiv(d, 864000000000) + p) % 3 AS v, rand32(14) % 100 < 3 AS e,
+           uid, sid, cid
+    FROM
+    (
+        SELECT {start} + number AS sid, sipHash64(sid, 20) % 5000 AS uid,
+               sipHash64(sid, 21) % (30 * 86400000000 - 3600000000) AS s_at,
+               arrayJoin(range(1 + sipHash64(sid, 22) % 3)) AS j, sid * 4 + j AS cid,
+               sipHash64(cid, 23) % 30 AS p, sipHash64(cid, 24) % 6 AS m,
+               s_at + j * (300000000 + sipHash64(cid, 25) % 300000000) AS c_at,
+               arrayJoin(range(1 + sipHash64(cid, 26) % 12)) AS t,
+               30 * 86400000000 - (c_at + t * 60000000 + sipHash64(cid, t, 27) % 40000000) AS d
+        FROM numbers(intDiv({count}, 10))
+    )
+    LIMIT {count}
+"""
+GENERATORS = {"nested": NESTED, "independent": INDEPENDENT}
+
+def queries(now: dt.datetime) -> dict[str, tuple[str, str]]:
+    """name -> (rollup SQL, raw SQL) over the 30 days (last 24 h) before ``now``. The rollup side is the source the
+    dashboards read (dashboards/queries.py ``rollup()``, macros expanded as Grafana sends them, every variable All):
+    whole days from llm_calls_1d, the partial first and last day from llm_calls_1h. The first row reads
+    llm_calls_1h alone, as every long-range panel did before llm_calls_1d (same numbers, the before/after pair)."""
+    month, day = now - dt.timedelta(days=30), now - dt.timedelta(days=1)
+
+    def dash(sql: str, start: dt.datetime = month) -> str:
+        variables = {v: macros.ALL for v, _ in dq.FILTER_VARS}
+        return macros.expand(sql, time_from=start, time_to=now, interval_s=3600, variables=variables)
+
+    since = f"timestamp >= toDateTime({int(month.timestamp())})"
+    pcts = "promptpulse_hist_quantiles(sumMap(latency_hist), [0.5, 0.95, 0.99])"
+    one_prompt = dq.rollup(extra="prompt_name = 'prompt_7'")
+    return {
+        "p50/p95/p99 latency by prompt, 30 days, llm_calls_1h only (before)": (
+            f"SELECT prompt_name, {pcts} FROM llm_calls_1h WHERE bucket >= toStartOfHour(toDateTime("
+            f"{int(month.timestamp())})) GROUP BY prompt_name ORDER BY prompt_name",
+            f"SELECT prompt_name, quantilesExact(0.5, 0.95, 0.99)(latency_ms) FROM llm_calls "
+            f"WHERE {since} GROUP BY prompt_name ORDER BY prompt_name"),
+        "p50/p95/p99 latency by prompt, 30 days": (
+            dash(f"SELECT prompt_name, {pcts} FROM {dq.rollup()} GROUP BY prompt_name ORDER BY prompt_name"),
+            f"SELECT prompt_name, quantilesExact(0.5, 0.95, 0.99)(latency_ms) FROM llm_calls "
+            f"WHERE {since} GROUP BY prompt_name ORDER BY prompt_name"),
+        "p95 of one prompt by version, 30 days": (
+            dash(f"SELECT prompt_version, {dq.P95} FROM {one_prompt} "
+                 "GROUP BY prompt_version ORDER BY prompt_version"),
+            f"SELECT prompt_version, quantileExact(0.95)(latency_ms) FROM llm_calls "
+            f"WHERE prompt_name = 'prompt_7' AND {since} GROUP BY prompt_version ORDER BY prompt_version"),
+        "error rate by prompt version, 30 days": (
+            dash(f"SELECT prompt_name, prompt_version, sum(errors) / sum(calls) FROM {dq.rollup()} "
+                 "GROUP BY prompt_name, prompt_version ORDER BY prompt_name, prompt_version"),
+            f"SELECT prompt_name, prompt_version, countIf(status = 'error') / count() FROM llm_calls "
+            f"WHERE {since} GROUP BY prompt_name, prompt_version ORDER BY prompt_name, prompt_version"),
+        "cost by model per day, 30 days": (
+            dash(f"SELECT toStartOfDay(bucket) AS d, model, sum(cost_usd) FROM {dq.rollup()} "
+                 "GROUP BY d, model ORDER BY d, model"),
+            f"SELECT toStartOfDay(timestamp) AS d, request_model, sum(cost_usd) FROM llm_calls "
+            f"WHERE {since} GROUP BY d, request_model ORDER BY d, request_model"),
+        "p95 latency per 5 min, last 24 h (1m rollup)": (
+            dash(f"SELECT toStartOfFiveMinutes(bucket) AS t, {dq.P95} FROM {dq.rollup()} GROUP BY t ORDER BY t",
+                 day),
+            "SELECT toStartOfFiveMinutes(timestamp) AS t, quantileExact(0.95)(latency_ms) FROM llm_calls "
+            f"WHERE timestamp >= toDateTime({int(day.timestamp())}) GROUP BY t ORDER BY t"),
+    }
 
 
 def timed(store: EmbeddedStore, sql: str, runs: int) -> tuple[float, list]:
@@ -118,7 +174,7 @@ def timed(store: EmbeddedStore, sql: str, runs: int) -> tuple[float, list]:
     return statistics.median(times) * 1000, rows
 
 
-def run(calls: int, runs: int) -> dict:
+def run(calls: int, runs: int, generator: str = "nested") -> dict:
     tmp = tempfile.mkdtemp(prefix="pp-bench-q-")
     store = EmbeddedStore(tmp)
     store.apply_schema()
@@ -127,10 +183,11 @@ def run(calls: int, runs: int) -> dict:
     store.command("ALTER TABLE llm_calls MODIFY SETTING min_bytes_for_wide_part = 0")
     started = time.perf_counter()
     for start in range(0, calls, CHUNK):
-        store.command(GENERATE.format(start=start, count=min(CHUNK, calls - start)))
+        count = min(CHUNK, calls - start)
+        store.command(GENERATE.format(calls=GENERATORS[generator].format(start=start, count=count)))
     t_gen = time.perf_counter() - started
     started = time.perf_counter()
-    for table in ("llm_calls", "llm_calls_1m", "llm_calls_1h"):
+    for table in ("llm_calls", "llm_calls_1m", "llm_calls_1h", "llm_calls_1d"):
         store.command(f"OPTIMIZE TABLE {table} FINAL")
     t_opt = time.perf_counter() - started
     parts = {t: (r, b, u) for t, r, b, u in store.query(
@@ -140,23 +197,27 @@ def run(calls: int, runs: int) -> dict:
     columns = store.query(
         "SELECT column, sum(column_data_compressed_bytes) FROM system.parts_columns WHERE active "
         "AND database = currentDatabase() AND table = 'llm_calls' GROUP BY column ORDER BY 2 DESC").rows
-    out = {"calls": calls, "generate_s": round(t_gen, 1), "optimize_s": round(t_opt, 1),
+    out = {"calls": calls, "generator": generator, "generate_s": round(t_gen, 1), "optimize_s": round(t_opt, 1),
            "rows": {t: v[0] for t, v in parts.items() if t.startswith("llm_calls")},
            "bytes_per_call": round(parts["llm_calls"][1] / n, 2),
            "bytes_per_call_uncompressed": round(parts["llm_calls"][2] / n, 1),
-           "rollup_mb": {t: round(parts[t][1] / 1e6, 2) for t in ("llm_calls_1m", "llm_calls_1h")},
+           "rollup_mb": {t: round(parts[t][1] / 1e6, 2) for t in ("llm_calls_1m", "llm_calls_1h", "llm_calls_1d")},
            "column_bytes_per_call": {c: round(b / n, 2) for c, b in columns},
            "queries_ms": {}}
     exact = {}
-    for name, (rollup_sql, raw_sql) in QUERIES.items():
+    for name, (rollup_sql, raw_sql) in queries(dt.datetime.now(dt.timezone.utc)).items():
         t_roll, r_roll = timed(store, rollup_sql, runs)
         t_raw, r_raw = timed(store, raw_sql, runs)
         out["queries_ms"][name] = {"rollup": round(t_roll, 1), "raw": round(t_raw, 1)}
         exact[name] = (r_roll, r_raw)
     # the rollups agree with the raw rows: counts and costs exactly, percentiles within the sketch's 1%
-    calls_1h = store.query("SELECT sum(calls), sum(cost_usd), sum(errors) FROM llm_calls_1h").rows[0]
     raw = store.query("SELECT count(), sum(cost_usd), countIf(status = 'error') FROM llm_calls").rows[0]
-    out["rollup_totals_equal_raw"] = tuple(calls_1h) == tuple(raw)
+    out["rollup_totals_equal_raw"] = all(
+        tuple(store.query(f"SELECT sum(calls), sum(cost_usd), sum(errors) FROM {t}").rows[0]) == tuple(raw)
+        for t in ("llm_calls_1m", "llm_calls_1h", "llm_calls_1d"))
+    # days + edge hours give exactly the numbers of the hourly rows alone
+    out["daily_equals_hourly"] = (exact["p50/p95/p99 latency by prompt, 30 days"][0]
+                                  == exact["p50/p95/p99 latency by prompt, 30 days, llm_calls_1h only (before)"][0])
     r_roll, r_raw = exact["p50/p95/p99 latency by prompt, 30 days"]
     out["max_rel_error_p50_p95_p99"] = round(max(abs(a - b) / b for x, y in zip(r_roll, r_raw, strict=True)
                                                  for a, b in zip(x[1], y[1], strict=True)), 4)
@@ -169,12 +230,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--generator", choices=sorted(GENERATORS), nargs="+", default=["nested"],
+                    help="how calls are drawn (see NESTED / INDEPENDENT); several run one after the other")
     args = ap.parse_args()
-    if len(args.calls) == 1:
-        print(json.dumps(run(args.calls[0], args.runs)), flush=True)
+    if len(args.calls) == 1 and len(args.generator) == 1:
+        print(json.dumps(run(args.calls[0], args.runs, args.generator[0])), flush=True)
         return
-    for calls in args.calls:  # chDB opens one data path per process: one process per size
-        subprocess.run([sys.executable, __file__, "--calls", str(calls), "--runs", str(args.runs)], check=True)
+    for generator in args.generator:
+        for calls in args.calls:  # chDB opens one data path per process: one process per size
+            subprocess.run([sys.executable, __file__, "--calls", str(calls), "--runs", str(args.runs),
+                            "--generator", generator], check=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """SQL builders shared by every dashboard panel: filters from the dashboard variables, the rollup source at the
 resolution that fits the time range, and the metric expressions. A panel's SQL is composed here, never typed twice.
 
-Resolution: ranges up to ``SWITCH_S`` (48 h) read ``llm_calls_1m``, longer ones ``llm_calls_1h``. Both branches of a
-UNION ALL carry a constant guard on ``$__toTime - $__fromTime``, so ClickHouse reads exactly one table. Raw
-``llm_calls`` is read only by drill-down tables. Quality panels read the score rollups (``llm_scores_1m`` /
+Resolution: ranges up to ``SWITCH_S`` (48 h) read ``llm_calls_1m``, longer ones ``llm_calls_1h`` — and of those, every
+whole UTC day inside the range comes from ``llm_calls_1d`` (only the partial first and last day from the hourly
+table) whenever the panel does not need finer time steps than a day. The branches of the UNION ALL carry constant
+guards on ``$__toTime - $__fromTime`` (and the step), so ClickHouse reads only the tables that apply; days + edge
+hours sum to exactly what the hourly rows of the same range give. Raw ``llm_calls`` is read only by drill-down
+tables. Quality panels read the score rollups (``llm_scores_1m`` /
 ``llm_scores_1h``) the same way.
 """
 
@@ -40,22 +43,36 @@ def filters(*, model_col: str = "model", skip: Sequence[str] = ()) -> str:
     return " AND ".join(parts)
 
 
+def whole_days(start: str, end: str) -> tuple[str, str]:
+    """[first, last) whole UTC days inside the hourly range [toStartOfHour(start), end): the first midnight at or
+    after the start's hour, and the midnight of the end's day (empty when first >= last)."""
+    return (f"toStartOfDay(toStartOfHour({start}) + INTERVAL 23 HOUR, 'UTC')", f"toStartOfDay({end}, 'UTC')")
+
+
 def rollup(start: str = FROM, end: str = TO, *, length: str = RANGE_S, extra: str = "",
-           minute_only: bool = False) -> str:
+           minute_only: bool = False, daily: str = "1") -> str:
     """Rollup rows of [start, end) at the dashboard's resolution, filtered by the variables.
 
     ``length`` decides the resolution (default: the dashboard range). ``minute_only`` always reads llm_calls_1m
-    (panels that need minute resolution over any range, e.g. peak RPM or SLA downtime minutes)."""
+    (panels that need minute resolution over any range, e.g. peak RPM or SLA downtime minutes). ``daily`` is the
+    SQL condition under which whole days may come from llm_calls_1d (default always: totals and breakdowns; time
+    series pass "the step is whole days")."""
     where = filters() + (f" AND {extra}" if extra else "")
     one_minute = (f"SELECT *, 60 AS res_s FROM llm_calls_1m\n"
                   f"    WHERE {'1' if minute_only else f'{length} <= {SWITCH_S}'}"
                   f" AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n      AND {where}")
     if minute_only:
         return f"(\n    {one_minute}\n)"
+    first, last = whole_days(start, end)
+    long = f"{length} > {SWITCH_S}"
     one_hour = (f"SELECT *, 3600 AS res_s FROM llm_calls_1h\n"
-                f"    WHERE {length} > {SWITCH_S} AND bucket >= toStartOfHour({start}) AND bucket < {end}\n"
+                f"    WHERE {long} AND bucket >= toStartOfHour({start}) AND bucket < {end}\n"
+                f"      AND NOT ({daily} AND bucket >= {first} AND bucket < {last})\n"
                 f"      AND {where}")
-    return f"(\n    {one_minute}\n    UNION ALL\n    {one_hour}\n)"
+    one_day = (f"SELECT *, 86400 AS res_s FROM llm_calls_1d\n"
+               f"    WHERE {long} AND {daily} AND bucket >= {first} AND bucket < {last}\n"
+               f"      AND {where}")
+    return f"(\n    {one_minute}\n    UNION ALL\n    {one_hour}\n    UNION ALL\n    {one_day}\n)"
 
 
 def score_rollup(start: str = FROM, end: str = TO) -> str:
@@ -123,7 +140,8 @@ def timeseries(columns: Sequence[tuple[str, str]], *, group: str | None = None, 
     column (long format: the plugin turns it into one series per value)."""
     label = f",\n    {group} AS series" if group else ""
     by = ", series" if group else ""
-    return (f"SELECT\n    {time_bucket()} AS time{label},\n    {select(columns)}\nFROM {source or rollup()}\n"
+    source = source or rollup(daily=f"{STEP_S} % 86400 = 0")
+    return (f"SELECT\n    {time_bucket()} AS time{label},\n    {select(columns)}\nFROM {source}\n"
             f"GROUP BY time{by}\nORDER BY time{by}")
 
 

@@ -2,7 +2,9 @@
 and export. Every function takes a store and a dict of (string) request parameters and returns plain data.
 
 Sources. Aggregates read the rollups (``llm_calls_1m`` for ranges up to 48 h, ``llm_calls_1h`` beyond, the switch
-the dashboards use) with the metric expressions of :mod:`promptpulse.dashboards.queries`, so an API number and a
+the dashboards use; a caller that needs no finer time steps than a day passes ``daily=True`` and then reads the
+range's whole UTC days from ``llm_calls_1d`` and only its edge hours from ``llm_calls_1h`` — the same numbers, far
+fewer rows) with the metric expressions of :mod:`promptpulse.dashboards.queries`, so an API number and a
 panel number are the same SQL. A request whose range starts before the 1-minute rollup's retention, or that needs a
 column the rollups lack (``tag``/``user_id`` filters, the ``user_type`` and ``tag`` cohorts), reads ``llm_calls``
 through :func:`raw_as_rollup`, which shapes raw rows like rollup rows (one call = one row with ``calls = 1`` and a
@@ -200,8 +202,11 @@ class Source:
 
 
 def source(params: Mapping[str, str], start: dt.datetime, end: dt.datetime, *, raw: bool = False,
-           resolution: str | None = None, now: dt.datetime | None = None, skip: tuple[str, ...] = ()) -> Source:
-    """Rollup-shaped rows of [start, end): the rollup that fits the range, raw calls when needed."""
+           resolution: str | None = None, now: dt.datetime | None = None, skip: tuple[str, ...] = (),
+           daily: bool = False) -> Source:
+    """Rollup-shaped rows of [start, end): the rollup that fits the range, raw calls when needed. With ``daily``
+    an hourly source takes the whole UTC days inside the range from llm_calls_1d (rows then hold a day or an hour:
+    only for callers that aggregate the whole range or whole days)."""
     w = filters(params, skip=skip)
     now = now or dt.datetime.now(UTC)
     if w.raw:
@@ -217,6 +222,13 @@ def source(params: Mapping[str, str], start: dt.datetime, end: dt.datetime, *, r
     fstart = floor(start, step)
     cond = ["bucket >= {start:DateTime('UTC')}", "bucket < {end:DateTime('UTC')}", *w.rollup]
     sql = f"(SELECT * FROM {table} WHERE {' AND '.join(cond)})"
+    if daily and resolution == "1h":
+        first, last = ceil(fstart, 86400), floor(ceil(end, 1), 86400)
+        if first < last:
+            days = ["bucket >= {d_first:DateTime('UTC')}", "bucket < {d_last:DateTime('UTC')}"]
+            sql = (f"(SELECT * FROM {table} WHERE {' AND '.join(cond)} AND NOT ({' AND '.join(days)}) UNION ALL "
+                   f"SELECT * FROM llm_calls_1d WHERE {' AND '.join([*days, *w.rollup])})")
+            w.params.update({"d_first": sec(first), "d_last": sec(last)})
     return Source(sql, {**w.params, "start": sec(fstart), "end": sec(ceil(end, 1))}, resolution, fstart, end)
 
 
@@ -336,7 +348,7 @@ def compare(store: Any, params: Mapping[str, str], *, now: dt.datetime | None = 
         extra_where = {}
     else:
         raise BadRequest("give prompts=a,b[,c] or prompt_id=X&versions=v1,v2[,v3]")
-    src = source(params, start, end, now=now, skip=skip)
+    src = source(params, start, end, now=now, skip=skip, daily=True)
     src.sql = f"(SELECT * FROM {src.sql} WHERE {key} IN {{items:Array(String)}})"
     src.params = {**src.params, **extra_where, "items": items}
     rows = {r["item"]: metric_row(r) for r in aggregate(store, src, [(key, "item")])}
@@ -401,7 +413,7 @@ def timeseries(store: Any, params: Mapping[str, str], *, now: dt.datetime | None
     resolution = "1m" if step < 3600 else "1h"
     if resolution == "1m" and start < now_ - dt.timedelta(days=MINUTE_TTL_DAYS - 1):
         raise BadRequest(f"{interval} points are kept for {MINUTE_TTL_DAYS} days; use interval=1h for older ranges")
-    src = source(params, start, end, resolution=resolution, now=now)
+    src = source(params, start, end, resolution=resolution, now=now, daily=step % 86400 == 0)
     label = f", {GROUP_BY[group]} AS series" if group else ""
     sql = (f"SELECT toStartOfInterval(bucket, INTERVAL {step} second) AS t{label}, "
            f"{TIMESERIES_METRICS[metric]} AS v FROM {src.sql} GROUP BY t{', series' if group else ''} ORDER BY t")
@@ -452,7 +464,8 @@ def cohorts(store: Any, params: Mapping[str, str], *, now: dt.datetime | None = 
         extra = (("uniqExactIf(user_id, user_id != '')", "users"),)
     else:
         src = source(params, start, end, now=now,
-                     resolution="1h" if by in ("day", "week") and (end - start).total_seconds() > 3600 else None)
+                     resolution="1h" if by in ("day", "week") and (end - start).total_seconds() > 3600 else None,
+                     daily=by != "hour")
         key = COHORTS[by]
     rows = aggregate(store, src, [(key, "cohort")], order="`cohort`", limit=limit, extra=extra)
     out = []
@@ -583,7 +596,7 @@ def sla(store: Any, params: Mapping[str, str], *, now: dt.datetime | None = None
         raise BadRequest(f"bad end {params.get('end')!r}: expected an ISO date or datetime")
     end = floor(end, 60)
     start = end - dt.timedelta(seconds=window)
-    src = source(params, start, end, resolution="1h" if window > dq.SWITCH_S else None, now=now)
+    src = source(params, start, end, resolution="1h" if window > dq.SWITCH_S else None, now=now, daily=True)
     m = metric_row(aggregate(store, src, [])[0])
     allowed = 1 - target / 100
     budget = allowed * m["requests"]

@@ -81,7 +81,7 @@ def _month_before(t: dt.datetime) -> dt.datetime:
 
 
 def _src(start: dt.datetime, end: dt.datetime, where: str = "") -> an.Source:
-    s = an.source({}, start, end, resolution="1h")
+    s = an.source({}, start, end, resolution="1h", daily=True)  # whole-range aggregates
     if where:
         s.sql = f"(SELECT * FROM {s.sql} WHERE {where})"
     return s

@@ -1,11 +1,21 @@
 -- One typed row per LLM call, filled from otel_traces by llm_calls_mv. Attribute names are normalised here, in
 -- SQL, so spans count whichever way they arrive (our SDK, OpenLLMetry, OpenLIT, official OTel instrumentations,
 -- or Collectors writing otel_traces directly). Contract-1 names: instrumentation/semconv.py.
--- Codecs measured per column at 1M-10M synthetic calls (bench/bench_queries.py, docs/BENCHMARKS.md "Storage"):
--- trace_id + span_id are ~24.7 of the bytes per call (random ids: 24 bytes of entropy, no codec helps).
+-- Storage (measured per column, bench/bench_queries.py, docs/BENCHMARKS.md "Storage"): the random trace/span ids
+-- are ~24.7 of a call's bytes (hex strings; as bytes they would save ~0.65 B, but an ALIAS trace_id cannot be the
+-- cluster's Distributed sharding key, processor/store/schema.py SHARDING_KEYS). Timestamps in ms; latency and TTFT
+-- rounded to 12 mantissa bits by promptpulse_f32_round (relative error <= 1.2e-4, 0.12 ms at 1 s; percentiles read
+-- 2% buckets) so ZSTD finds the zero bits. Calls are ordered by series, day, conversation: a conversation's calls
+-- sit together, so conversation/session/user ids repeat instead of interleaving (and a conversation is found by
+-- the key). Column names and types are those of tables created before (only DateTime64(6) -> (3), which every
+-- reader compares alike), so llm_calls_mv's SELECT fits both and CREATE ... IF NOT EXISTS leaves old tables as
+-- they are.
+CREATE FUNCTION IF NOT EXISTS promptpulse_f32_round ${ON_CLUSTER} AS (x) ->
+    if(isFinite(x), reinterpretAsFloat32(bitAnd(reinterpretAsUInt32(x) + 1024, 4294965248)), x);
+
 CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
 (
-    timestamp DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    timestamp DateTime64(3, 'UTC') CODEC(Delta, ZSTD(3)),
     trace_id String CODEC(ZSTD(1)),
     span_id String CODEC(ZSTD(1)),
     service LowCardinality(String),
@@ -22,7 +32,7 @@ CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
     cache_read_tokens UInt64 CODEC(T64, ZSTD(1)),
     cache_creation_tokens UInt64 CODEC(T64, ZSTD(1)),
     reasoning_tokens UInt64 CODEC(T64, ZSTD(1)),
-    cost_usd Decimal(18, 12) CODEC(T64, ZSTD(1)),
+    cost_usd Decimal(18, 12) CODEC(T64('bit'), ZSTD(1)),
     cost_source LowCardinality(String),
     latency_ms Float32 CODEC(ZSTD(1)),
     ttft_ms Nullable(Float32) CODEC(ZSTD(1)),
@@ -44,7 +54,7 @@ CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
 )
 ENGINE = ${ENGINE:MergeTree}
 PARTITION BY toDate(timestamp)
-ORDER BY (service, prompt_name, prompt_version, request_model, timestamp)
+ORDER BY (service, prompt_name, prompt_version, request_model, toDate(timestamp), conversation_id, timestamp)
 TTL toDateTime(timestamp) + toIntervalDay(${TTL_CALLS_DAYS})
 SETTINGS ttl_only_drop_parts = 1, ${DEDUP_WINDOW};
 
@@ -136,9 +146,9 @@ FROM
         replaceRegexpOne(replaceRegexpOne(lower(trimBoth(if(response_model != '', response_model, request_model))),
                                           ${MODEL_PREFIX_PATTERN}, ''), ${MODEL_SUFFIX_PATTERN}, '') AS price_model,
         toDate(Timestamp) AS call_date,
-        toFloat32(Duration / 1000000.) AS latency_ms,
-        toFloat32(toFloat64OrNull(coalesce(nullIf(sa['gen_ai.response.time_to_first_chunk'], ''),
-                                           nullIf(sa['gen_ai.server.time_to_first_token'], ''), '')) * 1000)
+        promptpulse_f32_round(toFloat32(Duration / 1000000.)) AS latency_ms,
+        promptpulse_f32_round(toFloat32(toFloat64OrNull(coalesce(nullIf(sa['gen_ai.response.time_to_first_chunk'], ''),
+                                        nullIf(sa['gen_ai.server.time_to_first_token'], ''), '')) * 1000))
             AS ttft_ms,
         sa['gen_ai.request.stream'] IN ('true', 'True', '1') OR sa['llm.is_streaming'] IN ('true', 'True', '1')
             OR ttft_ms IS NOT NULL AS is_stream,

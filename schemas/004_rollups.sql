@@ -66,12 +66,15 @@ ORDER BY (service, prompt_name, prompt_version, model, provider, environment, op
 TTL bucket + toIntervalDay(${TTL_1M_DAYS})
 SETTINGS ttl_only_drop_parts = 1, ${DEDUP_WINDOW};
 
+-- index_granularity 256 (~10 days of one series per granule): long-range queries read whole days from
+-- llm_calls_1d and only the first and last day's hours here; with the default 8192 every granule holds some series'
+-- first or last day and the edges cost a full scan (10M calls: 55 -> 32 ms for the 30-day p99, docs/BENCHMARKS.md).
 CREATE TABLE IF NOT EXISTS ${DB}.llm_calls_1h${LOCAL} ${ON_CLUSTER} AS ${DB}.llm_calls_1m${LOCAL}
 ENGINE = ${ENGINE:AggregatingMergeTree}
 PARTITION BY toYYYYMM(bucket)
 ORDER BY (service, prompt_name, prompt_version, model, provider, environment, operation, feature, bucket)
 TTL bucket + toIntervalDay(${TTL_1H_DAYS})
-SETTINGS ttl_only_drop_parts = 1, ${DEDUP_WINDOW};
+SETTINGS ttl_only_drop_parts = 1, index_granularity = 256, ${DEDUP_WINDOW};
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${DB}.llm_calls_1m_mv ${ON_CLUSTER} TO ${DB}.llm_calls_1m${LOCAL} AS
 SELECT

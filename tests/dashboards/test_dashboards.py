@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dash_helpers import UTC, Call, close, group, minute, nearest_rank, otel_row, score_row
+from dash_helpers import UTC, Call, close, dumps, group, minute, nearest_rank, otel_row, score_row
 
 from promptpulse.dashboards import build, definitions, grafana, macros, queries
 
@@ -271,11 +271,43 @@ def test_resolution_follows_the_range(store) -> None:
         assert one(store, "requests", service=["marker"], rng=dt.timedelta(hours=49))["Requests"] == 1000
         assert one(store, "requests", service=["marker"], rng=dt.timedelta(days=30))["Requests"] == 1000
     finally:
-        store.command("ALTER TABLE llm_calls_1h DELETE WHERE service = 'marker' SETTINGS mutations_sync = 2")
+        for table in ("llm_calls_1h", "llm_calls_1d"):  # the hourly row cascaded into the daily rollup
+            store.command(f"ALTER TABLE {table} DELETE WHERE service = 'marker' SETTINGS mutations_sync = 2")
     # the same data through either table
     for rng in (dt.timedelta(hours=3), dt.timedelta(days=3)):
         assert one(store, "requests", rng=rng)["Requests"] == 540
         assert one(store, "cost_stats", rng=rng)["Total cost"] == pytest.approx(4.91 + 180 * 0.012)
+
+
+def test_long_ranges_read_whole_days_from_the_daily_rollup(store) -> None:
+    """Over 48 h, whole UTC days come from llm_calls_1d and only the edge hours from llm_calls_1h — for totals and
+    day-step time series; hour-step time series keep reading llm_calls_1h."""
+    day = dt.datetime.combine((T0 - dt.timedelta(days=5)).date(), dt.time(13), UTC)  # inside every range below
+    store.command("INSERT INTO llm_calls_1h (bucket, service, calls) VALUES ({b:DateTime}, 'm1h', 1000)",
+                  {"b": day.replace(tzinfo=None)})  # cascades into llm_calls_1d
+    store.command("INSERT INTO llm_calls_1d (bucket, service, calls) VALUES ({b:DateTime}, 'm1d', 7)",
+                  {"b": day.replace(hour=0, tzinfo=None)})  # in the daily rollup only
+    try:
+        assert store.query("SELECT sum(calls) FROM llm_calls_1d WHERE service = 'm1h'").scalar() == 1000
+        for rng in (dt.timedelta(days=7), dt.timedelta(days=30)):
+            assert one(store, "requests", service=["m1h"], rng=rng)["Requests"] == 1000  # once, not twice
+            assert one(store, "requests", service=["m1d"], rng=rng)["Requests"] == 7  # read from llm_calls_1d
+        hourly = panel(store, "rpm_by_prompt", service=["m1h", "m1d"], rng=dt.timedelta(days=7), interval_s=3600)
+        assert [(r["time"].replace(tzinfo=UTC), round(r["rpm"] * 60, 6)) for r in hourly] == [(day, 1000)]
+        daily = panel(store, "rpm_by_prompt", service=["m1h", "m1d"], rng=dt.timedelta(days=7), interval_s=86400)
+        assert [(r["time"].replace(tzinfo=UTC), round(r["rpm"] * 1440, 6)) for r in daily] == [(day.replace(hour=0),
+                                                                                              1007)]
+        store.command("ALTER TABLE llm_calls_1d DELETE WHERE service = 'm1d' SETTINGS mutations_sync = 2")
+        # every panel gives the same numbers whether whole days come from llm_calls_1d or (all) from llm_calls_1h
+        for key in ("requests", "latency_stats", "tokens", "cost_stats", "latency_table", "top_issues"):
+            for rng in (dt.timedelta(days=3), dt.timedelta(days=30)):
+                hours_only = (P[key].sql.replace("NOT (1 AND ", "NOT (0 AND ")
+                              .replace(f"> {queries.SWITCH_S} AND 1 AND ", f"> {queries.SWITCH_S} AND 0 AND "))
+                assert hours_only != P[key].sql
+                assert dumps(panel(store, key, rng=rng)) == dumps(run(store, hours_only, rng=rng)), key  # NaN-safe
+    finally:
+        for table in ("llm_calls_1h", "llm_calls_1d"):
+            store.command(f"ALTER TABLE {table} DELETE WHERE service IN ('m1h', 'm1d') SETTINGS mutations_sync = 2")
 
 
 # --- performance ---------------------------------------------------------------------------------------------------

@@ -42,8 +42,8 @@ def test_cluster_rendering() -> None:
     assert "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')" in text
     assert ("ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}', "
             "version, is_deleted)") in text
-    for table in ("otel_traces", "llm_calls", "llm_calls_1m", "llm_calls_1h", "llm_scores", "llm_scores_1m",
-                  "llm_scores_1h"):
+    for table in ("otel_traces", "llm_calls", "llm_calls_1m", "llm_calls_1h", "llm_calls_1d", "llm_scores",
+                  "llm_scores_1m", "llm_scores_1h"):
         assert f"CREATE TABLE IF NOT EXISTS `obs`.{table}_local ON CLUSTER `main`" in text
         assert f"ENGINE = Distributed('main', 'obs', '{table}_local'," in text
     assert "ENGINE = Distributed('main', 'obs', 'otel_traces_local', cityHash64(TraceId))" in text
@@ -53,6 +53,8 @@ def test_cluster_rendering() -> None:
     # materialized views read and write the local tables on each shard
     assert "TO `obs`.llm_calls_local AS" in text and "FROM `obs`.otel_traces_local" in text
     assert "TO `obs`.llm_calls_1h_local AS" in text
+    assert "TO `obs`.llm_calls_1d_local AS" in text and "FROM `obs`.llm_calls_1h_local AS h" in text
+    assert "* EXCEPT bucket FROM `obs`.llm_calls_1h_local" in text  # the daily table's backfill, shard-local
     assert "CREATE MATERIALIZED VIEW IF NOT EXISTS `obs`.llm_calls_1m_mv ON CLUSTER `main`" in text
     assert "FROM `obs`.llm_calls_1m_local AS m" in text
     # the Distributed rollup tables take the local tables' columns

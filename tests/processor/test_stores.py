@@ -250,7 +250,8 @@ def test_calls_and_rollups_add_up(store: Store) -> None:
                       " sumIf(toFloat64(latency_ms), ttft_ms IS NOT NULL), sum(toFloat64(latency_ms)),"
                       " sum(toFloat64(ifNull(ttft_ms, 0))) FROM llm_calls WHERE service = {s:String}", p).rows[0]
     assert raw[:3] == (exp["http_5xx"], exp["retries"], exp["retried_calls"])
-    assert raw[3] == pytest.approx(exp["stream_latency"], rel=1e-6)
+    # latency is rounded to 12 mantissa bits (schemas/003): each value within 1.2e-4 of the span's duration
+    assert raw[3] == pytest.approx(exp["stream_latency"], rel=1.25e-4)
     for table in ("llm_calls_1m", "llm_calls_1h"):
         r = store.query(f"SELECT sum(http_5xx), sum(retries), sum(retried_calls), sum(stream_latency_ms_sum),"
                         f" sum(latency_ms_sum), sum(ttft_ms_sum) FROM {table} WHERE service = {{s:String}}", p).rows[0]
@@ -376,3 +377,39 @@ def test_column_order_constant_matches_table(store: Store) -> None:
     cols = [r[0] for r in store.query("SELECT name FROM system.columns WHERE database = {db:String}"
                                       " AND table = 'otel_traces' ORDER BY position", {"db": store.database}).rows]
     assert tuple(cols) == OTEL_TRACES_COLUMNS
+
+
+def test_ids_and_latencies_round_trip(store: Store) -> None:
+    """llm_calls keeps ids as sent and latency/TTFT rounded to 12 mantissa bits (schemas/003); a trace_id filter
+    uses the bloom-filter index."""
+    import struct
+
+    def f32_round(x: float) -> float:  # promptpulse_f32_round
+        bits = struct.unpack("<I", struct.pack("<f", x))[0]
+        return struct.unpack("<f", struct.pack("<I", (bits + 1024) & 0xFFFFF800))[0]
+
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    canonical = uuid.uuid4().hex
+    ids = [(canonical, canonical[:16]), (canonical.upper(), canonical[:16].upper()), ("trace-1", "span-1"), ("", "")]
+    ts = time.time_ns()
+    rows = []
+    for i, (tid, sid) in enumerate(ids):
+        attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+        if i == 0:
+            attrs["gen_ai.response.time_to_first_chunk"] = "0.01234"  # 12.34 ms
+        row = _span(service, attrs, ts=ts + i * 1_000_000, duration_ns=1_234_567_891 + i)  # 1 ms apart
+        row[1], row[2] = tid, sid
+        rows.append(row)
+    store.insert_otel_traces(rows)
+    got = store.query("SELECT trace_id, span_id, latency_ms, ttft_ms FROM llm_calls "
+                      "WHERE service = {s:String} ORDER BY timestamp", {"s": service}).rows
+    assert [(r[0], r[1]) for r in got] == ids
+    assert [r[2] for r in got] == [f32_round(1234.567891 + i * 1e-6) for i in range(len(ids))] == [1234.5] * 4
+    assert [r[3] for r in got] == [f32_round(12.34)] + [None] * (len(ids) - 1)
+    assert abs(got[0][3] - 12.34) <= 12.34 * 1.2e-4
+    p = {"t": canonical, "s": service}
+    assert store.query("SELECT count() FROM llm_calls WHERE trace_id = {t:String} AND service = {s:String}",
+                       p).scalar() == 1
+    plan = "\n".join(r[0] for r in store.query("EXPLAIN indexes = 1 SELECT count() FROM llm_calls "
+                                                "WHERE trace_id = {t:String}", p).rows)
+    assert "idx_trace_id" in plan
