@@ -39,6 +39,14 @@ ContextSource = Callable[[], "tuple[context.Context | None, Mapping[str, Attribu
 context_sources: list[ContextSource] = []
 
 
+METRIC_FLUSH_HOOK = "promptpulse.metrics_buffer.flush"
+
+
+def _flush_before_collection(options: Any) -> tuple[()]:
+    metrics_buffer.flush()
+    return ()
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -76,6 +84,14 @@ class Telemetry:
             unit="s",
             description="Time to receive the first chunk of a streamed response",
             explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
+        )
+        # Histogram records wait in metrics_buffer for the flusher thread. The SDK runs observable callbacks at the
+        # start of every collection (periodic export, force_flush, shutdown, an in-memory reader's read), so this one
+        # records whatever is pending first: a collection never misses a call that already ended. It observes nothing.
+        meter.create_observable_gauge(
+            METRIC_FLUSH_HOOK,
+            callbacks=[_flush_before_collection],
+            description="Never reports a value; records PromptPulse's pending histograms before a collection",
         )
         self.prices = prices
         self.capture_content = _env_flag(CAPTURE_CONTENT_ENV) if capture_content is None else capture_content

@@ -452,3 +452,17 @@ def test_deferred_metric_work_survives_a_failing_item(h: Harness) -> None:
     metrics_buffer.defer(ran.append, 1)
     metrics_buffer.flush()
     assert ran == [1]
+
+
+def test_a_collection_records_pending_histograms_first(h: Harness) -> None:
+    """No explicit flush: the reader's collection itself records what the flusher thread has not yet."""
+    call = h.telemetry.start("chat", "openai", "gpt-4o")
+    call.set_usage(input_tokens=7, output_tokens=3)
+    call.end()
+    data = h.reader.get_metrics_data()
+    metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert "promptpulse.metrics_buffer.flush" not in metrics  # the hook observes nothing
+    (duration,) = metrics[sc.METRIC_OPERATION_DURATION].data.data_points
+    assert duration.count == 1
+    tokens = {p.attributes[sc.GEN_AI_TOKEN_TYPE]: p.sum for p in metrics[sc.METRIC_TOKEN_USAGE].data.data_points}
+    assert tokens == {"input": 7, "output": 3}
