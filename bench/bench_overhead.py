@@ -13,6 +13,7 @@ per-round difference, on three clocks:
     .venv/bin/python bench/bench_overhead.py                 # plain and streamed, Simple and Batch span processors
     .venv/bin/python bench/bench_overhead.py --profile       # cProfile of the instrumented plain + streamed paths
     .venv/bin/python bench/bench_overhead.py --callgrind --setups noop --calls 200   # instructions per call
+    .venv/bin/python bench/bench_overhead.py --wrapper --setups noop --calls 2000 --rounds 9   # own Python alone
 """
 
 from __future__ import annotations
@@ -266,6 +267,41 @@ def profile(calls: int) -> None:
     setup.off()
 
 
+def wrapper_level(setup_name: str, calls: int, rounds: int) -> float:
+    """µs of the calling thread's CPU per call at the level of the wrapper: PromptPulse's ``sync_wrapper`` and chat
+    endpoint around a stub that returns a parsed ``ChatCompletion`` at once (no openai request building, no HTTP),
+    minus the stub alone; second-fastest of ``rounds`` batches."""
+    from openai.types.chat import ChatCompletion
+
+    from promptpulse.instrumentation import openai as instr_openai
+    from promptpulse.instrumentation import wrappers
+    from promptpulse.instrumentation.spans import Telemetry
+
+    setup = Setup(setup_name)
+    telemetry = Telemetry("bench", "0", tracer_provider=setup.tracer_provider, meter_provider=setup.meter_provider)
+    wrapper = wrappers.sync_wrapper(telemetry, instr_openai._ChatEndpoint(telemetry, instr_openai._bind_sdk_types()))
+    instance = make_client().chat.completions
+    kwargs: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "temperature": 0.2, "max_tokens": 200}
+    result = ChatCompletion.model_validate(json.loads(CHAT_BODY))
+
+    def stub(*args: Any, **kw: Any) -> Any:
+        return result
+
+    def per_call(fn: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(rounds):
+            metrics_buffer.flush()
+            gc.collect()
+            start = time.thread_time()
+            for _ in range(calls):
+                fn()
+            times.append((time.thread_time() - start) / calls * 1e6)
+            setup.exporter.clear()
+        return sorted(times)[1] if len(times) > 1 else times[0]
+
+    return per_call(lambda: wrapper(stub, instance, (), kwargs)) - per_call(lambda: stub(**kwargs))
+
+
 def _callgrind_count(mode: str, setup_name: str, calls: int) -> None:
     """Child of ``--callgrind``: warm up, then make ``calls`` calls (bare or instrumented) and exit."""
     setup = Setup(setup_name)
@@ -332,6 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=20, help="bare/instrumented batch pairs (ABBA order)")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--callgrind", action="store_true", help="instructions per call under valgrind (slow)")
+    p.add_argument("--wrapper", action="store_true", help="PromptPulse's wrapper around a stub (no openai call)")
     p.add_argument("--_count", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument(
@@ -346,6 +383,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.profile:
         profile(args.calls * 3)
+        return
+    if args.wrapper:
+        for setup_name in setups:
+            us = wrapper_level(setup_name, args.calls, args.rounds)
+            print(f"wrapper level, {setup_name}: {us:.2f} µs of the calling thread per call")
         return
     header = (
         f"python {platform.python_version()}, openai {openai.__version__}, "
