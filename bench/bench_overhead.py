@@ -2,11 +2,18 @@
 
 The real openai SDK talks to an in-memory httpx2 transport (``httpx2.MockTransport`` returning canned JSON / SSE
 bytes), so the measurement is SDK + PromptPulse and nothing else. Bare and instrumented batches alternate in one
-process (instrument/uninstrument between batches) and the overhead is the difference of the medians of the
-per-batch means, so drift on a shared machine hits both sides alike.
+process (instrument/uninstrument between batches, ABBA order) and the overhead is the median over rounds of the
+per-round difference, on three clocks:
+
+- wall: what the loop took, including waits for the GIL held by the metrics flusher thread and by other processes;
+- thread: CPU of the calling thread (``time.thread_time``) — the instrumentation work the app's call itself does;
+- process: CPU of the whole process (``time.process_time``) plus the flush of histogram records still pending at the
+  end of the batch — everything the instrumentation costs, wherever it runs.
 
     .venv/bin/python bench/bench_overhead.py                 # plain and streamed, Simple and Batch span processors
     .venv/bin/python bench/bench_overhead.py --profile       # cProfile of the instrumented plain + streamed paths
+    .venv/bin/python bench/bench_overhead.py --callgrind --setups noop --calls 200   # instructions per call
+    .venv/bin/python bench/bench_overhead.py --wrapper --setups noop --calls 2000 --rounds 9   # own Python alone
 """
 
 from __future__ import annotations
@@ -14,12 +21,15 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import importlib.metadata
 import json
 import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +43,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from promptpulse.instrumentation import metrics_buffer
 from promptpulse.instrumentation.openai import OpenAIInstrumentor
 
 MODEL = "gpt-4o-mini"
@@ -148,31 +159,61 @@ class Setup:
         self.exporter.clear()
 
 
-def batch(fn: Callable[[openai.OpenAI], None], client: openai.OpenAI, n: int) -> float:
-    """Mean µs per call over n calls."""
+CLOCKS = ("wall", "thread", "process")
+
+
+def batch(fn: Callable[[openai.OpenAI], None], client: openai.OpenAI, n: int, instrumented: bool) -> dict[str, float]:
+    """µs per call over n calls on three clocks: wall time, the calling thread's CPU, and the whole process's CPU.
+
+    Pending histogram records are flushed before the batch (so a bare batch never pays for an instrumented one) and,
+    for an instrumented batch, after it: that flush is what the metrics flusher thread would still have to do, so it
+    is added to the process clock only — it is CPU the process spends, not time the calling thread waits for."""
+    metrics_buffer.flush()
     gc.collect()
-    start = time.perf_counter()
+    w0, t0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
     for _ in range(n):
         fn(client)
-    return (time.perf_counter() - start) / n * 1e6
+    w1, t1 = time.perf_counter(), time.thread_time()
+    if instrumented:
+        metrics_buffer.flush()
+    p2 = time.process_time()
+    return {"wall": (w1 - w0) / n * 1e6, "thread": (t1 - t0) / n * 1e6, "process": (p2 - p0) / n * 1e6}
 
 
-def measure(fn: Callable[[openai.OpenAI], None], setup: Setup, calls: int, rounds: int) -> dict[str, float]:
+def measure(fn: Callable[[openai.OpenAI], None], setup: Setup, calls: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Bare and instrumented batches alternate (ABBA order, so drift cancels); per clock: the median and the
+    quartiles of the per-round differences (instrumented minus bare of the same round), and the difference of
+    the fastest batches."""
     client = make_client()
-    for _ in range(50):  # warm up: imports, pydantic caches, price table, fingerprint memo
+    for _ in range(100):  # warm up: imports, pydantic caches, price table, fingerprint memo
         fn(client)
     setup.on()
-    for _ in range(50):
+    for _ in range(100):
         fn(client)
     setup.off()
-    bare, inst = [], []
-    for _ in range(rounds):
-        bare.append(batch(fn, client, calls))
-        setup.on()
-        inst.append(batch(fn, client, calls))
-        setup.off()
-    b, i = statistics.median(bare), statistics.median(inst)
-    return {"bare_us": b, "instrumented_us": i, "overhead_us": i - b, "overhead_min_us": min(inst) - min(bare)}
+    bare: list[dict[str, float]] = []
+    inst: list[dict[str, float]] = []
+    for r in range(rounds):
+        for instrumented in (False, True) if r % 2 == 0 else (True, False):
+            if instrumented:
+                setup.on()
+                inst.append(batch(fn, client, calls, True))
+                setup.off()
+            else:
+                bare.append(batch(fn, client, calls, False))
+    out: dict[str, dict[str, float]] = {}
+    for clock in CLOCKS:
+        diffs = sorted(i[clock] - b[clock] for b, i in zip(bare, inst, strict=True))
+        q1, med, q3 = statistics.quantiles(diffs, n=4) if len(diffs) > 1 else (diffs[0],) * 3
+        out[clock] = {
+            "bare_us": statistics.median(b[clock] for b in bare),
+            "instrumented_us": statistics.median(i[clock] for i in inst),
+            "overhead_us": med,
+            "overhead_q1_us": q1,
+            "overhead_q3_us": q3,
+            "overhead_min_us": min(i[clock] for i in inst) - min(b[clock] for b in bare),
+        }
+    return out
 
 
 def sdk_floor(processor: str, calls: int, rounds: int) -> float:
@@ -226,11 +267,109 @@ def profile(calls: int) -> None:
     setup.off()
 
 
+def wrapper_level(setup_name: str, calls: int, rounds: int) -> float:
+    """µs of the calling thread's CPU per call at the level of the wrapper: PromptPulse's ``sync_wrapper`` and chat
+    endpoint around a stub that returns a parsed ``ChatCompletion`` at once (no openai request building, no HTTP),
+    minus the stub alone; second-fastest of ``rounds`` batches."""
+    from openai.types.chat import ChatCompletion
+
+    from promptpulse.instrumentation import openai as instr_openai
+    from promptpulse.instrumentation import wrappers
+    from promptpulse.instrumentation.spans import Telemetry
+
+    setup = Setup(setup_name)
+    telemetry = Telemetry("bench", "0", tracer_provider=setup.tracer_provider, meter_provider=setup.meter_provider)
+    wrapper = wrappers.sync_wrapper(telemetry, instr_openai._ChatEndpoint(telemetry, instr_openai._bind_sdk_types()))
+    instance = make_client().chat.completions
+    kwargs: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "temperature": 0.2, "max_tokens": 200}
+    result = ChatCompletion.model_validate(json.loads(CHAT_BODY))
+
+    def stub(*args: Any, **kw: Any) -> Any:
+        return result
+
+    def per_call(fn: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(rounds):
+            metrics_buffer.flush()
+            gc.collect()
+            start = time.thread_time()
+            for _ in range(calls):
+                fn()
+            times.append((time.thread_time() - start) / calls * 1e6)
+            setup.exporter.clear()
+        return sorted(times)[1] if len(times) > 1 else times[0]
+
+    return per_call(lambda: wrapper(stub, instance, (), kwargs)) - per_call(lambda: stub(**kwargs))
+
+
+def _callgrind_count(mode: str, setup_name: str, calls: int) -> None:
+    """Child of ``--callgrind``: warm up, then make ``calls`` calls (bare or instrumented) and exit."""
+    setup = Setup(setup_name)
+    client = make_client()
+    fn = streamed_call if mode.startswith("streamed") else plain_call
+    for _ in range(100):
+        fn(client)
+    if mode.endswith("inst"):
+        setup.on()
+        for _ in range(100):
+            fn(client)
+    # In batches like the timed runs: the exporter is emptied between them, so retained spans do not grow the heap
+    # the garbage collector walks.
+    for start in range(0, calls, 100):
+        for _ in range(min(100, calls - start)):
+            fn(client)
+        if hasattr(setup.tracer_provider, "force_flush"):
+            setup.tracer_provider.force_flush()
+        setup.exporter.clear()
+    metrics_buffer.flush()
+
+
+def _instructions(mode: str, setup_name: str, calls: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
+             "--_count", mode, "--setups", setup_name, "--calls", str(calls)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        with open(out) as fh:
+            for line in fh:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    raise RuntimeError("no callgrind summary")
+
+
+def callgrind(setups: list[str], low: int, high: int) -> dict[str, dict[str, float]]:
+    """Instructions per call (Ir, valgrind's callgrind; every thread of the process counted): each case runs at
+    ``low`` and ``high`` calls and the difference divided by ``high - low`` removes start-up and warm-up."""
+    out: dict[str, dict[str, float]] = {}
+    for setup_name in setups:
+        for call in ("plain", "streamed"):
+            per_call = {}
+            for side in ("bare", "inst"):
+                mode = f"{call}-{side}"
+                per_call[side] = (_instructions(mode, setup_name, high) - _instructions(mode, setup_name, low)) / (
+                    high - low
+                )
+            client, fn = make_client(), streamed_call if call == "streamed" else plain_call
+            bare_us = min(batch(fn, client, 200, False)["thread"] for _ in range(5))  # outside valgrind
+            out[f"{call}/{setup_name}"] = {
+                "bare_us": bare_us,
+                "bare_ir": per_call["bare"],
+                "instrumented_ir": per_call["inst"],
+                "overhead_ir": per_call["inst"] - per_call["bare"],
+            }
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=300, help="calls per batch")
-    p.add_argument("--rounds", type=int, default=15, help="bare/instrumented batch pairs")
+    p.add_argument("--rounds", type=int, default=20, help="bare/instrumented batch pairs (ABBA order)")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--callgrind", action="store_true", help="instructions per call under valgrind (slow)")
+    p.add_argument("--wrapper", action="store_true", help="PromptPulse's wrapper around a stub (no openai call)")
+    p.add_argument("--_count", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument(
         "--setups",
@@ -238,27 +377,53 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated: simple, batch (SDK span processors + SDK metrics), simple-nometrics, noop",
     )
     args = p.parse_args(argv)
+    setups = args.setups.split(",")
+    if args._count:
+        _callgrind_count(args._count, setups[0], args.calls)
+        return
     if args.profile:
         profile(args.calls * 3)
         return
+    if args.wrapper:
+        for setup_name in setups:
+            us = wrapper_level(setup_name, args.calls, args.rounds)
+            print(f"wrapper level, {setup_name}: {us:.2f} µs of the calling thread per call")
+        return
+    header = (
+        f"python {platform.python_version()}, openai {openai.__version__}, "
+        f"opentelemetry-sdk {importlib.metadata.version('opentelemetry-sdk')}, {os.cpu_count()} cores"
+    )
+    if args.callgrind:
+        counts = callgrind(setups, 50, 50 + args.calls)
+        if args.json:
+            print(json.dumps({"callgrind": counts}, indent=2))
+            return
+        print(f"{header}; instructions per call from runs of 50 and {50 + args.calls} calls")
+        print(f"{'case':<26}{'bare Ir':>12}{'instr Ir':>12}{'overhead Ir':>13}{'≈ µs':>8}")
+        for case, r in counts.items():
+            print(
+                f"{case:<26}{r['bare_ir']:>12.0f}{r['instrumented_ir']:>12.0f}{r['overhead_ir']:>13.0f}"
+                f"{r['overhead_ir'] * r['bare_us'] / r['bare_ir']:>8.1f}"
+            )
+        print("(≈ µs: overhead Ir at the bare call's own rate, its thread CPU µs per Ir measured outside valgrind)")
+        return
     results = {}
-    for processor in args.setups.split(","):
+    for processor in setups:
         for name, fn in (("plain", plain_call), ("streamed", streamed_call)):
             results[f"{name}/{processor}"] = measure(fn, Setup(processor), args.calls, args.rounds)
     floors = {p: sdk_floor(p, args.calls, args.rounds) for p in ("simple", "batch")}
     if args.json:
         print(json.dumps({"results": results, "sdk_floor_us": floors}, indent=2))
         return
-    print(
-        f"python {platform.python_version()}, openai {openai.__version__}, {os.cpu_count()} cores, "
-        f"{args.rounds} rounds x {args.calls} calls, streamed = {STREAM_PIECES + 3} chunks"
-    )
-    print(f"{'case':<26}{'bare µs':>10}{'instr µs':>10}{'overhead µs':>13}{'(min-based)':>13}")
-    for case, r in results.items():
-        print(
-            f"{case:<26}{r['bare_us']:>10.1f}{r['instrumented_us']:>10.1f}{r['overhead_us']:>13.1f}"
-            f"{r['overhead_min_us']:>13.1f}"
-        )
+    print(f"{header}; {args.rounds} rounds x {args.calls} calls, streamed = {STREAM_PIECES + 3} chunks")
+    print("overhead = median over rounds of (instrumented - bare) µs per call [quartiles]; min = fastest batches")
+    print(f"{'case':<24}{'clock':<9}{'bare':>9}{'instr':>9}{'overhead':>10}{'[q1, q3]':>16}{'min':>8}")
+    for case, by_clock in results.items():
+        for clock, r in by_clock.items():
+            print(
+                f"{case:<24}{clock:<9}{r['bare_us']:>9.1f}{r['instrumented_us']:>9.1f}{r['overhead_us']:>10.1f}"
+                f"   [{r['overhead_q1_us']:>5.1f}, {r['overhead_q3_us']:>5.1f}]{r['overhead_min_us']:>8.1f}"
+            )
     for processor, floor in floors.items():
         print(f"OTel SDK floor ({processor}): one 20-attribute span + 3 histogram records = {floor:.1f} µs (min)")
     sys.stdout.flush()

@@ -115,9 +115,6 @@ def _target(client: Any) -> tuple[str, str | None, int | None]:
 
 
 # --- reading requests --------------------------------------------------------------------------------------------
-def _given(value: Any, sentinels: tuple[type, ...]) -> bool:
-    return value is not None and type(value) not in sentinels
-
 # kwarg → (attribute, kind): kinds normalise the value.
 _NUMBER, _INT, _STOP, _RESPONSE_FORMAT, _TEXT_CONFIG, _ENCODING, _TEXT_FORMAT = range(7)
 _CHAT_PARAMS: Mapping[str, tuple[str, int]] = {
@@ -164,11 +161,11 @@ def _request_attributes(
     attrs: dict[str, Any] = {}
     for key, value in kwargs.items():
         spec = params.get(key)
-        if spec is None or not _given(value, sentinels):
+        if spec is None or value is None or type(value) in sentinels:
             continue
         attr, kind = spec
         if kind == _NUMBER:
-            if isinstance(value, int | float):
+            if isinstance(value, (int, float)):
                 attrs[attr] = value
         elif kind == _INT:
             if isinstance(value, int):
@@ -194,7 +191,10 @@ def _request_attributes(
 
 
 def _get(item: Any, key: str) -> Any:
-    return item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
+    # type() first: messages are usually plain dicts, and an ABC isinstance costs a Python-level __instancecheck__.
+    if type(item) is dict or isinstance(item, Mapping):
+        return item.get(key)
+    return getattr(item, key, None)
 
 
 def _text_of(content: Any) -> str | None:
@@ -401,7 +401,8 @@ class _Endpoint:
         model = kwargs.get("model")
         stream = kwargs.get("stream") is True
         attrs = _request_attributes(kwargs, self.params, sdk.sentinel_types) if len(kwargs) > 2 else None
-        call = telemetry.start(
+        call = LLMCall(
+            telemetry,
             self.operation,
             provider,
             model if isinstance(model, str) else "",
@@ -486,11 +487,7 @@ class _ChatEndpoint(_Endpoint):
 
     def read(self, call: LLMCall, result: Any) -> None:
         choices = result.choices
-        call.set_response(
-            model=result.model,
-            response_id=result.id,
-            finish_reasons=[c.finish_reason or "" for c in choices] if choices else None,
-        )
+        call.set_response(model=result.model, response_id=result.id, finish_reasons=_finish_reasons(choices))
         usage = result.usage
         if usage is not None:
             _apply_completion_usage(call, usage)
@@ -502,6 +499,14 @@ class _ChatEndpoint(_Endpoint):
 
     def stream_handler(self, call: LLMCall) -> streams.StreamHandler:
         return _ChoicesStreamHandler(self.capture, chat=True)
+
+
+def _finish_reasons(choices: Any) -> tuple[str, ...] | None:
+    if not choices:
+        return None
+    if len(choices) == 1:  # the usual case, without a list comprehension's frame
+        return (choices[0].finish_reason or "",)
+    return tuple([c.finish_reason or "" for c in choices])
 
 
 class _CompletionsEndpoint(_Endpoint):
@@ -621,13 +626,13 @@ class _ChoicesStreamHandler:
         usage = chunk.usage
         if usage is not None:
             self.usage = usage
+        texts = self.texts
         for choice in chunk.choices:
             reason = choice.finish_reason
             if reason:
                 if self.finish_reasons is None:
                     self.finish_reasons = {}
                 self.finish_reasons[choice.index] = reason
-            texts = self.texts
             if texts is not None:
                 text = choice.delta.content if self.chat else choice.text
                 if text:

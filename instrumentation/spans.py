@@ -39,6 +39,14 @@ ContextSource = Callable[[], "tuple[context.Context | None, Mapping[str, Attribu
 context_sources: list[ContextSource] = []
 
 
+METRIC_FLUSH_HOOK = "promptpulse.metrics_buffer.flush"
+
+
+def _flush_before_collection(options: Any) -> tuple[()]:
+    metrics_buffer.flush()
+    return ()
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -76,6 +84,14 @@ class Telemetry:
             unit="s",
             description="Time to receive the first chunk of a streamed response",
             explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
+        )
+        # Histogram records wait in metrics_buffer for the flusher thread. The SDK runs observable callbacks at the
+        # start of every collection (periodic export, force_flush, shutdown, an in-memory reader's read), so this one
+        # records whatever is pending first: a collection never misses a call that already ended. It observes nothing.
+        meter.create_observable_gauge(
+            METRIC_FLUSH_HOOK,
+            callbacks=[_flush_before_collection],
+            description="Never reports a value; records PromptPulse's pending histograms before a collection",
         )
         self.prices = prices
         self.capture_content = _env_flag(CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
@@ -122,6 +138,7 @@ class LLMCall:
     """The span of one LLM call and what is learnt about the call until it ends."""
 
     __slots__ = (
+        "_context",
         "_context_token",
         "_ended",
         "_first_chunk_at",
@@ -192,24 +209,29 @@ class LLMCall:
             attrs[sc.PROMPTPULSE_PROMPT_FINGERPRINT] = fingerprint
         if attributes:
             attrs.update(attributes)
-        parent = None
+        # The current context, read once: the span's parent (unless a context source knows better) and the base of
+        # the context activate() makes current.
+        current = self._context = context.get_current()
+        parent = current
         if context_sources:
-            parent = _from_context_sources(attrs)
+            found = _from_context_sources(attrs)
+            if found is not None:
+                parent = found
         tags = tagging.current_attributes()
         if tags:
             attrs.update(tags)
-        self.span = telemetry.tracer.start_span(
+        span = self.span = telemetry.tracer.start_span(
             f"{operation} {request_model}" if request_model else operation,
             context=parent,
             kind=SpanKind.CLIENT,
             attributes=attrs,
         )
         self._started_at = time.perf_counter()
-        tagging.remember_call(self.span.get_span_context())
+        tagging.remember_call(span.get_span_context())
 
     # --- context: make the call's span current while the SDK runs, so nested spans (HTTP, the SDK's own) nest.
     def activate(self) -> None:
-        self._context_token = context.attach(trace.set_span_in_context(self.span))
+        self._context_token = context.attach(trace.set_span_in_context(self.span, self._context))
 
     def deactivate(self) -> None:
         token = self._context_token
@@ -297,12 +319,14 @@ class LLMCall:
             return
         self._ended = True
         now = time.perf_counter()
-        self.deactivate()
+        if self._context_token is not None:
+            self.deactivate()
         attrs = self._pending
         if stream_state is not None:
             attrs[sc.PROMPTPULSE_STREAM_STATE] = stream_state
+        ttfc = None
         if self._first_chunk_at is not None:
-            attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk_at - self._started_at
+            ttfc = attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk_at - self._started_at
         has_usage = self.input_tokens is not None or self.output_tokens is not None
         if has_usage:
             input_tokens = self.input_tokens or 0
@@ -315,7 +339,8 @@ class LLMCall:
                 attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_creation_tokens
             if self.reasoning_tokens:
                 attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
-            price = self._telemetry.price_table().lookup(self.provider, self.response_model or self.request_model)
+            prices = self._telemetry.prices or self._telemetry.price_table()
+            price = prices.lookup(self.provider, self.response_model or self.request_model)
             if price is not None:
                 attrs[sc.PROMPTPULSE_COST_USD] = price.cost(
                     input_tokens=input_tokens,
@@ -330,32 +355,61 @@ class LLMCall:
         if attrs:
             self.span.set_attributes(attrs)
         self.span.end()
-        self._record_metrics(now - self._started_at, has_usage)
+        # The metrics flusher builds the metric attributes and records the histograms from these values — plain
+        # values, not this object: the span (and all it holds) is not kept alive until the next flush.
+        tokens = has_usage and self.error_type is None
+        metrics_buffer.defer(
+            _record_metrics,
+            self._telemetry,
+            now - self._started_at,
+            ttfc,
+            self.input_tokens if tokens else None,
+            self.output_tokens if tokens else None,
+            self.operation,
+            self.provider,
+            self.request_model,
+            self.response_model,
+            self.server_address,
+            self.server_port,
+            self.error_type,
+        )
 
-    def _record_metrics(self, duration: float, has_usage: bool) -> None:
-        telemetry = self._telemetry
-        attrs: dict[str, AttributeValue] = {
-            sc.GEN_AI_OPERATION_NAME: self.operation,
-            sc.GEN_AI_PROVIDER_NAME: self.provider,
-            sc.GEN_AI_REQUEST_MODEL: self.request_model,
-        }
-        if self.response_model:
-            attrs[sc.GEN_AI_RESPONSE_MODEL] = self.response_model
-        if self.server_address:
-            attrs[sc.SERVER_ADDRESS] = self.server_address
-        if self.server_port:
-            attrs[sc.SERVER_PORT] = self.server_port
-        if self.error_type:
-            attrs[sc.ERROR_TYPE] = self.error_type
-        record = metrics_buffer.record
-        record(telemetry.duration, duration, attrs)
-        if self._first_chunk_at is not None:
-            record(telemetry.time_to_first_chunk, self._first_chunk_at - self._started_at, attrs)
-        if has_usage and self.error_type is None:
-            if self.input_tokens is not None:
-                record(telemetry.token_usage, self.input_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"})
-            if self.output_tokens is not None:
-                record(telemetry.token_usage, self.output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
+
+def _record_metrics(
+    telemetry: Telemetry,
+    duration: float,
+    time_to_first_chunk: float | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    operation: str,
+    provider: str,
+    request_model: str,
+    response_model: str | None,
+    server_address: str | None,
+    server_port: int | None,
+    error_type: str | None,
+) -> None:
+    """The semconv histograms of one call (runs in the metrics flusher). Token counts are None when not recorded."""
+    attrs: dict[str, AttributeValue] = {
+        sc.GEN_AI_OPERATION_NAME: operation,
+        sc.GEN_AI_PROVIDER_NAME: provider,
+        sc.GEN_AI_REQUEST_MODEL: request_model,
+    }
+    if response_model:
+        attrs[sc.GEN_AI_RESPONSE_MODEL] = response_model
+    if server_address:
+        attrs[sc.SERVER_ADDRESS] = server_address
+    if server_port:
+        attrs[sc.SERVER_PORT] = server_port
+    if error_type:
+        attrs[sc.ERROR_TYPE] = error_type
+    telemetry.duration.record(duration, attrs)
+    if time_to_first_chunk is not None:
+        telemetry.time_to_first_chunk.record(time_to_first_chunk, attrs)
+    if input_tokens is not None:
+        telemetry.token_usage.record(input_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"})
+    if output_tokens is not None:
+        telemetry.token_usage.record(output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
 
 
 def _from_context_sources(attrs: dict[str, AttributeValue]) -> context.Context | None:

@@ -96,8 +96,18 @@ class SyncStreamProxy(_ProxyBase):
     def _self_iterate(self) -> Iterator[Any]:
         call, handler = self._self_call, self._self_handler
         try:
-            for chunk in self.__wrapped__:
+            chunks = iter(self.__wrapped__)
+            # The first chunk sets the time to first chunk; the loop over the rest pays one handler call per chunk.
+            for chunk in chunks:
                 _on_chunk(call, handler, chunk)
+                yield chunk
+                break
+            on_chunk = handler.on_chunk
+            for chunk in chunks:
+                try:
+                    on_chunk(call, chunk)
+                except Exception:
+                    _log.debug("promptpulse: stream handler failed on a chunk", exc_info=True)
                 yield chunk
         except GeneratorExit:
             self._self_finish(INTERRUPTED)
@@ -143,8 +153,17 @@ class AsyncStreamProxy(_ProxyBase):
     async def _self_iterate(self) -> AsyncIterator[Any]:
         call, handler = self._self_call, self._self_handler
         try:
-            async for chunk in self.__wrapped__:
+            chunks = aiter(self.__wrapped__)
+            async for chunk in chunks:
                 _on_chunk(call, handler, chunk)
+                yield chunk
+                break
+            on_chunk = handler.on_chunk
+            async for chunk in chunks:
+                try:
+                    on_chunk(call, chunk)
+                except Exception:
+                    _log.debug("promptpulse: stream handler failed on a chunk", exc_info=True)
                 yield chunk
         except GeneratorExit:
             self._self_finish(INTERRUPTED)

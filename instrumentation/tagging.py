@@ -34,8 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _current: contextvars.ContextVar[Mapping[str, AttributeValue] | None] = contextvars.ContextVar(
     "promptpulse_tags", default=None
 )
-# (trace_id, span_id) of the last LLM call made in this context: the default target of score().
-_last_call: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+# The span context of the last LLM call made in this context: the default target of score().
+_last_call: contextvars.ContextVar[trace.SpanContext | None] = contextvars.ContextVar(
     "promptpulse_last_call", default=None
 )
 
@@ -78,11 +78,13 @@ def _attributes_from_baggage() -> Mapping[str, AttributeValue] | None:
 
 
 def remember_call(span_context: trace.SpanContext) -> None:
-    _last_call.set((span_context.trace_id, span_context.span_id))
+    _last_call.set(span_context)  # the ids are read only when score() asks: nothing to build per call
 
 
 def last_call() -> tuple[int, int] | None:
-    return _last_call.get()
+    """(trace_id, span_id) of the last LLM call in this context."""
+    span_context = _last_call.get()
+    return None if span_context is None else (span_context.trace_id, span_context.span_id)
 
 
 def _build(

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry import context
+from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
 
 from promptpulse.instrumentation.spans import LLMCall, Telemetry
 
@@ -47,8 +48,16 @@ class Endpoint(Protocol):
         ...
 
 
+def _suppressed() -> bool:
+    """``not opentelemetry.instrumentation.utils.is_instrumentation_enabled()``, from one ``get_current()``."""
+    current = context.get_current()
+    if not current:  # the usual case outside any span: nothing to look up
+        return False
+    return bool(current.get(_SUPPRESS_INSTRUMENTATION_KEY) or current.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN))
+
+
 def _start(telemetry: Telemetry, endpoint: Endpoint, instance: Any, args: Any, kwargs: Any) -> LLMCall | None:
-    if _active.get() or not is_instrumentation_enabled():
+    if _active.get() or _suppressed():
         return None
     try:
         call = endpoint.start(telemetry, instance, args, kwargs)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -346,3 +347,122 @@ def test_metrics_reach_the_reader_without_an_explicit_flush(h: Harness) -> None:
         time.sleep(0.05)
     names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     assert sc.METRIC_OPERATION_DURATION in names
+
+
+class FailingHandler(CountingHandler):
+    """Raises on the chunks it is told to (counted from 1), after counting them."""
+
+    def __init__(self, fail_on: set[int]) -> None:
+        super().__init__()
+        self.fail_on = fail_on
+
+    def on_chunk(self, call: LLMCall, chunk: Any) -> None:
+        super().on_chunk(call, chunk)
+        if self.chunks in self.fail_on:
+            raise RuntimeError("bug in a handler")
+
+
+@pytest.mark.parametrize("fail_on", [{1}, {2}, {1, 2, 3}])
+def test_a_failing_handler_never_breaks_the_stream(h: Harness, fail_on: set[int]) -> None:
+    call = h.telemetry.start("chat", "openai", "gpt-4o", stream=True)
+    handler = FailingHandler(fail_on)
+    assert list(SyncStreamProxy(Closable(_chunks()), call, handler)) == _chunks()
+    assert handler.chunks == 3  # every chunk still reached the handler
+    span = h.only_span()
+    assert span.attributes[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+    assert span.attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 2  # counted before the handler raised
+
+
+async def test_a_failing_async_handler_never_breaks_the_stream(h: Harness) -> None:
+    async def source() -> Any:
+        for chunk in _chunks():
+            yield chunk
+
+    call = h.telemetry.start("chat", "openai", "gpt-4o", stream=True)
+    handler = FailingHandler({1, 2})
+    assert [c async for c in AsyncStreamProxy(source(), call, handler)] == _chunks()
+    assert handler.chunks == 3
+    assert h.only_span().attributes[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+
+
+@pytest.mark.parametrize("taken", [1, 2])
+def test_break_after_some_chunks_ends_once_with_time_to_first_chunk(h: Harness, taken: int) -> None:
+    call = h.telemetry.start("chat", "openai", "gpt-4o", stream=True)
+    handler = CountingHandler()
+    got = []
+    for chunk in SyncStreamProxy(Closable(_chunks()), call, handler):
+        got.append(chunk)
+        if len(got) == taken:
+            break
+    gc.collect()
+    assert got == _chunks()[:taken] and handler.chunks == taken
+    span = h.only_span()
+    assert span.attributes[sc.PROMPTPULSE_STREAM_STATE] == "interrupted"
+    assert span.attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0
+    assert span.attributes[sc.PROMPTPULSE_USAGE_MISSING] is True
+
+
+@pytest.mark.parametrize("key", ["api", "plain"])
+def test_suppressed_instrumentation_makes_no_span(h: Harness, key: str) -> None:
+    from opentelemetry import context
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    def create(**kwargs: Any) -> str:
+        return "ok"
+
+    wrapper = sync_wrapper(h.telemetry, _Endpoint())
+    if key == "api":
+        with suppress_instrumentation():
+            assert wrapper(create, None, (), {"model": "m"}) == "ok"
+    else:  # the older plain-string key some instrumentations still set
+        token = context.attach(context.set_value("suppress_instrumentation", True))
+        try:
+            assert wrapper(create, None, (), {"model": "m"}) == "ok"
+        finally:
+            context.detach(token)
+    assert h.spans() == []
+    assert wrapper(create, None, (), {"model": "m"}) == "ok"
+    assert len(h.spans()) == 1
+
+
+def test_call_span_is_a_child_of_the_current_span_and_parents_nested_spans(h: Harness) -> None:
+    tracer = h.tracer_provider.get_tracer("app")
+
+    def create(**kwargs: Any) -> str:
+        with tracer.start_as_current_span("http"):
+            pass
+        return "ok"
+
+    with tracer.start_as_current_span("request") as request:
+        assert sync_wrapper(h.telemetry, _Endpoint())(create, None, (), {"model": "m"}) == "ok"
+        assert trace.get_current_span() is request  # the call's context was detached again
+    http, llm, outer = h.spans()
+    assert llm.parent is not None and llm.parent.span_id == outer.context.span_id
+    assert http.parent is not None and http.parent.span_id == llm.context.span_id
+
+
+def test_deferred_metric_work_survives_a_failing_item(h: Harness) -> None:
+    ran: list[int] = []
+
+    def boom() -> None:
+        raise RuntimeError("bug")
+
+    metrics_buffer.defer(boom)
+    metrics_buffer.defer(ran.append, 1)
+    metrics_buffer.flush()
+    assert ran == [1]
+
+
+def test_a_collection_records_pending_histograms_first(h: Harness) -> None:
+    """No explicit flush: the reader's collection itself records what the flusher thread has not yet."""
+    call = h.telemetry.start("chat", "openai", "gpt-4o")
+    call.set_usage(input_tokens=7, output_tokens=3)
+    call.end()
+    data = h.reader.get_metrics_data()
+    metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert "promptpulse.metrics_buffer.flush" not in metrics  # the hook observes nothing
+    (duration,) = metrics[sc.METRIC_OPERATION_DURATION].data.data_points
+    assert duration.count == 1
+    tokens = {p.attributes[sc.GEN_AI_TOKEN_TYPE]: p.sum for p in metrics[sc.METRIC_TOKEN_USAGE].data.data_points}
+    assert tokens == {"input": 7, "output": 3}
