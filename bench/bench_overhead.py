@@ -32,10 +32,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx2
-import openai
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -44,7 +42,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from promptpulse.instrumentation import metrics_buffer
+from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.openai import OpenAIInstrumentor
+
+if TYPE_CHECKING:  # imported where used: the SDK-span-alone counts run without openai
+    import httpx2
+    import openai
 
 MODEL = "gpt-4o-mini"
 MESSAGES = [
@@ -101,13 +104,15 @@ JSON_HEADERS = {"content-type": "application/json", "x-request-id": "req_bench"}
 SSE_HEADERS = {"content-type": "text/event-stream", "x-request-id": "req_bench"}
 
 
-def handler(request: httpx2.Request) -> httpx2.Response:
-    if b'"stream":true' in request.content or b'"stream": true' in request.content:
-        return httpx2.Response(200, headers=SSE_HEADERS, content=iter(SSE_EVENTS))  # one network chunk per event
-    return httpx2.Response(200, headers=JSON_HEADERS, content=CHAT_BODY)
-
-
 def make_client() -> openai.OpenAI:
+    import httpx2
+    import openai
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if b'"stream":true' in request.content or b'"stream": true' in request.content:
+            return httpx2.Response(200, headers=SSE_HEADERS, content=iter(SSE_EVENTS))  # one network chunk per event
+        return httpx2.Response(200, headers=JSON_HEADERS, content=CHAT_BODY)
+
     return openai.OpenAI(
         api_key="sk-bench",
         base_url="https://api.openai.com/v1",
@@ -302,6 +307,85 @@ def wrapper_level(setup_name: str, calls: int, rounds: int) -> float:
     return per_call(lambda: wrapper(stub, instance, (), kwargs)) - per_call(lambda: stub(**kwargs))
 
 
+# --- instruction counts (valgrind's callgrind) ---------------------------------------------------------------------
+# The plain call's 14 span attributes, as PromptPulse sets them (checked against a real instrumented call before the
+# counts run): 8 known at the start, 6 read from the response.
+FLOOR_START: dict[str, Any] = {
+    sc.GEN_AI_OPERATION_NAME: "chat",
+    sc.GEN_AI_PROVIDER_NAME: "openai",
+    sc.GEN_AI_REQUEST_MODEL: MODEL,
+    sc.SERVER_ADDRESS: "api.openai.com",
+    sc.SERVER_PORT: 443,
+    sc.PROMPTPULSE_PROMPT_FINGERPRINT: "",  # filled in by _floor_attributes_check()
+    sc.GEN_AI_REQUEST_TEMPERATURE: 0.2,
+    sc.GEN_AI_REQUEST_MAX_TOKENS: 200,
+}
+FLOOR_END: dict[str, Any] = {
+    sc.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
+    sc.GEN_AI_RESPONSE_ID: "chatcmpl-bench",
+    sc.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",),
+    sc.GEN_AI_USAGE_INPUT_TOKENS: 42,
+    sc.GEN_AI_USAGE_OUTPUT_TOKENS: 20,
+    sc.PROMPTPULSE_COST_USD: 0.0,  # filled in by _floor_attributes_check()
+}
+# How the same 14 attributes are split between start_span and the one set_attributes at the end.
+FLOOR_SPLITS: dict[str, str] = {
+    "ours (8 at start + 6 at end)": "8",
+    "ours, finish_reasons as a list": "8-list",
+    "sampling 5 (semconv's) + 9": "5",
+    "sampling 3 (operation, provider, model) + 11": "3",
+    "all 14 at end (semconv: not allowed)": "0",
+    "no attributes (the span alone)": "none",
+}
+
+
+def _floor_attributes_check() -> None:
+    """Take the fingerprint and cost from a real instrumented plain call and check the floor's attributes are
+    exactly that call's span attributes."""
+    setup = Setup("simple")
+    client = make_client()
+    setup.on()
+    try:
+        plain_call(client)
+        (span,) = setup.exporter.get_finished_spans()
+    finally:
+        setup.off()
+    real = dict(span.attributes or {})
+    FLOOR_START[sc.PROMPTPULSE_PROMPT_FINGERPRINT] = real.get(sc.PROMPTPULSE_PROMPT_FINGERPRINT, "")
+    FLOOR_END[sc.PROMPTPULSE_COST_USD] = real.get(sc.PROMPTPULSE_COST_USD, 0.0)
+    if real != {**FLOOR_START, **FLOOR_END}:
+        raise SystemExit(f"the floor's attributes are not the instrumented call's: {real}")
+
+
+def _floor_count(split: int | None, processor: str, calls: int, start: dict[str, Any], end: dict[str, Any]) -> None:
+    """Child of ``--callgrind``: the OTel SDK span alone (no openai, no PromptPulse) with the plain call's 14
+    attributes, ``split`` of them at start_span (None: no attributes at all)."""
+    from opentelemetry.trace import SpanKind
+
+    setup = Setup(processor)
+    tracer = setup.tracer_provider.get_tracer("floor")
+    everything = {**start, **end}
+    keys = list(everything)
+    at_start = {k: everything[k] for k in keys[: split or 0]} if split is not None else None
+    at_end = {k: everything[k] for k in keys[split or 0 :]} if split is not None else None
+
+    def one() -> None:
+        span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=at_start)
+        if at_end:
+            span.set_attributes(at_end)
+        span.end()
+
+    for _ in range(100):
+        one()
+    setup.tracer_provider.force_flush()
+    setup.exporter.clear()
+    for first in range(0, calls, 100):  # in batches, like the full-path counts
+        for _ in range(min(100, calls - first)):
+            one()
+        setup.tracer_provider.force_flush()
+        setup.exporter.clear()
+
+
 def _callgrind_count(mode: str, setup_name: str, calls: int) -> None:
     """Child of ``--callgrind``: warm up, then make ``calls`` calls (bare or instrumented) and exit."""
     setup = Setup(setup_name)
@@ -313,6 +397,7 @@ def _callgrind_count(mode: str, setup_name: str, calls: int) -> None:
         setup.on()
         for _ in range(100):
             fn(client)
+    metrics_buffer.flush()
     # In batches like the timed runs: the exporter is emptied between them, so retained spans do not grow the heap
     # the garbage collector walks.
     for start in range(0, calls, 100):
@@ -324,42 +409,145 @@ def _callgrind_count(mode: str, setup_name: str, calls: int) -> None:
     metrics_buffer.flush()
 
 
-def _instructions(mode: str, setup_name: str, calls: int) -> int:
+def _instructions(child_args: list[str]) -> tuple[int, int]:
+    """(calling thread, all threads) instructions of one child run under callgrind, hash seed fixed."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
-             "--_count", mode, "--setups", setup_name, "--calls", str(calls)],
-            check=True, capture_output=True,
+            ["valgrind", "--tool=callgrind", "--dump-instr=no", "--separate-threads=yes",
+             f"--callgrind-out-file={out}", sys.executable, __file__, *child_args],
+            check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+            preexec_fn=lambda: os.nice(10),  # counts do not depend on load; others' timed runs do
         )  # fmt: skip
-        with open(out) as fh:
-            for line in fh:
-                if line.startswith(("summary:", "totals:")):
-                    return int(line.split()[1])
-    raise RuntimeError("no callgrind summary")
+        per_thread: dict[str, int] = {}
+        for name in os.listdir(tmp):  # callgrind.out-01 is the main thread, -02… the flusher, the batch worker
+            with open(os.path.join(tmp, name)) as fh:
+                for line in fh:
+                    if line.startswith(("summary:", "totals:")):
+                        per_thread[name] = int(line.split()[1])
+                        break
+    if not per_thread:
+        raise RuntimeError("no callgrind summary")
+    main_thread = per_thread.get("callgrind.out-01", min(per_thread.values()))
+    return main_thread, sum(per_thread.values())
 
 
-def callgrind(setups: list[str], low: int, high: int) -> dict[str, dict[str, float]]:
-    """Instructions per call (Ir, valgrind's callgrind; every thread of the process counted): each case runs at
-    ``low`` and ``high`` calls and the difference divided by ``high - low`` removes start-up and warm-up."""
-    out: dict[str, dict[str, float]] = {}
-    for setup_name in setups:
+def _per_call(child_args: list[str], calls: int, pool: Any) -> tuple[Any, Any]:
+    """Futures of a run of ``calls`` calls and of a run of 0 (same start-up and warm-up): see ``_difference``."""
+    return (
+        pool.submit(_instructions, [*child_args, "--calls", "0"]),
+        pool.submit(_instructions, [*child_args, "--calls", str(calls)]),
+    )
+
+
+def _difference(runs: tuple[Any, Any], calls: int) -> tuple[float, float]:
+    """(calling thread, all threads) instructions per call."""
+    (m0, a0), (m1, a1) = runs[0].result(), runs[1].result()
+    return (m1 - m0) / calls, (a1 - a0) / calls
+
+
+def _cpu_lock(path: str | None) -> Any:
+    """An exclusive flock on ``path`` for the timed part (a no-op without one)."""
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def held() -> Any:
+        if not path:
+            yield
+            return
+        with open(path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    return held()
+
+
+def callgrind(setups: list[str], calls: int, floor_calls: int, jobs: int, cpu_lock: str | None) -> dict[str, Any]:
+    """Instructions per call (valgrind's callgrind, ``--separate-threads``): the calling thread and all threads.
+
+    Full path: bare openai call, then instrumented with each setup, plain and streamed. Floor: the OTel SDK span
+    alone with the plain call's 14 attributes, split in several ways, Simple and Batch. The µs conversion uses the
+    bare call's calling-thread CPU time measured in this run outside valgrind (second-fastest of 7 batches)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _floor_attributes_check()
+    floor_args = ["--_floor-start", json.dumps(FLOOR_START), "--_floor-end", json.dumps(FLOOR_END)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        full: dict[str, Any] = {}
         for call in ("plain", "streamed"):
-            per_call = {}
-            for side in ("bare", "inst"):
-                mode = f"{call}-{side}"
-                per_call[side] = (_instructions(mode, setup_name, high) - _instructions(mode, setup_name, low)) / (
-                    high - low
-                )
-            client, fn = make_client(), streamed_call if call == "streamed" else plain_call
-            bare_us = min(batch(fn, client, 200, False)["thread"] for _ in range(5))  # outside valgrind
-            out[f"{call}/{setup_name}"] = {
-                "bare_us": bare_us,
-                "bare_ir": per_call["bare"],
-                "instrumented_ir": per_call["inst"],
-                "overhead_ir": per_call["inst"] - per_call["bare"],
-            }
+            full[f"{call}/bare"] = _per_call(["--_count", f"{call}-bare", "--setups", "noop"], calls, pool)
+            for setup_name in setups:
+                args = ["--_count", f"{call}-inst", "--setups", setup_name]
+                full[f"{call}/{setup_name}"] = _per_call(args, calls, pool)
+        floor: dict[str, Any] = {}
+        for processor in ("simple", "batch"):
+            for label, split in FLOOR_SPLITS.items():
+                args = ["--_floor", split, "--setups", processor, *floor_args]
+                floor[f"{processor}/{label}"] = _per_call(args, floor_calls, pool)
+        full = {case: _difference(runs, calls) for case, runs in full.items()}
+        floor = {case: _difference(runs, floor_calls) for case, runs in floor.items()}
+    with _cpu_lock(cpu_lock):  # after the valgrind runs: they would compete for the CPU
+        client = make_client()
+        bare_us = {}
+        for call, fn in (("plain", plain_call), ("streamed", streamed_call)):
+            for _ in range(100):
+                fn(client)
+            bare_us[call] = sorted(batch(fn, client, 200, False)["thread"] for _ in range(7))[1]
+    out: dict[str, Any] = {"calls": calls, "floor_calls": floor_calls, "bare_us": bare_us, "full": {}, "floor": {}}
+    rate = {call: full[f"{call}/bare"][0] / bare_us[call] for call in ("plain", "streamed")}  # Ir per µs
+    out["ir_per_us"] = rate
+    for case, (main_ir, all_ir) in full.items():
+        call, setup_name = case.split("/")
+        bare_main, bare_all = full[f"{call}/bare"]
+        row = {"calling_thread_ir": main_ir, "all_threads_ir": all_ir}
+        if setup_name != "bare":
+            row["overhead_calling_thread_ir"] = main_ir - bare_main
+            row["overhead_all_threads_ir"] = all_ir - bare_all
+            row["overhead_calling_thread_us"] = (main_ir - bare_main) / rate[call]
+        out["full"][case] = row
+    for case, (main_ir, all_ir) in floor.items():
+        out["floor"][case] = {"calling_thread_ir": main_ir, "all_threads_ir": all_ir, "us": main_ir / rate["plain"]}
     return out
+
+
+def print_callgrind(header: str, counts: dict[str, Any]) -> None:
+    k = 1000.0
+    print(f"{header}")
+    print(
+        f"instructions per call (callgrind, PYTHONHASHSEED=0): a run of {counts['calls']} calls minus a run of 0, "
+        f"after 100 bare (+100 instrumented) warm-up calls"
+    )
+    rate = counts["ir_per_us"]
+    print(
+        f"bare call, calling thread's CPU outside valgrind: plain {counts['bare_us']['plain']:.0f} µs, "
+        f"streamed {counts['bare_us']['streamed']:.0f} µs -> {rate['plain']:.0f} / {rate['streamed']:.0f} Ir per µs"
+    )
+    print(f"{'full path':<28}{'calling thread':>16}{'all threads':>14}{'overhead: calling':>19}{'all':>10}{'≈ µs':>8}")
+    for case, r in counts["full"].items():
+        if "overhead_calling_thread_ir" not in r:
+            print(f"{case:<28}{r['calling_thread_ir'] / k:>14.1f} k{r['all_threads_ir'] / k:>12.1f} k")
+            continue
+        print(
+            f"{case:<28}{r['calling_thread_ir'] / k:>14.1f} k{r['all_threads_ir'] / k:>12.1f} k"
+            f"{r['overhead_calling_thread_ir'] / k:>17.1f} k{r['overhead_all_threads_ir'] / k:>8.1f} k"
+            f"{r['overhead_calling_thread_us']:>8.1f}"
+        )
+    print(f"{'SDK span alone (floor_calls ' + str(counts['floor_calls']) + ')':<52}{'calling thread':>16}"
+          f"{'all threads':>14}{'≈ µs':>8}")  # fmt: skip
+    for case, r in counts["floor"].items():
+        print(f"{case:<52}{r['calling_thread_ir'] / k:>14.1f} k{r['all_threads_ir'] / k:>12.1f} k{r['us']:>8.1f}")
+    print(
+        "(≈ µs: calling-thread instructions at the bare call's own rate. noop = no-op tracer and meter: PromptPulse's"
+        " own work; simple-nometrics = SDK spans, no-op meter; simple / batch = SDK spans + SDK metrics)"
+    )
+
+
+def _tuples(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in attrs.items()}  # JSON made the tuple a list
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -370,16 +558,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--callgrind", action="store_true", help="instructions per call under valgrind (slow)")
     p.add_argument("--wrapper", action="store_true", help="PromptPulse's wrapper around a stub (no openai call)")
     p.add_argument("--_count", help=argparse.SUPPRESS)
+    p.add_argument("--_floor", help=argparse.SUPPRESS)
+    p.add_argument("--_floor-start", help=argparse.SUPPRESS)
+    p.add_argument("--_floor-end", help=argparse.SUPPRESS)
+    p.add_argument("--floor-calls", type=int, default=2000, help="--callgrind: SDK-span-alone calls per count")
+    p.add_argument("--jobs", type=int, default=1, help="--callgrind: valgrind runs at once")
+    p.add_argument("--cpu-lock", help="--callgrind: flock this file while timing the bare call (shared machines)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument(
         "--setups",
-        default="simple,batch,simple-nometrics,noop",
-        help="comma-separated: simple, batch (SDK span processors + SDK metrics), simple-nometrics, noop",
+        help="comma-separated: simple, batch (SDK span processors + SDK metrics), simple-nometrics, noop; default "
+        "all four, with --callgrind noop,simple-nometrics,simple",
     )
     args = p.parse_args(argv)
-    setups = args.setups.split(",")
+    default_setups = "noop,simple-nometrics,simple" if args.callgrind else "simple,batch,simple-nometrics,noop"
+    setups = (args.setups or default_setups).split(",")
     if args._count:
         _callgrind_count(args._count, setups[0], args.calls)
+        return
+    if args._floor:
+        split, _, shape = args._floor.partition("-")
+        end = json.loads(args._floor_end)
+        if shape != "list":
+            end = _tuples(end)
+        _floor_count(None if split == "none" else int(split), setups[0], args.calls, json.loads(args._floor_start), end)
         return
     if args.profile:
         profile(args.calls * 3)
@@ -390,22 +592,15 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrapper level, {setup_name}: {us:.2f} µs of the calling thread per call")
         return
     header = (
-        f"python {platform.python_version()}, openai {openai.__version__}, "
+        f"python {platform.python_version()}, openai {importlib.metadata.version('openai')}, "
         f"opentelemetry-sdk {importlib.metadata.version('opentelemetry-sdk')}, {os.cpu_count()} cores"
     )
     if args.callgrind:
-        counts = callgrind(setups, 50, 50 + args.calls)
+        counts = callgrind(setups, args.calls, args.floor_calls, args.jobs, args.cpu_lock)
         if args.json:
             print(json.dumps({"callgrind": counts}, indent=2))
-            return
-        print(f"{header}; instructions per call from runs of 50 and {50 + args.calls} calls")
-        print(f"{'case':<26}{'bare Ir':>12}{'instr Ir':>12}{'overhead Ir':>13}{'≈ µs':>8}")
-        for case, r in counts.items():
-            print(
-                f"{case:<26}{r['bare_ir']:>12.0f}{r['instrumented_ir']:>12.0f}{r['overhead_ir']:>13.0f}"
-                f"{r['overhead_ir'] * r['bare_us'] / r['bare_ir']:>8.1f}"
-            )
-        print("(≈ µs: overhead Ir at the bare call's own rate, its thread CPU µs per Ir measured outside valgrind)")
+        else:
+            print_callgrind(header, counts)
         return
     results = {}
     for processor in setups:

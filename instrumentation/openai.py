@@ -222,8 +222,10 @@ def _messages_fingerprint(messages: Any, instructions: Any = None) -> str | None
     if not isinstance(messages, list | tuple) or not messages:
         return None
     for message in messages:
-        if _get(message, "role") in ("system", "developer"):
-            text = _text_of(_get(message, "content"))
+        plain = type(message) is dict  # the usual case, without a call per key
+        if (message.get("role") if plain else _get(message, "role")) in ("system", "developer"):
+            content = message.get("content") if plain else _get(message, "content")
+            text = content if type(content) is str else _text_of(content)
             if text:
                 return fp.fingerprint(text)
             break
@@ -320,10 +322,29 @@ def _apply_usage(call: LLMCall, input_tokens: Any, output_tokens: Any, input_det
 
 
 def _apply_completion_usage(call: LLMCall, usage: Any) -> None:
-    """Chat/completions usage: prompt_tokens already includes cached tokens (contract 1's input_tokens)."""
-    _apply_usage(
-        call, usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens_details, usage.completion_tokens_details
-    )
+    """Chat/completions usage: prompt_tokens already includes cached tokens (contract 1's input_tokens).
+
+    Sets the call's numbers directly (what ``set_usage`` does, without its keyword-argument call): every plain
+    call comes through here."""
+    value = usage.prompt_tokens
+    if value is not None:
+        call.input_tokens = value
+    value = usage.completion_tokens
+    if value is not None:
+        call.output_tokens = value
+    details = usage.prompt_tokens_details
+    if details is not None:
+        value = details.cached_tokens
+        if value is not None:
+            call.cache_read_tokens = value
+        value = getattr(details, "cache_write_tokens", None)
+        if value is not None:
+            call.cache_creation_tokens = value
+    details = usage.completion_tokens_details
+    if details is not None:
+        value = details.reasoning_tokens
+        if value is not None:
+            call.reasoning_tokens = value
 
 
 def _apply_responses_usage(call: LLMCall, usage: Any) -> None:
@@ -491,7 +512,7 @@ class _ChatEndpoint(_Endpoint):
         usage = result.usage
         if usage is not None:
             _apply_completion_usage(call, usage)
-        if self.capture:
+        if self.telemetry.capture_content:
             call.capture(
                 sc.GEN_AI_OUTPUT_MESSAGES,
                 [_output_message(c.message.content, c.finish_reason, c.message.tool_calls) for c in choices],

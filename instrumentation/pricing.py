@@ -15,7 +15,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -58,6 +58,20 @@ def normalize_model(model: str) -> str:
     return _SUFFIX_RE.sub("", name)
 
 
+def _scale(rates: tuple[Decimal | None, ...]) -> tuple[int, tuple[int | None, ...]]:
+    """The rates as exact integers over one power of ten: ``rate == scaled / 10**exponent``."""
+    exponent = max([0, *(-int(r.as_tuple().exponent) for r in rates if r is not None)])
+    scaled: list[int | None] = []
+    for rate in rates:
+        if rate is None:
+            scaled.append(None)
+            continue
+        sign, digits, exp = rate.as_tuple()
+        value = int("".join(map(str, digits)) or "0") * 10 ** (int(exp) + exponent)
+        scaled.append(-value if sign else value)
+    return exponent, tuple(scaled)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
     provider: str
@@ -68,6 +82,23 @@ class ModelPrice:
     cache_write_per_mtok: Decimal | None
     reasoning_per_mtok: Decimal | None
     effective_date: dt.date
+    # (divisor, input, output, cache read, cache write, reasoning): the rates as exact integers over one divisor,
+    # so cost() is integer arithmetic and one correctly rounded division (Decimal arithmetic costs ~5x more).
+    _scaled: tuple[int, int, int, int | None, int | None, int | None] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        exponent, rates = _scale(
+            (
+                self.input_per_mtok,
+                self.output_per_mtok,
+                self.cache_read_per_mtok,
+                self.cache_write_per_mtok,
+                self.reasoning_per_mtok,
+            )
+        )
+        object.__setattr__(self, "_scaled", (10 ** (exponent + 6), *rates))
 
     def cost(
         self,
@@ -77,19 +108,24 @@ class ModelPrice:
         cache_write_tokens: int = 0,
         reasoning_tokens: int = 0,
     ) -> float:
-        """USD for one call. ``input_tokens`` includes cached input; ``output_tokens`` includes reasoning."""
-        cache_read = cache_read_tokens if self.cache_read_per_mtok is not None else 0
-        cache_write = cache_write_tokens if self.cache_write_per_mtok is not None else 0
-        uncached = max(input_tokens - cache_read - cache_write, 0)
-        reasoning = reasoning_tokens if self.reasoning_per_mtok is not None else 0
-        total = uncached * self.input_per_mtok + max(output_tokens - reasoning, 0) * self.output_per_mtok
+        """USD for one call. ``input_tokens`` includes cached input; ``output_tokens`` includes reasoning.
+
+        Exactly the Decimal sum of tokens x rate / 1,000,000, rounded once to the nearest float (int / int is
+        correctly rounded in Python, as is float() of the exact Decimal quotient)."""
+        divisor, input_rate, output_rate, read_rate, write_rate, reasoning_rate = self._scaled
+        cache_read = cache_read_tokens if read_rate is not None else 0
+        cache_write = cache_write_tokens if write_rate is not None else 0
+        uncached = input_tokens - cache_read - cache_write
+        reasoning = reasoning_tokens if reasoning_rate is not None else 0
+        output = output_tokens - reasoning
+        total = (uncached if uncached > 0 else 0) * input_rate + (output if output > 0 else 0) * output_rate
         if cache_read:
-            total += cache_read * self.cache_read_per_mtok  # type: ignore[operator]
+            total += cache_read * read_rate  # type: ignore[operator]
         if cache_write:
-            total += cache_write * self.cache_write_per_mtok  # type: ignore[operator]
+            total += cache_write * write_rate  # type: ignore[operator]
         if reasoning:
-            total += reasoning * self.reasoning_per_mtok  # type: ignore[operator]
-        return float(total / _MILLION)
+            total += reasoning * reasoning_rate  # type: ignore[operator]
+        return total / divisor
 
 
 def _decimal(value: str | None) -> Decimal | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter
 from typing import Any
 
 from opentelemetry import context, trace
@@ -226,7 +226,7 @@ class LLMCall:
             kind=SpanKind.CLIENT,
             attributes=attrs,
         )
-        self._started_at = time.perf_counter()
+        self._started_at = perf_counter()
         tagging.remember_call(span.get_span_context())
 
     # --- context: make the call's span current while the SDK runs, so nested spans (HTTP, the SDK's own) nest.
@@ -283,7 +283,7 @@ class LLMCall:
 
     def first_chunk(self) -> None:
         if self._first_chunk_at is None:
-            self._first_chunk_at = time.perf_counter()
+            self._first_chunk_at = perf_counter()
 
     @property
     def has_first_chunk(self) -> bool:
@@ -318,7 +318,7 @@ class LLMCall:
         if self._ended:
             return
         self._ended = True
-        now = time.perf_counter()
+        now = perf_counter()
         if self._context_token is not None:
             self.deactivate()
         attrs = self._pending

@@ -77,8 +77,9 @@ def _attributes_from_baggage() -> Mapping[str, AttributeValue] | None:
     return found or None
 
 
-def remember_call(span_context: trace.SpanContext) -> None:
-    _last_call.set(span_context)  # the ids are read only when score() asks: nothing to build per call
+# ``remember_call(span_context)``: the ids are read only when score() asks, so a call pays one ContextVar.set (bound
+# here rather than wrapped: every LLM call makes it).
+remember_call: Callable[[trace.SpanContext], object] = _last_call.set
 
 
 def last_call() -> tuple[int, int] | None:
