@@ -7,8 +7,8 @@ For each size: a fresh embedded store with the full schema; synthetic calls over
 streamed) are generated *in SQL* — ``INSERT INTO llm_calls SELECT ... FROM numbers(a, 1000000)`` per million —
 so the rollup materialized views (llm_calls -> llm_calls_1m -> llm_calls_1h -> llm_calls_1d) fill exactly as they
 do on ingest. ``--generator`` picks how calls are drawn (NESTED, the default, or INDEPENDENT, the first generator).
-Then OPTIMIZE ... FINAL (the state background merges converge to), and each query runs once to warm up and --runs
-times timed (median, ms).
+Then OPTIMIZE ... FINAL (the state background merges converge to); each query runs once to warm up, then --runs
+rounds time every query in turn (median, ms).
 Storage: system.parts / system.parts_columns of llm_calls (compressed bytes per call, per column).
 """
 
@@ -121,7 +121,8 @@ def queries(now: dt.datetime) -> dict[str, tuple[str, str]]:
     """name -> (rollup SQL, raw SQL) over the 30 days (last 24 h) before ``now``. The rollup side is the source the
     dashboards read (dashboards/queries.py ``rollup()``, macros expanded as Grafana sends them, every variable All):
     whole days from llm_calls_1d, the partial first and last day from llm_calls_1h. The first row reads
-    llm_calls_1h alone, as every long-range panel did before llm_calls_1d (same numbers, the before/after pair)."""
+    llm_calls_1h alone, as every long-range panel did before llm_calls_1d; the second reads days + edges without
+    llm_calls_1h's time-ordered projection (schemas/010), as main 89460c6 did (same numbers: before/after pairs)."""
     month, day = now - dt.timedelta(days=30), now - dt.timedelta(days=1)
 
     def dash(sql: str, start: dt.datetime = month) -> str:
@@ -135,6 +136,11 @@ def queries(now: dt.datetime) -> dict[str, tuple[str, str]]:
         "p50/p95/p99 latency by prompt, 30 days, llm_calls_1h only (before)": (
             f"SELECT prompt_name, {pcts} FROM llm_calls_1h WHERE bucket >= toStartOfHour(toDateTime("
             f"{int(month.timestamp())})) GROUP BY prompt_name ORDER BY prompt_name",
+            f"SELECT prompt_name, quantilesExact(0.5, 0.95, 0.99)(latency_ms) FROM llm_calls "
+            f"WHERE {since} GROUP BY prompt_name ORDER BY prompt_name"),
+        "p50/p95/p99 latency by prompt, 30 days, without llm_calls_1h's by_time projection (before: main 89460c6)": (
+            dash(f"SELECT prompt_name, {pcts} FROM {dq.rollup()} GROUP BY prompt_name ORDER BY prompt_name "
+                 "SETTINGS optimize_use_projections = 0"),
             f"SELECT prompt_name, quantilesExact(0.5, 0.95, 0.99)(latency_ms) FROM llm_calls "
             f"WHERE {since} GROUP BY prompt_name ORDER BY prompt_name"),
         "p50/p95/p99 latency by prompt, 30 days": (
@@ -164,14 +170,17 @@ def queries(now: dt.datetime) -> dict[str, tuple[str, str]]:
     }
 
 
-def timed(store: EmbeddedStore, sql: str, runs: int) -> tuple[float, list]:
-    rows = store.query(sql).rows
-    times = []
+def timed(store: EmbeddedStore, sqls: dict[str, str], runs: int) -> dict[str, tuple[float, list]]:
+    """Each query once to warm up, then ``runs`` rounds of all of them in turn (so a change in machine speed hits
+    every query alike): name -> (median ms, rows)."""
+    rows = {name: store.query(sql).rows for name, sql in sqls.items()}
+    times: dict[str, list[float]] = {name: [] for name in sqls}
     for _ in range(runs):
-        started = time.perf_counter()
-        store.query(sql)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000, rows
+        for name, sql in sqls.items():
+            started = time.perf_counter()
+            store.query(sql)
+            times[name].append(time.perf_counter() - started)
+    return {name: (statistics.median(times[name]) * 1000, rows[name]) for name in sqls}
 
 
 def run(calls: int, runs: int, generator: str = "nested") -> dict:
@@ -202,12 +211,17 @@ def run(calls: int, runs: int, generator: str = "nested") -> dict:
            "bytes_per_call": round(parts["llm_calls"][1] / n, 2),
            "bytes_per_call_uncompressed": round(parts["llm_calls"][2] / n, 1),
            "rollup_mb": {t: round(parts[t][1] / 1e6, 2) for t in ("llm_calls_1m", "llm_calls_1h", "llm_calls_1d")},
+           "projection_mb": {f"{t}.{p}": round(b / 1e6, 2) for t, p, b in store.query(
+               "SELECT table, name, sum(data_compressed_bytes) FROM system.projection_parts WHERE active "
+               "AND database = currentDatabase() GROUP BY table, name").rows},
            "column_bytes_per_call": {c: round(b / n, 2) for c, b in columns},
            "queries_ms": {}}
     exact = {}
-    for name, (rollup_sql, raw_sql) in queries(dt.datetime.now(dt.timezone.utc)).items():
-        t_roll, r_roll = timed(store, rollup_sql, runs)
-        t_raw, r_raw = timed(store, raw_sql, runs)
+    qs = queries(dt.datetime.now(dt.timezone.utc))
+    measured = timed(store, {f"{kind} {name}": sql for name, pair in qs.items()
+                             for kind, sql in zip(("rollup", "raw"), pair, strict=True)}, runs)
+    for name in qs:
+        (t_roll, r_roll), (t_raw, r_raw) = measured[f"rollup {name}"], measured[f"raw {name}"]
         out["queries_ms"][name] = {"rollup": round(t_roll, 1), "raw": round(t_raw, 1)}
         exact[name] = (r_roll, r_raw)
     # the rollups agree with the raw rows: counts and costs exactly, percentiles within the sketch's 1%
@@ -216,8 +230,9 @@ def run(calls: int, runs: int, generator: str = "nested") -> dict:
         tuple(store.query(f"SELECT sum(calls), sum(cost_usd), sum(errors) FROM {t}").rows[0]) == tuple(raw)
         for t in ("llm_calls_1m", "llm_calls_1h", "llm_calls_1d"))
     # days + edge hours give exactly the numbers of the hourly rows alone
-    out["daily_equals_hourly"] = (exact["p50/p95/p99 latency by prompt, 30 days"][0]
-                                  == exact["p50/p95/p99 latency by prompt, 30 days, llm_calls_1h only (before)"][0])
+    out["daily_equals_hourly"] = all(exact[name][0] == exact[
+        "p50/p95/p99 latency by prompt, 30 days, llm_calls_1h only (before)"][0] for name in exact
+        if name.startswith("p50/p95/p99 latency by prompt, 30 days"))
     r_roll, r_raw = exact["p50/p95/p99 latency by prompt, 30 days"]
     out["max_rel_error_p50_p95_p99"] = round(max(abs(a - b) / b for x, y in zip(r_roll, r_raw, strict=True)
                                                  for a, b in zip(x[1], y[1], strict=True)), 4)

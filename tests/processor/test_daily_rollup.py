@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from promptpulse.dashboards import queries as dq
 from promptpulse.processor import analytics as an
 
 pytest.importorskip("chdb")
@@ -90,3 +91,22 @@ def test_api_sources_read_whole_days_with_the_same_numbers(store, days: int) -> 
     in_range = sum(1 for k in range(2000)
                    if an.floor(start, 3600) <= an.floor(NOW - dt.timedelta(minutes=20 * k), 3600) < end)
     assert n == [in_range, in_range + 1000]
+
+
+def test_edge_hours_read_the_time_ordered_projection(store) -> None:
+    """schemas/010: llm_calls_1h keeps a bucket-ordered projection; a range-only read of the edge hours uses it and
+    gets exactly the rows of the table's own order."""
+    insert(store, 2000)
+    assert store.query("SELECT count() FROM system.projection_parts WHERE active AND database = currentDatabase() "
+                       "AND table = 'llm_calls_1h' AND name = 'by_time'").scalar() > 0
+    start, end = NOW - dt.timedelta(days=7, minutes=41), NOW
+    stitched = an.source({}, start, end, resolution="1h", daily=True)
+    edges = stitched.sql.split(" UNION ALL ")[0][1:]  # the llm_calls_1h branch
+    sql = f"SELECT prompt_name, sum(calls), sum(cost_usd), {dq.P95} FROM ({edges}) GROUP BY prompt_name ORDER BY 1"
+    plan = "\n".join(r[0] for r in store.query(f"EXPLAIN indexes = 1 {sql}", stitched.params).rows)
+    assert "by_time" in plan
+    with_projection = store.query(sql, stitched.params).rows
+    assert with_projection == store.query(sql + " SETTINGS optimize_use_projections = 0", stitched.params).rows
+    assert sum(r[1] for r in with_projection) == sum(
+        1 for k in range(2000) if an.floor(start, 3600) <= an.floor(NOW - dt.timedelta(minutes=20 * k), 3600) < end
+        and not an.ceil(an.floor(start, 3600), 86400) <= NOW - dt.timedelta(minutes=20 * k) < an.floor(end, 86400))

@@ -20,9 +20,11 @@ def test_migrations_are_numbered_and_render_without_leftover_placeholders() -> N
         assert "${" not in text
         for stmt in re.split(r";\n", text):
             body = "\n".join(line for line in stmt.splitlines() if not line.startswith("--")).strip()
-            if body:  # idempotent: CREATE/ADD COLUMN … IF NOT EXISTS, or a view's MODIFY QUERY (sets the same SELECT)
+            if body:  # idempotent: CREATE/ADD … IF NOT EXISTS, a view's MODIFY QUERY (sets the same SELECT) or a
+                # table's MODIFY SETTING (sets the same value)
                 assert "IF NOT EXISTS" in body or re.match(r"ALTER TABLE \S+_mv\s+(ON CLUSTER `\w+`\s+)?MODIFY QUERY\n",
-                                                           body), body[:80]
+                                                           body) or re.match(
+                    r"ALTER TABLE \S+\s+(ON CLUSTER `\w+`\s+)?MODIFY SETTING \w+ = '\w+'$", body), body[:80]
 
 
 def test_single_node_rendering() -> None:
@@ -54,6 +56,8 @@ def test_cluster_rendering() -> None:
     assert "TO `obs`.llm_calls_local AS" in text and "FROM `obs`.otel_traces_local" in text
     assert "TO `obs`.llm_calls_1h_local AS" in text
     assert "TO `obs`.llm_calls_1d_local AS" in text and "FROM `obs`.llm_calls_1h_local AS h" in text
+    assert ("ALTER TABLE `obs`.llm_calls_1h_local ON CLUSTER `main` ADD PROJECTION IF NOT EXISTS by_time "
+            "(SELECT * ORDER BY bucket)") in text
     assert "* EXCEPT bucket FROM `obs`.llm_calls_1h_local" in text  # the daily table's backfill, shard-local
     assert "CREATE MATERIALIZED VIEW IF NOT EXISTS `obs`.llm_calls_1m_mv ON CLUSTER `main`" in text
     assert "FROM `obs`.llm_calls_1m_local AS m" in text
