@@ -1,12 +1,17 @@
-"""Test doubles for the processor: an in-memory Store and a GenAI span generator (real SDK spans)."""
+"""Test doubles for the processor: an in-memory Store, a GenAI span generator (real SDK spans) and helpers to
+build odd OTLP requests around them."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
+import uuid
 from typing import Any
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -73,3 +78,24 @@ def genai_spans(n: int, seed: int = 1, service: str = "test-app") -> list:
             s.set_status(Status(StatusCode.ERROR, "rate limited"))
         s.end(end_time=start + rnd.randint(100, 3000) * 1_000_000)
     return list(exp.get_finished_spans())
+
+
+def kv(key: str, **value: object) -> KeyValue:
+    """An OTLP attribute: ``kv("n", int_value=3)``; no value at all is an empty AnyValue."""
+    return KeyValue(key=key, value=AnyValue(**value))
+
+
+def add_plain_resource(req: ExportTraceServiceRequest, attributes: list[KeyValue], base: int) -> None:
+    """A resource with ``attributes`` and two scopes ("other" without a version, "other2.0" with one) of three
+    non-GenAI server spans each, starting at ``base`` ns."""
+    rs = req.resource_spans.add()
+    rs.resource.attributes.extend(attributes)
+    for v in ("", "2.0"):
+        ss = rs.scope_spans.add()
+        ss.scope.name = "other" + v
+        if v:
+            ss.scope.version = v
+        for k in range(3):
+            ss.spans.add(trace_id=uuid.uuid4().bytes, span_id=uuid.uuid4().bytes[:8],
+                         parent_span_id=uuid.uuid4().bytes[:8], name=f"op{k}", kind=Span.SPAN_KIND_SERVER,
+                         start_time_unix_nano=base + k, end_time_unix_nano=base + k + 1000)

@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from fakes import genai_spans
+from fakes import add_plain_resource, genai_spans
+from fakes import kv as _kv
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from promptpulse.processor.receiver import decode, engine_decode
 from promptpulse.processor.store.native import SpanColumns
@@ -30,10 +30,6 @@ OTEL_SQL = ("SELECT SpanId, toString(tuple(Timestamp, TraceId, SpanId, ParentSpa
             " Links.TraceState, Links.Attributes)) FROM DB.otel_traces ORDER BY SpanId")
 CALLS_SQL = "SELECT toString(tuple(*)) FROM DB.llm_calls ORDER BY span_id"
 SPECIAL = "\"\\/<>&\u2028\u2029\b\f\n\r\t\x00\x01\x0b\x1f\x7f é😀 \\u000B"
-
-
-def _kv(k: str, **v: object) -> KeyValue:
-    return KeyValue(key=k, value=AnyValue(**v))
 
 
 def _floats() -> list[float]:
@@ -86,19 +82,9 @@ def _edge_request(seed: int) -> bytes:
     req.resource_spans[0].resource.attributes.extend([_kv("res.d", double_value=0.25), _kv("res.a", array_value=
                                                       ArrayValue(values=[AnyValue(int_value=1)]))])
     req.resource_spans[0].scope_spans[0].scope.attributes.extend([_kv("scope.attr", string_value="ignored")])
-    for svc in ((_kv("host.name", string_value="h"), _kv("service.name", int_value=3)),
-                (_kv("service.name", string_value="a"), _kv("service.name", string_value="b"))):
-        rs = req.resource_spans.add()
-        rs.resource.attributes.extend(svc)
-        for v in ("", "2.0"):
-            ss = rs.scope_spans.add()
-            ss.scope.name = "other" + v
-            if v:
-                ss.scope.version = v
-            for k in range(3):
-                ss.spans.add(trace_id=uuid.uuid4().bytes, span_id=uuid.uuid4().bytes[:8],
-                             parent_span_id=uuid.uuid4().bytes[:8], name=f"op{k}", kind=Span.SPAN_KIND_SERVER,
-                             start_time_unix_nano=base + k, end_time_unix_nano=base + k + 1000)
+    for svc in ([_kv("host.name", string_value="h"), _kv("service.name", int_value=3)],
+                [_kv("service.name", string_value="a"), _kv("service.name", string_value="b")]):
+        add_plain_resource(req, svc, base)
     return req.SerializeToString()
 
 

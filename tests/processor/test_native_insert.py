@@ -9,19 +9,15 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from fakes import genai_spans
+from fakes import add_plain_resource, genai_spans
+from fakes import kv as _kv
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValueList
 
 from promptpulse.processor.receiver import decode
 from promptpulse.processor.store.native import SpanColumns, encode_otel_traces
 
 pytest.importorskip("chdb")
-
-
-def _kv(k: str, **v: object) -> KeyValue:
-    return KeyValue(key=k, value=AnyValue(**v))
 
 
 def _edge_request(seed: int) -> bytes:
@@ -59,17 +55,7 @@ def _edge_request(seed: int) -> bytes:
     sp0[7].links.add(trace_id=uuid.uuid4().bytes, span_id=b"\2" * 8)
     sp0[8].trace_id = b"\0" * 16  # rejected
     sp0[9].attributes.extend([_kv("gen_ai.usage.input_tokens", int_value=10**9)])  # rejected
-    rs = req.resource_spans.add()
-    rs.resource.attributes.extend([_kv("host.name", string_value="h"), _kv("service.name", int_value=3)])
-    for v in ("", "2.0"):
-        ss = rs.scope_spans.add()
-        ss.scope.name = "other" + v
-        if v:
-            ss.scope.version = v
-        for k in range(3):
-            ss.spans.add(trace_id=uuid.uuid4().bytes, span_id=uuid.uuid4().bytes[:8],
-                         parent_span_id=uuid.uuid4().bytes[:8], name=f"op{k}", kind=Span.SPAN_KIND_SERVER,
-                         start_time_unix_nano=base + k, end_time_unix_nano=base + k + 1000)
+    add_plain_resource(req, [_kv("host.name", string_value="h"), _kv("service.name", int_value=3)], base)
     return req.SerializeToString()
 
 
