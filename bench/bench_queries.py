@@ -32,13 +32,16 @@ CHUNK = 1_000_000
 
 # One row per call; n is the call number. Distributions: lognormal latency around 300 ms .. 3.2 s by prompt, token
 # counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs). Columns as
-# llm_calls_mv writes them (schemas/003): latency/TTFT through promptpulse_f32_round; `latency` is a helper.
+# llm_calls_mv writes them (schemas/003): ids as bytes, latency/TTFT through promptpulse_f32_round; `latency` is a
+# helper.
 GENERATE = """
 INSERT INTO llm_calls
 SELECT * EXCEPT latency FROM (SELECT
     toDateTime64(now64(6) - toIntervalMicrosecond(d), 6, 'UTC') AS timestamp,
-    lower(hex(sipHash128(n))) AS trace_id,
-    lower(hex(sipHash64(n, 1))) AS span_id,
+    sipHash128(n) AS trace_id_bin,  -- = unhex of the 32 hex digits llm_calls_mv receives
+    '' AS trace_id_raw,
+    reinterpretAsFixedString(sipHash64(n, 1)) AS span_id_bin,
+    '' AS span_id_raw,
     concat('app-', toString(p % 3)) AS service,
     'prod' AS environment,
     'chat' AS operation,

@@ -70,7 +70,8 @@ def otel_row(c: Call) -> list:
             attrs, round(c.latency_ms * 1_000_000), "Error" if c.error else "Ok", "", [], [], [], [], [], [], []]
 
 
-LLM_CALLS_COLUMNS = ("timestamp", "trace_id", "span_id", "service", "environment", "operation", "provider",
+# llm_calls' stored columns (schemas/003): canonical ids as bytes (read back as trace_id, span_id)
+LLM_CALLS_COLUMNS = ("timestamp", "trace_id_bin", "span_id_bin", "service", "environment", "operation", "provider",
                      "request_model", "response_model", "prompt_name", "prompt_version", "input_tokens",
                      "output_tokens", "cost_usd", "cost_source", "latency_ms", "ttft_ms", "is_stream", "status",
                      "error_type", "error_category", "http_status", "user_id", "retry_count")
@@ -80,7 +81,8 @@ def llm_calls_row(c: Call) -> tuple:
     """The typed llm_calls row of one call (for inserting weeks of history cheaply; the rollup MVs still run)."""
     from decimal import Decimal
 
-    return (c.ts, c.ids[0], c.ids[1], c.service, c.env, "chat", c.provider, c.model, c.model, c.prompt, c.version,
+    return (c.ts, bytes.fromhex(c.ids[0]), bytes.fromhex(c.ids[1]), c.service, c.env, "chat", c.provider, c.model,
+            c.model, c.prompt, c.version,
             c.input_tokens, c.output_tokens, Decimal(repr(c.cost)), "span", c.latency_ms, c.ttft_ms,
             c.ttft_ms is not None, "error" if c.error else "ok", c.error, c.category, c.http, c.user, c.retries)
 

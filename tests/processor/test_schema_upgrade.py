@@ -1,8 +1,9 @@
-"""A data dir whose llm_calls predates the compact layout (µs timestamps, Float32 latency_ms / ttft_ms, series + time
-order: schemas/003 as it was, kept in tests/processor/data): applying today's schema must not fail (llm_calls_mv's
-SELECT must fit the old table too: ClickHouse checks it even when the view exists), and the readers answer exactly as
-on a new data dir (old dirs keep their own llm_calls_mv, so latency is not rounded there: the values here are exact
-in both)."""
+"""Data dirs whose llm_calls has an earlier layout (schemas/003 as it was, kept in tests/processor/data): before the
+compact layout (µs timestamps, String ids, Float32 latency_ms / ttft_ms, series + time order) and before the byte
+ids (main 89460c6). Applying today's schema over them must not fail (llm_calls_mv's SELECT must fit the old table
+too: ClickHouse checks it even when the view exists), and the readers answer exactly as on a new data dir, both for
+calls written before the upgrade and after it (old dirs keep their own llm_calls_mv; the latencies here are exact
+in every layout)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ from promptpulse.processor.store import schema
 
 pytest.importorskip("chdb")
 
-BEFORE = Path(__file__).parent / "data" / "003_llm_calls_before_compact_layout.sql"
+DATA = Path(__file__).parent / "data"
+BEFORE = {"before_compact_layout": DATA / "003_llm_calls_before_compact_layout.sql",
+          "before_byte_ids": DATA / "003_llm_calls_before_byte_ids.sql"}
 NOW = dt.datetime.now(dt.timezone.utc)
 T0 = time.time_ns() - 3_600_000_000_000  # an hour ago
 
 
-def _spans() -> list[list]:
+def _spans(first: int, count: int) -> list[list]:
     rows = []
-    for i in range(6):
+    for i in range(first, first + count):
         attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
         if i % 2:
             attrs["gen_ai.response.time_to_first_chunk"] = str(0.25 + i / 100)
@@ -37,23 +40,24 @@ def _spans() -> list[list]:
     return rows
 
 
-def _answers(data_dir: Path, *, previous_layout: bool) -> tuple[str, list[Any]]:
+def _answers(data_dir: Path, before: Path | None) -> tuple[str, list[Any]]:
     from promptpulse.processor.store.embedded import EmbeddedStore
 
     store = EmbeddedStore(str(data_dir))
     try:
-        if previous_layout:
+        if before is not None:  # the whole schema as it was: today's files with the earlier 003
             opts = schema.SchemaOptions()
-            for m in schema.migrations()[:2]:
-                for stmt in schema.render(m.sql, opts):
+            for m in schema.migrations():
+                for stmt in schema.render(before.read_text(encoding="utf-8") if m.name == "llm_calls" else m.sql, opts):
                     store.command(stmt)
-            for stmt in schema.render(BEFORE.read_text(encoding="utf-8"), opts):
-                store.command(stmt)
+        else:
+            store.apply_schema()
+        store.insert_otel_traces(_spans(0, 3), dedup_token=uuid.uuid4().hex)  # written before the upgrade
         store.apply_schema()
         store.apply_schema()
         kind = store.query("SELECT concat(type, ' ', default_kind) FROM system.columns WHERE database = 'promptpulse' "
                            "AND table = 'llm_calls' AND name = 'latency_ms'").scalar()
-        store.insert_otel_traces(_spans(), dedup_token=uuid.uuid4().hex)
+        store.insert_otel_traces(_spans(3, 3), dedup_token=uuid.uuid4().hex)  # and after it
         start, end = NOW - dt.timedelta(hours=3), NOW
         variables = {v: macros.ALL for v in ("service", "environment", "prompt", "version", "model", "provider")}
         slowest = macros.expand(definitions.all_panels()["slowest_calls"].sql, time_from=start, time_to=end,
@@ -70,10 +74,25 @@ def _answers(data_dir: Path, *, previous_layout: bool) -> tuple[str, list[Any]]:
         store.close()
 
 
-def test_previous_llm_calls_layout_upgrades_and_reads_the_same(tmp_path: Path) -> None:
-    old_kind, old = _answers(tmp_path / "old", previous_layout=True)
-    new_kind, new = _answers(tmp_path / "new", previous_layout=False)
-    assert (old_kind, new_kind) == ("Float32 ", "Float32 ")
-    assert old == new
-    assert [(r[0], r[2], r[3]) for r in new[0]] == [
-        (f"{i + 1:032x}", 500 + 100 * i, pytest.approx(250 + 10 * i, abs=1e-3) if i % 2 else None) for i in range(6)]
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Any]]:
+    """The answers of a data dir created with today's schema."""
+    return _answers(tmp_path_factory.mktemp("new"), None)
+
+
+def test_fresh_data_dir_answers(fresh: tuple[str, list[Any]]) -> None:
+    kind, answers = fresh
+    assert kind == "Float32 "
+    assert [(r[0], r[1], r[2], r[3]) for r in answers[0]] == [
+        (f"{i + 1:032x}", f"{i + 1:016x}", 500 + 100 * i, pytest.approx(250 + 10 * i, abs=1e-3) if i % 2 else None)
+        for i in range(6)]
+    assert len(answers[2]) == 6
+    assert answers[3] == [(6, sum(500 + 100 * i for i in range(6)), 3, pytest.approx(260 + 280 + 300, abs=1e-2))]
+
+
+@pytest.mark.parametrize("layout", sorted(BEFORE))
+def test_previous_llm_calls_layout_upgrades_and_reads_the_same(tmp_path: Path, layout: str,
+                                                               fresh: tuple[str, list[Any]]) -> None:
+    kind, answers = _answers(tmp_path / "old", BEFORE[layout])
+    assert kind == "Float32 "
+    assert answers == fresh[1]
