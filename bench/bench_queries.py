@@ -32,8 +32,8 @@ CHUNK = 1_000_000
 
 # One row per call; n is the call number. Distributions: lognormal latency around 300 ms .. 3.2 s by prompt, token
 # counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs). Columns as
-# llm_calls_mv writes them (schemas/003): ids as bytes, latency/TTFT through promptpulse_f32_round; `latency` is a
-# helper.
+# llm_calls_mv writes them (schemas/003): ids as bytes, latency/TTFT as the bits of promptpulse_f32_round's Float32;
+# `latency` is a helper.
 GENERATE = """
 INSERT INTO llm_calls
 SELECT * EXCEPT latency FROM (SELECT
@@ -61,10 +61,10 @@ SELECT * EXCEPT latency FROM (SELECT
     'span' AS cost_source,
     exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
         * cos(2 * pi() * rand32(6) / 4294967296.)) AS latency,
-    promptpulse_f32_round(toFloat32(latency)) AS latency_ms,
-    if(rand32(7) % 10 < 4, promptpulse_f32_round(toFloat32(latency * (0.1 + 0.3 * rand32(8) / 4294967296.))), NULL)
-        AS ttft_ms,
-    ttft_ms IS NOT NULL AS is_stream,
+    bitShiftRight(reinterpretAsUInt32(promptpulse_f32_round(toFloat32(latency))), 11) AS latency_bits,
+    if(rand32(7) % 10 < 4, 1 + bitShiftRight(reinterpretAsUInt32(promptpulse_f32_round(
+        toFloat32(latency * (0.1 + 0.3 * rand32(8) / 4294967296.)))), 11), 0) AS ttft_bits,
+    ttft_bits != 0 AS is_stream,
     if(e, 'error', 'ok') AS status,
     if(e, ['RateLimitError', 'APITimeoutError', 'InternalServerError', 'BadRequestError'][rand32(9) % 4 + 1], '')
         AS error_type,

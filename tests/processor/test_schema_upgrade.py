@@ -82,7 +82,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Any]]:
 
 def test_fresh_data_dir_answers(fresh: tuple[str, list[Any]]) -> None:
     kind, answers = fresh
-    assert kind == "Float32 "
+    assert kind == "Float32 ALIAS"
     assert [(r[0], r[1], r[2], r[3]) for r in answers[0]] == [
         (f"{i + 1:032x}", f"{i + 1:016x}", 500 + 100 * i, pytest.approx(250 + 10 * i, abs=1e-3) if i % 2 else None)
         for i in range(6)]

@@ -380,9 +380,9 @@ def test_column_order_constant_matches_table(store: Store) -> None:
 
 
 def test_ids_and_latencies_round_trip(store: Store) -> None:
-    """llm_calls keeps canonical ids as bytes and any other id as sent, latency/TTFT rounded to 12 mantissa bits
-    (schemas/003): trace_id / span_id read back exactly what arrived; a trace_id filter uses the bloom-filter
-    index."""
+    """llm_calls keeps canonical ids as bytes and any other id as sent, latency/TTFT rounded to 12 mantissa bits and
+    stored as the Float32's upper 21 bits (schemas/003): trace_id / span_id read back exactly what arrived, latency_ms
+    / ttft_ms the rounded Float32; a trace_id filter uses the bloom-filter index."""
     import struct
 
     def f32_round(x: float) -> float:  # promptpulse_f32_round
@@ -404,7 +404,8 @@ def test_ids_and_latencies_round_trip(store: Store) -> None:
         rows.append(row)
     store.insert_otel_traces(rows)
     got = store.query("SELECT trace_id, span_id, latency_ms, ttft_ms, trace_id_bin, span_id_bin, trace_id_raw, "
-                      "span_id_raw FROM llm_calls WHERE service = {s:String} ORDER BY timestamp", {"s": service}).rows
+                      "span_id_raw, latency_bits, ttft_bits FROM llm_calls WHERE service = {s:String} "
+                      "ORDER BY timestamp", {"s": service}).rows
     assert [(r[0], r[1]) for r in got] == ids
     # only the canonical ids went to the byte columns
     assert [(r[4], r[5]) for r in got] == [(bytes.fromhex(canonical), bytes.fromhex(canonical[:16]))] + [
@@ -413,6 +414,8 @@ def test_ids_and_latencies_round_trip(store: Store) -> None:
     assert [r[2] for r in got] == [f32_round(1234.567891 + i * 1e-6) for i in range(len(ids))] == [1234.5] * 6
     assert [r[3] for r in got] == [f32_round(12.34)] + [None] * (len(ids) - 1)
     assert abs(got[0][3] - 12.34) <= 12.34 * 1.2e-4
+    bits = struct.unpack("<II", struct.pack("<ff", 1234.5, f32_round(12.34)))
+    assert [(r[8], r[9]) for r in got] == [(bits[0] >> 11, 1 + (bits[1] >> 11))] + [(bits[0] >> 11, 0)] * 5
     # the cluster's sharding key (over the stored columns) puts each call where its spans and scores go
     key = schema.SHARDING_KEYS["llm_calls"]
     hashes = store.query(f"SELECT {key}, cityHash64(trace_id) FROM llm_calls WHERE service = {{s:String}} "
