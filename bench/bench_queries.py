@@ -31,7 +31,8 @@ from promptpulse.processor.store.embedded import EmbeddedStore
 CHUNK = 1_000_000
 
 # One row per call; n is the call number. Distributions: lognormal latency around 300 ms .. 3.2 s by prompt, token
-# counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs). Columns as
+# counts lognormal, cost from the tokens at per-model prices in Decimal, exactly as llm_calls_mv computes it (until
+# this round in Float64, whose truncation to 12 decimals left ...999999 tails real costs do not have). Columns as
 # llm_calls_mv writes them (schemas/003): ids as bytes, latency/TTFT as the bits of promptpulse_f32_round's Float32;
 # `latency` is a helper.
 GENERATE = """
@@ -56,8 +57,9 @@ SELECT * EXCEPT latency FROM (SELECT
     if(rand32(4) % 10 < 3, intDiv(input_tokens, 2), 0) AS cache_read_tokens,
     toUInt64(0) AS cache_creation_tokens,
     if(m = 2, intDiv(output_tokens, 3), 0) AS reasoning_tokens,
-    toDecimal64(input_tokens * [2.5, 0.15, 2, 3, 0.8, 15][m + 1] / 1000000
-                + output_tokens * [10, 0.6, 8, 15, 4, 75][m + 1] / 1000000, 12) AS cost_usd,
+    toDecimal64(toDecimal128(toDecimal128([2.5, 0.15, 2, 3, 0.8, 15][m + 1], 9) * input_tokens
+                             + toDecimal128([10, 0.6, 8, 15, 4, 75][m + 1], 9) * output_tokens, 18) / 1000000, 12)
+        AS cost_usd,
     'span' AS cost_source,
     exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
         * cos(2 * pi() * rand32(6) / 4294967296.)) AS latency,

@@ -37,11 +37,11 @@ CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
     cache_read_tokens UInt64 CODEC(T64, ZSTD(1)),
     cache_creation_tokens UInt64 CODEC(T64, ZSTD(1)),
     reasoning_tokens UInt64 CODEC(T64, ZSTD(1)),
-    cost_usd Decimal(18, 12) CODEC(T64('bit'), ZSTD(1)),
+    cost_usd Decimal(18, 12) CODEC(GCD, T64('bit'), ZSTD(1)),  -- exact products of prices: GCD divides the grain out
     cost_source LowCardinality(String),
     latency_bits UInt32 CODEC(T64, ZSTD(1)),  -- the Float32 latency_ms's bits >> 11
     ttft_bits UInt32 CODEC(T64, ZSTD(1)),  -- 0: no TTFT, else 1 + the Float32 ttft_ms's bits >> 11 (no null map)
-    is_stream Bool CODEC(ZSTD(1)),
+    is_stream Bool CODEC(T64, ZSTD(1)),  -- T64: one bit per call
     status LowCardinality(String) CODEC(ZSTD(1)),
     error_type LowCardinality(String) CODEC(ZSTD(1)),
     error_category LowCardinality(String) CODEC(ZSTD(1)),
