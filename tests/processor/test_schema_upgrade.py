@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from promptpulse.dashboards import definitions, macros
+from promptpulse.instrumentation import pricing
 from promptpulse.processor import analytics as an
 from promptpulse.processor.store import schema
 
@@ -31,7 +33,8 @@ T0 = time.time_ns() - 3_600_000_000_000  # an hour ago
 def _spans(first: int, count: int) -> list[list]:
     rows = []
     for i in range(first, first + count):
-        attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+        attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+                 "gen_ai.usage.input_tokens": str(100 + 37 * i), "gen_ai.usage.output_tokens": str(20 + 11 * i)}
         if i % 2:
             attrs["gen_ai.response.time_to_first_chunk"] = str(0.25 + i / 100)
         rows.append([T0 + i * 60_000_000_000, f"{i + 1:032x}", f"{i + 1:016x}", "", "", "chat gpt-4o", "Client",
@@ -50,6 +53,7 @@ def _answers(data_dir: Path, before: Path | None) -> tuple[str, list[Any]]:
             for m in schema.migrations():
                 for stmt in schema.render(before.read_text(encoding="utf-8") if m.name == "llm_calls" else m.sql, opts):
                     store.command(stmt)
+            schema.load_model_prices(store)
         else:
             store.apply_schema()
         store.insert_otel_traces(_spans(0, 3), dedup_token=uuid.uuid4().hex)  # written before the upgrade
@@ -67,8 +71,14 @@ def _answers(data_dir: Path, before: Path | None) -> tuple[str, list[Any]]:
             store.query("SELECT trace_id, span_id, latency_ms, ttft_ms FROM llm_calls ORDER BY timestamp").rows,
             [r[-7:] for r in store.query(slowest).rows],
             [(r["trace_id"], r["latency_ms"], r["ttft_ms"]) for r in an.export_rows(store, sql, p, limit)],
-            store.query("SELECT sum(calls), sum(latency_ms_sum), sum(ttft_count), sum(ttft_ms_sum) FROM llm_calls_1d")
-            .rows,
+            store.query("SELECT sum(calls), sum(latency_ms_sum), sum(ttft_count), sum(ttft_ms_sum), sum(cost_usd) "
+                        "FROM llm_calls_1d").rows,
+            store.query("SELECT sum(cost_usd), groupArray(cost_usd) FROM (SELECT cost_usd FROM llm_calls "
+                        "ORDER BY timestamp)").rows,
+            # the types readers see (stored or ALIAS alike)
+            store.query("SELECT name, type FROM system.columns WHERE database = 'promptpulse' AND table = 'llm_calls' "
+                        "AND name IN ('trace_id', 'span_id', 'latency_ms', 'ttft_ms', 'cost_usd', 'is_stream') "
+                        "ORDER BY name").rows,
         ]
     finally:
         store.close()
@@ -87,7 +97,13 @@ def test_fresh_data_dir_answers(fresh: tuple[str, list[Any]]) -> None:
         (f"{i + 1:032x}", f"{i + 1:016x}", 500 + 100 * i, pytest.approx(250 + 10 * i, abs=1e-3) if i % 2 else None)
         for i in range(6)]
     assert len(answers[2]) == 6
-    assert answers[3] == [(6, sum(500 + 100 * i for i in range(6)), 3, pytest.approx(260 + 280 + 300, abs=1e-2))]
+    # gpt-4o from the bundled prices, in Decimal: the same exact costs in every layout and in the rollups
+    price = pricing.default_table().lookup("openai", "gpt-4o")
+    costs = [(Decimal(100 + 37 * i) * price.input_per_mtok + Decimal(20 + 11 * i) * price.output_per_mtok)
+             / 1_000_000 for i in range(6)]
+    assert answers[3] == [(6, sum(500 + 100 * i for i in range(6)), 3, pytest.approx(260 + 280 + 300, abs=1e-2),
+                           sum(costs))]
+    assert answers[4] == [(sum(costs), costs)] and min(costs) > 0
 
 
 @pytest.mark.parametrize("layout", sorted(BEFORE))
