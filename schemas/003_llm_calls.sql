@@ -9,10 +9,10 @@
 -- Timestamps in ms; latency and TTFT rounded to 12 mantissa bits by promptpulse_f32_round (relative error <=
 -- 1.2e-4, 0.12 ms at 1 s; percentiles read 2% buckets); the 11 low mantissa bits are then zero, so the stored
 -- columns keep the Float32's other 21 bits as an integer (T64 packs them) and latency_ms / ttft_ms (ALIAS) give
--- back the very same Float32 values. Calls are ordered by series, day, conversation: a
--- conversation's calls sit together, so conversation/session/user ids repeat instead of interleaving (and a
--- conversation is found by the key). Tables created before this layout keep theirs (CREATE ... IF NOT EXISTS) and
--- their own llm_calls_mv; readers use only names both layouts have.
+-- back the very same Float32 values. cost_usd: exact products of prices, so GCD divides each block's grain out.
+-- Calls are ordered by series, day, conversation: a conversation's calls sit together, so conversation/session/user
+-- ids repeat instead of interleaving (and a conversation is found by the key). Tables created before this layout
+-- keep theirs (CREATE ... IF NOT EXISTS) and their own llm_calls_mv; readers use only names both layouts have.
 CREATE FUNCTION IF NOT EXISTS promptpulse_f32_round ${ON_CLUSTER} AS (x) ->
     if(isFinite(x), reinterpretAsFloat32(bitAnd(reinterpretAsUInt32(x) + 1024, 4294965248)), x);
 

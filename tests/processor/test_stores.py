@@ -379,6 +379,32 @@ def test_column_order_constant_matches_table(store: Store) -> None:
     assert tuple(cols) == OTEL_TRACES_COLUMNS
 
 
+def test_latency_and_ttft_bits_read_back_as_the_rounded_float32(store: Store) -> None:
+    """latency_ms / ttft_ms (ALIAS over the stored bits, schemas/003) equal main's Float32 columns bit for bit —
+    promptpulse_f32_round of the same input — for edge values too: TTFT 0 (not NULL), negative, tiny, huge, NaN."""
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    ttfts = ["0", "-0.25", "1e-9", "0.0123456", "3.5", "1e30", "nan", ""]
+    durations = [0, 1, 999, 1_000_000, 12_345_678, 3_600_000_000_000, 2**40, 7]
+    ts = time.time_ns()
+    rows = []
+    for i, (ttft, dur) in enumerate(zip(ttfts, durations, strict=True)):
+        attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+        if ttft:
+            attrs["gen_ai.response.time_to_first_chunk"] = ttft
+        rows.append(_span(service, attrs, ts=ts + i * 1_000_000, duration_ns=dur))
+    store.insert_otel_traces(rows)
+    got = store.query(
+        "SELECT reinterpretAsUInt32(c.latency_ms) = reinterpretAsUInt32(promptpulse_f32_round(toFloat32(t.Duration / "
+        "1000000.))), c.ttft_ms IS NULL, reinterpretAsUInt32(ifNull(c.ttft_ms, 0)) = reinterpretAsUInt32(ifNull("
+        "promptpulse_f32_round(toFloat32(toFloat64OrNull(t.SpanAttributes['gen_ai.response.time_to_first_chunk']) "
+        "* 1000)), 0)), c.ttft_ms FROM llm_calls AS c JOIN otel_traces AS t ON c.span_id = t.SpanId "
+        "WHERE c.service = {s:String} AND t.ServiceName = {s:String} ORDER BY c.timestamp", {"s": service}).rows
+    assert [r[0] for r in got] == [True] * 8  # latency bit for bit
+    assert [r[1] for r in got] == [False] * 7 + [True]  # only the missing TTFT is NULL; 0 is 0
+    assert [r[2] for r in got] == [True] * 8  # TTFT bit for bit (NaN stays the same NaN)
+    assert got[0][3] == 0.0 and got[1][3] == -250.0 and math.isnan(got[6][3])
+
+
 def test_ids_and_latencies_round_trip(store: Store) -> None:
     """llm_calls keeps canonical ids as bytes and any other id as sent, latency/TTFT rounded to 12 mantissa bits and
     stored as the Float32's upper 21 bits (schemas/003): trace_id / span_id read back exactly what arrived, latency_ms
