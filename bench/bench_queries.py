@@ -31,14 +31,18 @@ from promptpulse.processor.store.embedded import EmbeddedStore
 CHUNK = 1_000_000
 
 # One row per call; n is the call number. Distributions: lognormal latency around 300 ms .. 3.2 s by prompt, token
-# counts lognormal, cost from the tokens at per-model prices (12 decimals, like computed costs). Columns as
-# llm_calls_mv writes them (schemas/003): latency/TTFT through promptpulse_f32_round; `latency` is a helper.
+# counts lognormal, cost from the tokens at per-model prices in Decimal, exactly as llm_calls_mv computes it (until
+# this round in Float64, whose truncation to 12 decimals left ...999999 tails real costs do not have). Columns as
+# llm_calls_mv writes them (schemas/003): ids as bytes, latency/TTFT as the bits of promptpulse_f32_round's Float32;
+# `latency` is a helper.
 GENERATE = """
 INSERT INTO llm_calls
 SELECT * EXCEPT latency FROM (SELECT
     toDateTime64(now64(6) - toIntervalMicrosecond(d), 6, 'UTC') AS timestamp,
-    lower(hex(sipHash128(n))) AS trace_id,
-    lower(hex(sipHash64(n, 1))) AS span_id,
+    sipHash128(n) AS trace_id_bin,  -- = unhex of the 32 hex digits llm_calls_mv receives
+    '' AS trace_id_raw,
+    reinterpretAsFixedString(sipHash64(n, 1)) AS span_id_bin,
+    '' AS span_id_raw,
     concat('app-', toString(p % 3)) AS service,
     'prod' AS environment,
     'chat' AS operation,
@@ -53,15 +57,16 @@ SELECT * EXCEPT latency FROM (SELECT
     if(rand32(4) % 10 < 3, intDiv(input_tokens, 2), 0) AS cache_read_tokens,
     toUInt64(0) AS cache_creation_tokens,
     if(m = 2, intDiv(output_tokens, 3), 0) AS reasoning_tokens,
-    toDecimal64(input_tokens * [2.5, 0.15, 2, 3, 0.8, 15][m + 1] / 1000000
-                + output_tokens * [10, 0.6, 8, 15, 4, 75][m + 1] / 1000000, 12) AS cost_usd,
+    toDecimal64(toDecimal128(toDecimal128([2.5, 0.15, 2, 3, 0.8, 15][m + 1], 9) * input_tokens
+                             + toDecimal128([10, 0.6, 8, 15, 4, 75][m + 1], 9) * output_tokens, 18) / 1000000, 12)
+        AS cost_usd,
     'span' AS cost_source,
     exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
         * cos(2 * pi() * rand32(6) / 4294967296.)) AS latency,
-    promptpulse_f32_round(toFloat32(latency)) AS latency_ms,
-    if(rand32(7) % 10 < 4, promptpulse_f32_round(toFloat32(latency * (0.1 + 0.3 * rand32(8) / 4294967296.))), NULL)
-        AS ttft_ms,
-    ttft_ms IS NOT NULL AS is_stream,
+    bitShiftRight(reinterpretAsUInt32(promptpulse_f32_round(toFloat32(latency))), 11) AS latency_bits,
+    if(rand32(7) % 10 < 4, 1 + bitShiftRight(reinterpretAsUInt32(promptpulse_f32_round(
+        toFloat32(latency * (0.1 + 0.3 * rand32(8) / 4294967296.)))), 11), 0) AS ttft_bits,
+    ttft_bits != 0 AS is_stream,
     if(e, 'error', 'ok') AS status,
     if(e, ['RateLimitError', 'APITimeoutError', 'InternalServerError', 'BadRequestError'][rand32(9) % 4 + 1], '')
         AS error_type,

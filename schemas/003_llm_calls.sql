@@ -1,23 +1,28 @@
 -- One typed row per LLM call, filled from otel_traces by llm_calls_mv. Attribute names are normalised here, in
 -- SQL, so spans count whichever way they arrive (our SDK, OpenLLMetry, OpenLIT, official OTel instrumentations,
 -- or Collectors writing otel_traces directly). Contract-1 names: instrumentation/semconv.py.
--- Storage (measured per column, bench/bench_queries.py, docs/BENCHMARKS.md "Storage"): the random trace/span ids
--- are ~24.7 of a call's bytes (hex strings; as bytes they would save ~0.65 B, but an ALIAS trace_id cannot be the
--- cluster's Distributed sharding key, processor/store/schema.py SHARDING_KEYS). Timestamps in ms; latency and TTFT
--- rounded to 12 mantissa bits by promptpulse_f32_round (relative error <= 1.2e-4, 0.12 ms at 1 s; percentiles read
--- 2% buckets) so ZSTD finds the zero bits. Calls are ordered by series, day, conversation: a conversation's calls
--- sit together, so conversation/session/user ids repeat instead of interleaving (and a conversation is found by
--- the key). Column names and types are those of tables created before (only DateTime64(6) -> (3), which every
--- reader compares alike), so llm_calls_mv's SELECT fits both and CREATE ... IF NOT EXISTS leaves old tables as
--- they are.
+-- Storage (measured per column, bench/bench_queries.py, docs/BENCHMARKS.md "Storage"): random trace/span ids are
+-- most of a call's bytes, so canonical ids (lowercase hex, 32 / 16 digits, not all zero: every OTLP id) are kept as
+-- their 16 / 8 bytes; any other id string is kept as sent in *_raw. trace_id / span_id are ALIAS columns giving the
+-- id back as text, exactly as it arrived: every reader, filter, join and the bloom-filter index use those names
+-- (the cluster's Distributed table shards by the same expression over the stored columns, schema.SHARDING_KEYS).
+-- Timestamps in ms; latency and TTFT rounded to 12 mantissa bits by promptpulse_f32_round (relative error <=
+-- 1.2e-4, 0.12 ms at 1 s; percentiles read 2% buckets); the 11 low mantissa bits are then zero, so the stored
+-- columns keep the Float32's other 21 bits as an integer (T64 packs them) and latency_ms / ttft_ms (ALIAS) give
+-- back the very same Float32 values. cost_usd: exact products of prices, so GCD divides each block's grain out.
+-- Calls are ordered by series, day, conversation: a conversation's calls sit together, so conversation/session/user
+-- ids repeat instead of interleaving (and a conversation is found by the key). Tables created before this layout
+-- keep theirs (CREATE ... IF NOT EXISTS) and their own llm_calls_mv; readers use only names both layouts have.
 CREATE FUNCTION IF NOT EXISTS promptpulse_f32_round ${ON_CLUSTER} AS (x) ->
     if(isFinite(x), reinterpretAsFloat32(bitAnd(reinterpretAsUInt32(x) + 1024, 4294965248)), x);
 
 CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
 (
     timestamp DateTime64(3, 'UTC') CODEC(Delta, ZSTD(3)),
-    trace_id String CODEC(ZSTD(1)),
-    span_id String CODEC(ZSTD(1)),
+    trace_id_bin FixedString(16) CODEC(NONE),  -- a canonical trace id as 16 bytes, else zeros
+    trace_id_raw String CODEC(ZSTD(1)),  -- a non-canonical trace id as sent, else ''
+    span_id_bin FixedString(8) CODEC(NONE),
+    span_id_raw String CODEC(ZSTD(1)),
     service LowCardinality(String),
     environment LowCardinality(String),
     operation LowCardinality(String),
@@ -32,11 +37,11 @@ CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
     cache_read_tokens UInt64 CODEC(T64, ZSTD(1)),
     cache_creation_tokens UInt64 CODEC(T64, ZSTD(1)),
     reasoning_tokens UInt64 CODEC(T64, ZSTD(1)),
-    cost_usd Decimal(18, 12) CODEC(T64('bit'), ZSTD(1)),
+    cost_usd Decimal(18, 12) CODEC(GCD, T64('bit'), ZSTD(1)),  -- exact products of prices: GCD divides the grain out
     cost_source LowCardinality(String),
-    latency_ms Float32 CODEC(ZSTD(1)),
-    ttft_ms Nullable(Float32) CODEC(ZSTD(1)),
-    is_stream Bool CODEC(ZSTD(1)),
+    latency_bits UInt32 CODEC(T64, ZSTD(1)),  -- the Float32 latency_ms's bits >> 11
+    ttft_bits UInt32 CODEC(T64, ZSTD(1)),  -- 0: no TTFT, else 1 + the Float32 ttft_ms's bits >> 11 (no null map)
+    is_stream Bool CODEC(T64, ZSTD(1)),  -- T64: one bit per call
     status LowCardinality(String) CODEC(ZSTD(1)),
     error_type LowCardinality(String) CODEC(ZSTD(1)),
     error_category LowCardinality(String) CODEC(ZSTD(1)),
@@ -49,6 +54,11 @@ CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
     tags Array(LowCardinality(String)),
     retry_count UInt16 CODEC(ZSTD(1)),
     server_address LowCardinality(String),
+    trace_id String ALIAS if(empty(trace_id_bin), trace_id_raw, lower(hex(trace_id_bin))),
+    span_id String ALIAS if(empty(span_id_bin), span_id_raw, lower(hex(span_id_bin))),
+    latency_ms Float32 ALIAS reinterpretAsFloat32(bitShiftLeft(latency_bits, 11)),
+    ttft_ms Nullable(Float32) ALIAS
+        if(ttft_bits = 0, NULL, reinterpretAsFloat32(bitShiftLeft(toUInt32(ttft_bits - 1), 11))),
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_user_id user_id TYPE bloom_filter(0.01) GRANULARITY 1
 )
@@ -61,18 +71,29 @@ SETTINGS ttl_only_drop_parts = 1, ${DEDUP_WINDOW};
 -- cost_usd: the span's own cost (promptpulse.cost.usd, OpenLIT gen_ai.usage.cost) when present, else computed from
 -- the model_prices row in effect on the call's date: first by (provider, model), then by model alone. Model names are
 -- normalised with pricing.MODEL_PREFIX_PATTERN / MODEL_SUFFIX_PATTERN, rendered into this file by schema.py.
+-- An llm_calls from before this layout keeps its own llm_calls_mv, but ClickHouse checks the SELECT below against
+-- the table even when the view exists: EPHEMERAL columns (nothing stored, never read) give it the names.
+ALTER TABLE ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
+    ADD COLUMN IF NOT EXISTS trace_id_bin FixedString(16) EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS trace_id_raw String EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS span_id_bin FixedString(8) EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS span_id_raw String EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS latency_bits UInt32 EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS ttft_bits UInt32 EPHEMERAL;
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${DB}.llm_calls_mv ${ON_CLUSTER} TO ${DB}.llm_calls${LOCAL} AS
 SELECT
-    timestamp, trace_id, span_id, service, environment, operation,
+    timestamp, trace_id_bin, trace_id_raw, span_id_bin, span_id_raw, service, environment, operation,
     provider, request_model, response_model, prompt_name, prompt_version, prompt_fingerprint,
     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, reasoning_tokens, cost_usd,
-    cost_source, latency_ms, ttft_ms, is_stream, status, error_type,
+    cost_source, latency_bits, ttft_bits, is_stream, status, error_type,
     error_category, http_status, finish_reasons, user_id, session_id, conversation_id,
     feature, tags, retry_count, server_address
 FROM
 (
 SELECT
-    c.timestamp AS timestamp, c.trace_id AS trace_id, c.span_id AS span_id, c.service AS service,
+    c.timestamp AS timestamp, c.trace_id_bin AS trace_id_bin, c.trace_id_raw AS trace_id_raw,
+    c.span_id_bin AS span_id_bin, c.span_id_raw AS span_id_raw, c.service AS service,
     c.environment AS environment, c.operation AS operation, c.provider AS provider,
     c.request_model AS request_model, c.response_model AS response_model,
     c.prompt_name AS prompt_name, c.prompt_version AS prompt_version, c.prompt_fingerprint AS prompt_fingerprint,
@@ -99,7 +120,7 @@ SELECT
                 + toDecimal128(ifNull(p_re, 0), 9) * t_re, 18) / 1000000, 12),
         toDecimal64(0, 12)) AS cost_usd,
     multiIf(c.span_cost IS NOT NULL, 'span', p1.matched = 1 OR p2.matched = 1, 'model_prices', '') AS cost_source,
-    c.latency_ms AS latency_ms, c.ttft_ms AS ttft_ms, c.is_stream AS is_stream, c.status AS status,
+    c.latency_bits AS latency_bits, c.ttft_bits AS ttft_bits, c.is_stream AS is_stream, c.status AS status,
     c.error_type AS error_type, c.error_category AS error_category, c.http_status AS http_status,
     c.finish_reasons AS finish_reasons, c.user_id AS user_id, c.session_id AS session_id,
     c.conversation_id AS conversation_id, c.feature AS feature, c.tags AS tags, c.retry_count AS retry_count,
@@ -108,8 +129,12 @@ FROM
 (
     SELECT
         Timestamp AS timestamp,
-        TraceId AS trace_id,
-        SpanId AS span_id,
+        match(TraceId, '^[0-9a-f]{32}$') AND TraceId != repeat('0', 32) AS trace_canonical,
+        if(trace_canonical, unhex(TraceId), '') AS trace_id_bin,
+        if(trace_canonical, '', TraceId) AS trace_id_raw,
+        match(SpanId, '^[0-9a-f]{16}$') AND SpanId != repeat('0', 16) AS span_canonical,
+        if(span_canonical, unhex(SpanId), '') AS span_id_bin,
+        if(span_canonical, '', SpanId) AS span_id_raw,
         ServiceName AS service,
         SpanAttributes AS sa,
         ResourceAttributes AS ra,
@@ -146,10 +171,11 @@ FROM
         replaceRegexpOne(replaceRegexpOne(lower(trimBoth(if(response_model != '', response_model, request_model))),
                                           ${MODEL_PREFIX_PATTERN}, ''), ${MODEL_SUFFIX_PATTERN}, '') AS price_model,
         toDate(Timestamp) AS call_date,
-        promptpulse_f32_round(toFloat32(Duration / 1000000.)) AS latency_ms,
+        bitShiftRight(reinterpretAsUInt32(promptpulse_f32_round(toFloat32(Duration / 1000000.))), 11) AS latency_bits,
         promptpulse_f32_round(toFloat32(toFloat64OrNull(coalesce(nullIf(sa['gen_ai.response.time_to_first_chunk'], ''),
                                         nullIf(sa['gen_ai.server.time_to_first_token'], ''), '')) * 1000))
             AS ttft_ms,
+        if(ttft_ms IS NULL, 0, toUInt32(bitShiftRight(reinterpretAsUInt32(assumeNotNull(ttft_ms)), 11) + 1)) AS ttft_bits,
         sa['gen_ai.request.stream'] IN ('true', 'True', '1') OR sa['llm.is_streaming'] IN ('true', 'True', '1')
             OR ttft_ms IS NOT NULL AS is_stream,
         coalesce(nullIf(sa['error.type'], ''),

@@ -37,8 +37,12 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Z_0-9]+)(?::([^}]*))?\}")
 _ENGINE_ARG = re.compile(r"^(\w+)(?:\((.*)\))?$")
 _LOCAL_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \$\{DB\}\.(\w+)\$\{LOCAL\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# How the Distributed tables shard rows (rand() for tables only ever written locally by materialized views).
-SHARDING_KEYS = {"otel_traces": "cityHash64(TraceId)", "llm_calls": "cityHash64(trace_id)",
+# How the Distributed tables shard rows (rand() for tables only ever written locally by materialized views). A
+# trace's spans, calls and scores hash alike, so each lives on one shard (llm_scores_1m_mv looks calls up locally).
+# llm_calls' trace_id is an ALIAS (schemas/003), which a sharding key cannot read: the key spells out its
+# expression over the stored columns (tests/processor/test_schema.py checks the two agree).
+SHARDING_KEYS = {"otel_traces": "cityHash64(TraceId)",
+                 "llm_calls": "cityHash64(if(empty(trace_id_bin), trace_id_raw, lower(hex(trace_id_bin))))",
                  "llm_scores": "cityHash64(trace_id)"}
 
 MIGRATIONS_TABLE_SQL = """

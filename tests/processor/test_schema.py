@@ -128,3 +128,56 @@ def test_llm_calls_sql_reads_contract_names() -> None:
     assert len(names) > 25
     for name in names:
         assert f"'{name}'" in sql, name
+
+
+def test_llm_calls_sharding_key_is_the_trace_id_alias_over_stored_columns() -> None:
+    """The Distributed llm_calls cannot shard by the trace_id ALIAS; its key is the alias's expression verbatim, so a
+    trace's calls hash exactly like its spans (cityHash64(TraceId)) and scores (cityHash64(trace_id))."""
+    sql = next(m for m in schema.migrations() if m.name == "llm_calls").sql
+    alias = re.search(r"^\s+trace_id String ALIAS (.*),$", sql, re.M).group(1)
+    assert schema.SHARDING_KEYS["llm_calls"] == f"cityHash64({alias})"
+    assert schema.SHARDING_KEYS["llm_scores"] == "cityHash64(trace_id)"
+    assert schema.SHARDING_KEYS["otel_traces"] == "cityHash64(TraceId)"
+
+
+_DISTRIBUTED_SCRIPT = """
+import re
+import sys
+from chdb import session
+from promptpulse.processor.store import schema
+config, data, key = sys.argv[1:4]
+s = session.Session(f"file:{data}?config-file={config}")
+local = schema.SchemaOptions(database="obs")
+for m in schema.migrations()[:3]:  # single-node tables, llm_calls named as the cluster's local table
+    for stmt in schema.render(m.sql, local):
+        s.query(re.sub(r"`obs`\\.llm_calls\\b", "`obs`.llm_calls_local", stmt))
+cluster = [st for _m, sts in schema.render_all(schema.SchemaOptions(database="obs", cluster="main")) for st in sts]
+dist = next(st for st in cluster if "Distributed('main', 'obs', 'llm_calls_local'" in st)
+dist = dist.replace(" ON CLUSTER `main`", "").replace(schema.SHARDING_KEYS["llm_calls"], key)
+try:
+    s.query(dist)
+    print("CREATED", s.query("SELECT engine_full FROM system.tables WHERE database = 'obs' AND name = 'llm_calls'",
+                             "TSVRaw"))
+except Exception as e:
+    print("ERROR", e)
+"""
+
+
+@pytest.mark.parametrize("key", ["cityHash64(trace_id)", None])
+def test_distributed_llm_calls_is_created_with_its_sharding_key(tmp_path, key: str | None) -> None:
+    """On chDB with a configured one-shard cluster (a separate process: one engine path per process), the rendered
+    Distributed llm_calls is created over llm_calls_local; the old key over the ALIAS is refused."""
+    pytest.importorskip("chdb")
+    import subprocess
+    import sys
+
+    config = tmp_path / "cluster.xml"
+    config.write_text("<clickhouse><remote_servers><main><shard><replica><host>localhost</host><port>9000</port>"
+                      "</replica></shard></main></remote_servers></clickhouse>")
+    key = key or schema.SHARDING_KEYS["llm_calls"]
+    out = subprocess.run([sys.executable, "-c", _DISTRIBUTED_SCRIPT, str(config), str(tmp_path / "data"), key],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    if key == "cityHash64(trace_id)":
+        assert "ERROR" in out and "Missing columns: 'trace_id'" in out, out
+    else:
+        assert out.startswith("CREATED") and f"Distributed('main', 'obs', 'llm_calls_local', {key})" in out, out

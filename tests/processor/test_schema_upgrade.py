@@ -1,34 +1,40 @@
-"""A data dir whose llm_calls predates the compact layout (µs timestamps, Float32 latency_ms / ttft_ms, series + time
-order: schemas/003 as it was, kept in tests/processor/data): applying today's schema must not fail (llm_calls_mv's
-SELECT must fit the old table too: ClickHouse checks it even when the view exists), and the readers answer exactly as
-on a new data dir (old dirs keep their own llm_calls_mv, so latency is not rounded there: the values here are exact
-in both)."""
+"""Data dirs whose llm_calls has an earlier layout (schemas/003 as it was, kept in tests/processor/data): before the
+compact layout (µs timestamps, String ids, Float32 latency_ms / ttft_ms, series + time order) and before the byte
+ids (main 89460c6). Applying today's schema over them must not fail (llm_calls_mv's SELECT must fit the old table
+too: ClickHouse checks it even when the view exists), and the readers answer exactly as on a new data dir, both for
+calls written before the upgrade and after it (old dirs keep their own llm_calls_mv; the latencies here are exact
+in every layout)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from promptpulse.dashboards import definitions, macros
+from promptpulse.instrumentation import pricing
 from promptpulse.processor import analytics as an
 from promptpulse.processor.store import schema
 
 pytest.importorskip("chdb")
 
-BEFORE = Path(__file__).parent / "data" / "003_llm_calls_before_compact_layout.sql"
+DATA = Path(__file__).parent / "data"
+BEFORE = {"before_compact_layout": DATA / "003_llm_calls_before_compact_layout.sql",
+          "before_byte_ids": DATA / "003_llm_calls_before_byte_ids.sql"}
 NOW = dt.datetime.now(dt.timezone.utc)
 T0 = time.time_ns() - 3_600_000_000_000  # an hour ago
 
 
-def _spans() -> list[list]:
+def _spans(first: int, count: int) -> list[list]:
     rows = []
-    for i in range(6):
-        attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+    for i in range(first, first + count):
+        attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+                 "gen_ai.usage.input_tokens": str(100 + 37 * i), "gen_ai.usage.output_tokens": str(20 + 11 * i)}
         if i % 2:
             attrs["gen_ai.response.time_to_first_chunk"] = str(0.25 + i / 100)
         rows.append([T0 + i * 60_000_000_000, f"{i + 1:032x}", f"{i + 1:016x}", "", "", "chat gpt-4o", "Client",
@@ -37,23 +43,25 @@ def _spans() -> list[list]:
     return rows
 
 
-def _answers(data_dir: Path, *, previous_layout: bool) -> tuple[str, list[Any]]:
+def _answers(data_dir: Path, before: Path | None) -> tuple[str, list[Any]]:
     from promptpulse.processor.store.embedded import EmbeddedStore
 
     store = EmbeddedStore(str(data_dir))
     try:
-        if previous_layout:
+        if before is not None:  # the whole schema as it was: today's files with the earlier 003
             opts = schema.SchemaOptions()
-            for m in schema.migrations()[:2]:
-                for stmt in schema.render(m.sql, opts):
+            for m in schema.migrations():
+                for stmt in schema.render(before.read_text(encoding="utf-8") if m.name == "llm_calls" else m.sql, opts):
                     store.command(stmt)
-            for stmt in schema.render(BEFORE.read_text(encoding="utf-8"), opts):
-                store.command(stmt)
+            schema.load_model_prices(store)
+        else:
+            store.apply_schema()
+        store.insert_otel_traces(_spans(0, 3), dedup_token=uuid.uuid4().hex)  # written before the upgrade
         store.apply_schema()
         store.apply_schema()
         kind = store.query("SELECT concat(type, ' ', default_kind) FROM system.columns WHERE database = 'promptpulse' "
                            "AND table = 'llm_calls' AND name = 'latency_ms'").scalar()
-        store.insert_otel_traces(_spans(), dedup_token=uuid.uuid4().hex)
+        store.insert_otel_traces(_spans(3, 3), dedup_token=uuid.uuid4().hex)  # and after it
         start, end = NOW - dt.timedelta(hours=3), NOW
         variables = {v: macros.ALL for v in ("service", "environment", "prompt", "version", "model", "provider")}
         slowest = macros.expand(definitions.all_panels()["slowest_calls"].sql, time_from=start, time_to=end,
@@ -63,17 +71,44 @@ def _answers(data_dir: Path, *, previous_layout: bool) -> tuple[str, list[Any]]:
             store.query("SELECT trace_id, span_id, latency_ms, ttft_ms FROM llm_calls ORDER BY timestamp").rows,
             [r[-7:] for r in store.query(slowest).rows],
             [(r["trace_id"], r["latency_ms"], r["ttft_ms"]) for r in an.export_rows(store, sql, p, limit)],
-            store.query("SELECT sum(calls), sum(latency_ms_sum), sum(ttft_count), sum(ttft_ms_sum) FROM llm_calls_1d")
-            .rows,
+            store.query("SELECT sum(calls), sum(latency_ms_sum), sum(ttft_count), sum(ttft_ms_sum), sum(cost_usd) "
+                        "FROM llm_calls_1d").rows,
+            store.query("SELECT sum(cost_usd), groupArray(cost_usd) FROM (SELECT cost_usd FROM llm_calls "
+                        "ORDER BY timestamp)").rows,
+            # the types readers see (stored or ALIAS alike)
+            store.query("SELECT name, type FROM system.columns WHERE database = 'promptpulse' AND table = 'llm_calls' "
+                        "AND name IN ('trace_id', 'span_id', 'latency_ms', 'ttft_ms', 'cost_usd', 'is_stream') "
+                        "ORDER BY name").rows,
         ]
     finally:
         store.close()
 
 
-def test_previous_llm_calls_layout_upgrades_and_reads_the_same(tmp_path: Path) -> None:
-    old_kind, old = _answers(tmp_path / "old", previous_layout=True)
-    new_kind, new = _answers(tmp_path / "new", previous_layout=False)
-    assert (old_kind, new_kind) == ("Float32 ", "Float32 ")
-    assert old == new
-    assert [(r[0], r[2], r[3]) for r in new[0]] == [
-        (f"{i + 1:032x}", 500 + 100 * i, pytest.approx(250 + 10 * i, abs=1e-3) if i % 2 else None) for i in range(6)]
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Any]]:
+    """The answers of a data dir created with today's schema."""
+    return _answers(tmp_path_factory.mktemp("new"), None)
+
+
+def test_fresh_data_dir_answers(fresh: tuple[str, list[Any]]) -> None:
+    kind, answers = fresh
+    assert kind == "Float32 ALIAS"
+    assert [(r[0], r[1], r[2], r[3]) for r in answers[0]] == [
+        (f"{i + 1:032x}", f"{i + 1:016x}", 500 + 100 * i, pytest.approx(250 + 10 * i, abs=1e-3) if i % 2 else None)
+        for i in range(6)]
+    assert len(answers[2]) == 6
+    # gpt-4o from the bundled prices, in Decimal: the same exact costs in every layout and in the rollups
+    price = pricing.default_table().lookup("openai", "gpt-4o")
+    costs = [(Decimal(100 + 37 * i) * price.input_per_mtok + Decimal(20 + 11 * i) * price.output_per_mtok)
+             / 1_000_000 for i in range(6)]
+    assert answers[3] == [(6, sum(500 + 100 * i for i in range(6)), 3, pytest.approx(260 + 280 + 300, abs=1e-2),
+                           sum(costs))]
+    assert answers[4] == [(sum(costs), costs)] and min(costs) > 0
+
+
+@pytest.mark.parametrize("layout", sorted(BEFORE))
+def test_previous_llm_calls_layout_upgrades_and_reads_the_same(tmp_path: Path, layout: str,
+                                                               fresh: tuple[str, list[Any]]) -> None:
+    kind, answers = _answers(tmp_path / "old", BEFORE[layout])
+    assert kind == "Float32 "
+    assert answers == fresh[1]

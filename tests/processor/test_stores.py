@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from promptpulse.instrumentation import pricing
-from promptpulse.processor.store import Store
+from promptpulse.processor.store import Store, schema
 from promptpulse.processor.store.base import OTEL_TRACES_COLUMNS
 
 pytest.importorskip("chdb")
@@ -379,9 +379,36 @@ def test_column_order_constant_matches_table(store: Store) -> None:
     assert tuple(cols) == OTEL_TRACES_COLUMNS
 
 
+def test_latency_and_ttft_bits_read_back_as_the_rounded_float32(store: Store) -> None:
+    """latency_ms / ttft_ms (ALIAS over the stored bits, schemas/003) equal main's Float32 columns bit for bit —
+    promptpulse_f32_round of the same input — for edge values too: TTFT 0 (not NULL), negative, tiny, huge, NaN."""
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    ttfts = ["0", "-0.25", "1e-9", "0.0123456", "3.5", "1e30", "nan", ""]
+    durations = [0, 1, 999, 1_000_000, 12_345_678, 3_600_000_000_000, 2**40, 7]
+    ts = time.time_ns()
+    rows = []
+    for i, (ttft, dur) in enumerate(zip(ttfts, durations, strict=True)):
+        attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+        if ttft:
+            attrs["gen_ai.response.time_to_first_chunk"] = ttft
+        rows.append(_span(service, attrs, ts=ts + i * 1_000_000, duration_ns=dur))
+    store.insert_otel_traces(rows)
+    got = store.query(
+        "SELECT reinterpretAsUInt32(c.latency_ms) = reinterpretAsUInt32(promptpulse_f32_round(toFloat32(t.Duration / "
+        "1000000.))), c.ttft_ms IS NULL, reinterpretAsUInt32(ifNull(c.ttft_ms, 0)) = reinterpretAsUInt32(ifNull("
+        "promptpulse_f32_round(toFloat32(toFloat64OrNull(t.SpanAttributes['gen_ai.response.time_to_first_chunk']) "
+        "* 1000)), 0)), c.ttft_ms FROM llm_calls AS c JOIN otel_traces AS t ON c.span_id = t.SpanId "
+        "WHERE c.service = {s:String} AND t.ServiceName = {s:String} ORDER BY c.timestamp", {"s": service}).rows
+    assert [r[0] for r in got] == [True] * 8  # latency bit for bit
+    assert [r[1] for r in got] == [False] * 7 + [True]  # only the missing TTFT is NULL; 0 is 0
+    assert [r[2] for r in got] == [True] * 8  # TTFT bit for bit (NaN stays the same NaN)
+    assert got[0][3] == 0.0 and got[1][3] == -250.0 and math.isnan(got[6][3])
+
+
 def test_ids_and_latencies_round_trip(store: Store) -> None:
-    """llm_calls keeps ids as sent and latency/TTFT rounded to 12 mantissa bits (schemas/003); a trace_id filter
-    uses the bloom-filter index."""
+    """llm_calls keeps canonical ids as bytes and any other id as sent, latency/TTFT rounded to 12 mantissa bits and
+    stored as the Float32's upper 21 bits (schemas/003): trace_id / span_id read back exactly what arrived, latency_ms
+    / ttft_ms the rounded Float32; a trace_id filter uses the bloom-filter index."""
     import struct
 
     def f32_round(x: float) -> float:  # promptpulse_f32_round
@@ -390,7 +417,8 @@ def test_ids_and_latencies_round_trip(store: Store) -> None:
 
     service = f"svc-{uuid.uuid4().hex[:8]}"
     canonical = uuid.uuid4().hex
-    ids = [(canonical, canonical[:16]), (canonical.upper(), canonical[:16].upper()), ("trace-1", "span-1"), ("", "")]
+    ids = [(canonical, canonical[:16]), (canonical.upper(), canonical[:16].upper()), ("trace-1", "span-1"), ("", ""),
+           ("0" * 32, "0" * 16), (canonical[:30], canonical[:15])]
     ts = time.time_ns()
     rows = []
     for i, (tid, sid) in enumerate(ids):
@@ -401,12 +429,27 @@ def test_ids_and_latencies_round_trip(store: Store) -> None:
         row[1], row[2] = tid, sid
         rows.append(row)
     store.insert_otel_traces(rows)
-    got = store.query("SELECT trace_id, span_id, latency_ms, ttft_ms FROM llm_calls "
-                      "WHERE service = {s:String} ORDER BY timestamp", {"s": service}).rows
+    got = store.query("SELECT trace_id, span_id, latency_ms, ttft_ms, trace_id_bin, span_id_bin, trace_id_raw, "
+                      "span_id_raw, latency_bits, ttft_bits FROM llm_calls WHERE service = {s:String} "
+                      "ORDER BY timestamp", {"s": service}).rows
     assert [(r[0], r[1]) for r in got] == ids
-    assert [r[2] for r in got] == [f32_round(1234.567891 + i * 1e-6) for i in range(len(ids))] == [1234.5] * 4
+    # only the canonical ids went to the byte columns
+    assert [(r[4], r[5]) for r in got] == [(bytes.fromhex(canonical), bytes.fromhex(canonical[:16]))] + [
+        (b"\0" * 16, b"\0" * 8)] * (len(ids) - 1)
+    assert [(r[6], r[7]) for r in got] == [("", ""), *ids[1:]]
+    assert [r[2] for r in got] == [f32_round(1234.567891 + i * 1e-6) for i in range(len(ids))] == [1234.5] * 6
     assert [r[3] for r in got] == [f32_round(12.34)] + [None] * (len(ids) - 1)
     assert abs(got[0][3] - 12.34) <= 12.34 * 1.2e-4
+    bits = struct.unpack("<II", struct.pack("<ff", 1234.5, f32_round(12.34)))
+    assert [(r[8], r[9]) for r in got] == [(bits[0] >> 11, 1 + (bits[1] >> 11))] + [(bits[0] >> 11, 0)] * 5
+    # the cluster's sharding key (over the stored columns) puts each call where its spans and scores go
+    key = schema.SHARDING_KEYS["llm_calls"]
+    hashes = store.query(f"SELECT {key}, cityHash64(trace_id) FROM llm_calls WHERE service = {{s:String}} "
+                         "ORDER BY timestamp", {"s": service}).rows
+    spans = store.query("SELECT cityHash64(TraceId) FROM otel_traces WHERE ServiceName = {s:String} "
+                        "ORDER BY Timestamp", {"s": service}).rows
+    assert [a for a, _b in hashes] == [b for _a, b in hashes] == [r[0] for r in spans]
+    assert len(set(hashes)) == len(ids)
     p = {"t": canonical, "s": service}
     assert store.query("SELECT count() FROM llm_calls WHERE trace_id = {t:String} AND service = {s:String}",
                        p).scalar() == 1
