@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_alias_reads.py [--calls 10000000] [--runs 7]
 
-Generates --calls nested calls (bench_queries.GENERATE / NESTED) into llm_calls (ids as bytes, latency/TTFT as
+Generates --calls nested calls (bench_queries.generate / NESTED) into llm_calls (ids as bytes, latency/TTFT as
 Float32 bits, read through trace_id / span_id / latency_ms / ttft_ms ALIAS columns, schemas/003), copies the columns
 the queries read into a table with main's physical columns (String ids, Float32 latency, Nullable(Float32) TTFT;
 same order, partitions and bloom index), OPTIMIZE ... FINAL both, then runs each query alternating between the two
@@ -68,7 +68,7 @@ def main() -> None:
         store.apply_schema()
         for start in range(0, args.calls, bq.CHUNK):
             count = min(bq.CHUNK, args.calls - start)
-            store.command(bq.GENERATE.format(calls=bq.NESTED.format(start=start, count=count)))
+            bq.generate(store, bq.NESTED.format(start=start, count=count))
         store.command("OPTIMIZE TABLE llm_calls FINAL")
         store.command(MAIN_LAYOUT)
         store.command(f"INSERT INTO main_layout SELECT {COLUMNS} FROM llm_calls")

@@ -35,14 +35,11 @@ CHUNK = 1_000_000
 # this round in Float64, whose truncation to 12 decimals left ...999999 tails real costs do not have). Columns as
 # llm_calls_mv writes them (schemas/003): ids as bytes, latency/TTFT as the bits of promptpulse_f32_round's Float32;
 # `latency` is a helper.
-GENERATE = """
-INSERT INTO llm_calls
+GENERATE_SELECT = """
 SELECT * EXCEPT latency FROM (SELECT
     toDateTime64(now64(6) - toIntervalMicrosecond(d), 6, 'UTC') AS timestamp,
-    sipHash128(n) AS trace_id_bin,  -- = unhex of the 32 hex digits llm_calls_mv receives
-    '' AS trace_id_raw,
-    reinterpretAsFixedString(sipHash64(n, 1)) AS span_id_bin,
-    '' AS span_id_raw,
+    lower(hex(sipHash128(n))) AS trace_id_in,  -- ids as an SDK sends them (stored as bytes)
+    lower(hex(reinterpretAsFixedString(sipHash64(n, 1)))) AS span_id_in,
     concat('app-', toString(p % 3)) AS service,
     'prod' AS environment,
     'chat' AS operation,
@@ -63,10 +60,10 @@ SELECT * EXCEPT latency FROM (SELECT
     'span' AS cost_source,
     exp(log(300 + 100 * p) + 0.9 * sqrt(-2 * log((rand32(5) + 1) / 4294967297.))
         * cos(2 * pi() * rand32(6) / 4294967296.)) AS latency,
-    bitShiftRight(reinterpretAsUInt32(promptpulse_f32_round(toFloat32(latency))), 11) AS latency_bits,
-    if(rand32(7) % 10 < 4, 1 + bitShiftRight(reinterpretAsUInt32(promptpulse_f32_round(
-        toFloat32(latency * (0.1 + 0.3 * rand32(8) / 4294967296.)))), 11), 0) AS ttft_bits,
-    ttft_bits != 0 AS is_stream,
+    promptpulse_f32_round(toFloat32(latency)) AS latency_in,
+    if(rand32(7) % 10 < 4, promptpulse_f32_round(toFloat32(latency * (0.1 + 0.3 * rand32(8) / 4294967296.))), NULL)
+        AS ttft_in,
+    ttft_in IS NOT NULL AS is_stream,
     if(e, 'error', 'ok') AS status,
     if(e, ['RateLimitError', 'APITimeoutError', 'InternalServerError', 'BadRequestError'][rand32(9) % 4 + 1], '')
         AS error_type,
@@ -87,6 +84,16 @@ FROM
 {calls}
 ))
 """
+
+
+
+def generate(store: EmbeddedStore, calls_sql: str) -> None:
+    """Insert the calls of ``calls_sql`` (INDEPENDENT / NESTED, formatted) into llm_calls, naming the columns: the
+    ids, latency and TTFT go to EPHEMERAL inputs (schemas/003), which a positional INSERT would skip."""
+    select = GENERATE_SELECT.format(calls=calls_sql)
+    names = [r[0] for r in store.query(f"DESCRIBE TABLE ({select})").rows]
+    store.command(f"INSERT INTO llm_calls ({', '.join(names)}) {select}")
+
 
 # Which call is made when, by whom: n (the call's id), p (prompt), m (model), d (µs before now), v (version),
 # e (failed), uid / sid / cid (user, session, conversation numbers).
@@ -198,7 +205,7 @@ def run(calls: int, runs: int, generator: str = "nested") -> dict:
     started = time.perf_counter()
     for start in range(0, calls, CHUNK):
         count = min(CHUNK, calls - start)
-        store.command(GENERATE.format(calls=GENERATORS[generator].format(start=start, count=count)))
+        generate(store, GENERATORS[generator].format(start=start, count=count))
     t_gen = time.perf_counter() - started
     started = time.perf_counter()
     for table in ("llm_calls", "llm_calls_1m", "llm_calls_1h", "llm_calls_1d"):

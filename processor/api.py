@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .store._connect import QUERY_SETTINGS
+
 log = logging.getLogger(__name__)
 
 _READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN)\b", re.IGNORECASE)
@@ -107,7 +109,7 @@ def run_read_only(store: Any, sql: str) -> tuple[list[str], list[tuple]]:
     s = check_read_only(sql)
     client = getattr(store, "_client", None)
     if client is not None:
-        r = client.query(s, settings={"readonly": 2})
+        r = client.query(s, settings={**QUERY_SETTINGS, "readonly": 2})
         return list(r.column_names), [tuple(x) for x in r.result_rows]
     r = store.query(s)
     return list(r.column_names), list(r.rows)

@@ -13,16 +13,29 @@
 -- Calls are ordered by series, day, conversation: a conversation's calls sit together, so conversation/session/user
 -- ids repeat instead of interleaving (and a conversation is found by the key). Tables created before this layout
 -- keep theirs (CREATE ... IF NOT EXISTS) and their own llm_calls_mv; readers use only names both layouts have.
+-- Writers (llm_calls_mv, an INSERT) give the EPHEMERAL *_in columns; the stored columns are MATERIALIZED from them,
+-- so SELECT * leaves them out, and shows trace_id, span_id, latency_ms, ttft_ms with asterisk_include_alias_columns
+-- = 1 (PromptPulse's own sessions set it; docs/SCHEMA.md).
 CREATE FUNCTION IF NOT EXISTS promptpulse_f32_round ${ON_CLUSTER} AS (x) ->
     if(isFinite(x), reinterpretAsFloat32(bitAnd(reinterpretAsUInt32(x) + 1024, 4294965248)), x);
 
 CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
 (
     timestamp DateTime64(3, 'UTC') CODEC(Delta, ZSTD(3)),
-    trace_id_bin FixedString(16) CODEC(NONE),  -- a canonical trace id as 16 bytes, else zeros
-    trace_id_raw String CODEC(ZSTD(1)),  -- a non-canonical trace id as sent, else ''
-    span_id_bin FixedString(8) CODEC(NONE),
-    span_id_raw String CODEC(ZSTD(1)),
+    -- What is written (by llm_calls_mv, or an INSERT): ids as sent, latency/TTFT rounded by promptpulse_f32_round.
+    -- EPHEMERAL: never stored; the MATERIALIZED columns below are, and SELECT * leaves those out.
+    trace_id_in String EPHEMERAL,
+    span_id_in String EPHEMERAL,
+    latency_in Float32 EPHEMERAL,
+    ttft_in Nullable(Float32) EPHEMERAL,
+    trace_id_bin FixedString(16) MATERIALIZED  -- a canonical trace id as 16 bytes, else zeros
+        if(match(trace_id_in, '^[0-9a-f]{32}$') AND trace_id_in != repeat('0', 32), unhex(trace_id_in), '') CODEC(NONE),
+    trace_id_raw String MATERIALIZED  -- a non-canonical trace id as sent, else ''
+        if(match(trace_id_in, '^[0-9a-f]{32}$') AND trace_id_in != repeat('0', 32), '', trace_id_in) CODEC(ZSTD(1)),
+    span_id_bin FixedString(8) MATERIALIZED
+        if(match(span_id_in, '^[0-9a-f]{16}$') AND span_id_in != repeat('0', 16), unhex(span_id_in), '') CODEC(NONE),
+    span_id_raw String MATERIALIZED
+        if(match(span_id_in, '^[0-9a-f]{16}$') AND span_id_in != repeat('0', 16), '', span_id_in) CODEC(ZSTD(1)),
     service LowCardinality(String),
     environment LowCardinality(String),
     operation LowCardinality(String),
@@ -39,8 +52,14 @@ CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
     reasoning_tokens UInt64 CODEC(T64, ZSTD(1)),
     cost_usd Decimal(18, 12) CODEC(GCD, T64('bit'), ZSTD(1)),  -- exact products of prices: GCD divides the grain out
     cost_source LowCardinality(String),
-    latency_bits UInt32 CODEC(T64, ZSTD(1)),  -- the Float32 latency_ms's bits >> 11
-    ttft_bits UInt32 CODEC(T64, ZSTD(1)),  -- 0: no TTFT, else 1 + the Float32 ttft_ms's bits >> 11 (no null map)
+    -- latency_ms's bits >> 11, rounded as promptpulse_f32_round does (a no-op on values llm_calls_mv rounded)
+    latency_bits UInt32 MATERIALIZED
+        toUInt32(bitShiftRight(reinterpretAsUInt32(latency_in) + if(isFinite(latency_in), 1024, 0), 11))
+        CODEC(T64, ZSTD(1)),
+    ttft_bits UInt32 MATERIALIZED  -- 0: no TTFT, else 1 + the same bits of ttft_ms (no null map)
+        if(ttft_in IS NULL, 0, toUInt32(bitShiftRight(reinterpretAsUInt32(assumeNotNull(ttft_in))
+                                                      + if(isFinite(assumeNotNull(ttft_in)), 1024, 0), 11) + 1))
+        CODEC(T64, ZSTD(1)),
     is_stream Bool CODEC(T64, ZSTD(1)),  -- T64: one bit per call
     status LowCardinality(String) CODEC(ZSTD(1)),
     error_type LowCardinality(String) CODEC(ZSTD(1)),
@@ -74,26 +93,23 @@ SETTINGS ttl_only_drop_parts = 1, ${DEDUP_WINDOW};
 -- An llm_calls from before this layout keeps its own llm_calls_mv, but ClickHouse checks the SELECT below against
 -- the table even when the view exists: EPHEMERAL columns (nothing stored, never read) give it the names.
 ALTER TABLE ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
-    ADD COLUMN IF NOT EXISTS trace_id_bin FixedString(16) EPHEMERAL,
-    ADD COLUMN IF NOT EXISTS trace_id_raw String EPHEMERAL,
-    ADD COLUMN IF NOT EXISTS span_id_bin FixedString(8) EPHEMERAL,
-    ADD COLUMN IF NOT EXISTS span_id_raw String EPHEMERAL,
-    ADD COLUMN IF NOT EXISTS latency_bits UInt32 EPHEMERAL,
-    ADD COLUMN IF NOT EXISTS ttft_bits UInt32 EPHEMERAL;
+    ADD COLUMN IF NOT EXISTS trace_id_in String EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS span_id_in String EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS latency_in Float32 EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS ttft_in Nullable(Float32) EPHEMERAL;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${DB}.llm_calls_mv ${ON_CLUSTER} TO ${DB}.llm_calls${LOCAL} AS
 SELECT
-    timestamp, trace_id_bin, trace_id_raw, span_id_bin, span_id_raw, service, environment, operation,
+    timestamp, trace_id_in, span_id_in, service, environment, operation,
     provider, request_model, response_model, prompt_name, prompt_version, prompt_fingerprint,
     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, reasoning_tokens, cost_usd,
-    cost_source, latency_bits, ttft_bits, is_stream, status, error_type,
+    cost_source, latency_in, ttft_in, is_stream, status, error_type,
     error_category, http_status, finish_reasons, user_id, session_id, conversation_id,
     feature, tags, retry_count, server_address
 FROM
 (
 SELECT
-    c.timestamp AS timestamp, c.trace_id_bin AS trace_id_bin, c.trace_id_raw AS trace_id_raw,
-    c.span_id_bin AS span_id_bin, c.span_id_raw AS span_id_raw, c.service AS service,
+    c.timestamp AS timestamp, c.trace_id_in AS trace_id_in, c.span_id_in AS span_id_in, c.service AS service,
     c.environment AS environment, c.operation AS operation, c.provider AS provider,
     c.request_model AS request_model, c.response_model AS response_model,
     c.prompt_name AS prompt_name, c.prompt_version AS prompt_version, c.prompt_fingerprint AS prompt_fingerprint,
@@ -120,7 +136,7 @@ SELECT
                 + toDecimal128(ifNull(p_re, 0), 9) * t_re, 18) / 1000000, 12),
         toDecimal64(0, 12)) AS cost_usd,
     multiIf(c.span_cost IS NOT NULL, 'span', p1.matched = 1 OR p2.matched = 1, 'model_prices', '') AS cost_source,
-    c.latency_bits AS latency_bits, c.ttft_bits AS ttft_bits, c.is_stream AS is_stream, c.status AS status,
+    c.latency_in AS latency_in, c.ttft_in AS ttft_in, c.is_stream AS is_stream, c.status AS status,
     c.error_type AS error_type, c.error_category AS error_category, c.http_status AS http_status,
     c.finish_reasons AS finish_reasons, c.user_id AS user_id, c.session_id AS session_id,
     c.conversation_id AS conversation_id, c.feature AS feature, c.tags AS tags, c.retry_count AS retry_count,
@@ -129,12 +145,8 @@ FROM
 (
     SELECT
         Timestamp AS timestamp,
-        match(TraceId, '^[0-9a-f]{32}$') AND TraceId != repeat('0', 32) AS trace_canonical,
-        if(trace_canonical, unhex(TraceId), '') AS trace_id_bin,
-        if(trace_canonical, '', TraceId) AS trace_id_raw,
-        match(SpanId, '^[0-9a-f]{16}$') AND SpanId != repeat('0', 16) AS span_canonical,
-        if(span_canonical, unhex(SpanId), '') AS span_id_bin,
-        if(span_canonical, '', SpanId) AS span_id_raw,
+        TraceId AS trace_id_in,
+        SpanId AS span_id_in,
         ServiceName AS service,
         SpanAttributes AS sa,
         ResourceAttributes AS ra,
@@ -171,11 +183,11 @@ FROM
         replaceRegexpOne(replaceRegexpOne(lower(trimBoth(if(response_model != '', response_model, request_model))),
                                           ${MODEL_PREFIX_PATTERN}, ''), ${MODEL_SUFFIX_PATTERN}, '') AS price_model,
         toDate(Timestamp) AS call_date,
-        bitShiftRight(reinterpretAsUInt32(promptpulse_f32_round(toFloat32(Duration / 1000000.))), 11) AS latency_bits,
+        promptpulse_f32_round(toFloat32(Duration / 1000000.)) AS latency_in,
         promptpulse_f32_round(toFloat32(toFloat64OrNull(coalesce(nullIf(sa['gen_ai.response.time_to_first_chunk'], ''),
                                         nullIf(sa['gen_ai.server.time_to_first_token'], ''), '')) * 1000))
             AS ttft_ms,
-        if(ttft_ms IS NULL, 0, toUInt32(bitShiftRight(reinterpretAsUInt32(assumeNotNull(ttft_ms)), 11) + 1)) AS ttft_bits,
+        ttft_ms AS ttft_in,
         sa['gen_ai.request.stream'] IN ('true', 'True', '1') OR sa['llm.is_streaming'] IN ('true', 'True', '1')
             OR ttft_ms IS NOT NULL AS is_stream,
         coalesce(nullIf(sa['error.type'], ''),

@@ -16,6 +16,9 @@ _log = logging.getLogger(__name__)
 # Settings of every insert: a retried batch (same token) is dropped by the table *and* by every materialized view
 # below it, so llm_calls and the rollups are not double counted either.
 INSERT_SETTINGS = {"insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
+# Settings of every query: SELECT * on llm_calls shows its ALIAS columns (trace_id, span_id, latency_ms, ttft_ms; the
+# stored byte/bit columns behind them are MATERIALIZED, which SELECT * leaves out).
+QUERY_SETTINGS = {"asterisk_include_alias_columns": 1}
 
 
 class ConnectStore:
@@ -85,7 +88,8 @@ class ConnectStore:
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         try:
             with self._lock:
-                result = self._client.query(sql, parameters=dict(parameters) if parameters else None)
+                result = self._client.query(sql, parameters=dict(parameters) if parameters else None,
+                                            settings=QUERY_SETTINGS)
         except Exception as exc:
             raise StoreError(str(exc)) from exc
         return QueryResult(tuple(result.column_names), [tuple(r) for r in result.result_rows])

@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import json
 import math
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -71,28 +70,21 @@ def otel_row(c: Call) -> list:
             attrs, round(c.latency_ms * 1_000_000), "Error" if c.error else "Ok", "", [], [], [], [], [], [], []]
 
 
-# llm_calls' stored columns (schemas/003): canonical ids as bytes, latency/TTFT as Float32 bits (read back as
-# trace_id, span_id, latency_ms, ttft_ms)
-LLM_CALLS_COLUMNS = ("timestamp", "trace_id_bin", "span_id_bin", "service", "environment", "operation", "provider",
+# What an INSERT into llm_calls writes (schemas/003): ids as sent, latency/TTFT in ms — EPHEMERAL inputs of the
+# stored byte ids and Float32 bits, read back as trace_id, span_id, latency_ms, ttft_ms
+LLM_CALLS_COLUMNS = ("timestamp", "trace_id_in", "span_id_in", "service", "environment", "operation", "provider",
                      "request_model", "response_model", "prompt_name", "prompt_version", "input_tokens",
-                     "output_tokens", "cost_usd", "cost_source", "latency_bits", "ttft_bits", "is_stream", "status",
+                     "output_tokens", "cost_usd", "cost_source", "latency_in", "ttft_in", "is_stream", "status",
                      "error_type", "error_category", "http_status", "user_id", "retry_count")
-
-
-def f32_bits(ms: float) -> int:
-    """llm_calls' latency_bits of a latency in ms: promptpulse_f32_round(toFloat32(ms)), bits >> 11."""
-    bits = struct.unpack("<I", struct.pack("<f", ms))[0]
-    return ((bits + 1024) & 0xFFFFF800) >> 11
 
 
 def llm_calls_row(c: Call) -> tuple:
     """The typed llm_calls row of one call (for inserting weeks of history cheaply; the rollup MVs still run)."""
     from decimal import Decimal
 
-    return (c.ts, bytes.fromhex(c.ids[0]), bytes.fromhex(c.ids[1]), c.service, c.env, "chat", c.provider, c.model,
+    return (c.ts, c.ids[0], c.ids[1], c.service, c.env, "chat", c.provider, c.model,
             c.model, c.prompt, c.version,
-            c.input_tokens, c.output_tokens, Decimal(repr(c.cost)), "span", f32_bits(c.latency_ms),
-            0 if c.ttft_ms is None else 1 + f32_bits(c.ttft_ms),
+            c.input_tokens, c.output_tokens, Decimal(repr(c.cost)), "span", c.latency_ms, c.ttft_ms,
             c.ttft_ms is not None, "error" if c.error else "ok", c.error, c.category, c.http, c.user, c.retries)
 
 

@@ -17,12 +17,12 @@ UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(minute=17, second=0, microsecond=0)
 # 2,000 calls, one every 20 minutes over ~28 days, 3 prompts, latency 100..2099 ms, 1 in 10 failed
 CALLS_SQL = """
-INSERT INTO llm_calls (timestamp, trace_id_raw, span_id_raw, service, prompt_name, prompt_version, request_model,
-                       provider, input_tokens, output_tokens, cost_usd, latency_bits, status, error_category, user_id)
+INSERT INTO llm_calls (timestamp, trace_id_in, span_id_in, service, prompt_name, prompt_version, request_model,
+                       provider, input_tokens, output_tokens, cost_usd, latency_in, status, error_category, user_id)
 SELECT toDateTime64({now:DateTime64(6, 'UTC')}, 6, 'UTC') - toIntervalSecond((number + {skip:UInt32}) * 1200),
        hex(number), hex(number), 'svc', concat('p', toString(number % 3)), '1', 'gpt-4o', 'openai',
        100 + number % 7, 10 + number % 5, toDecimal64(0.000123456789, 12) * (1 + number % 4),
-       bitShiftRight(reinterpretAsUInt32(toFloat32(100 + number)), 11),
+       toFloat32(100 + number),
        if(number % 10 = 0, 'error', 'ok'), if(number % 10 = 0, 'timeout', ''), concat('u', toString(number % 13))
 FROM numbers({n:UInt32})
 """

@@ -456,3 +456,23 @@ def test_ids_and_latencies_round_trip(store: Store) -> None:
     plan = "\n".join(r[0] for r in store.query("EXPLAIN indexes = 1 SELECT count() FROM llm_calls "
                                                 "WHERE trace_id = {t:String}", p).rows)
     assert "idx_trace_id" in plan
+
+
+def test_select_star_on_llm_calls_shows_the_readable_columns(store: Store) -> None:
+    """The stored byte ids and Float32 bits are MATERIALIZED (schemas/003), so SELECT * leaves them out; the store's
+    queries and the read-only API path set asterisk_include_alias_columns, so trace_id, span_id, latency_ms and
+    ttft_ms are there instead — what a user typing SELECT * expects."""
+    from promptpulse.processor.api import run_read_only
+
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+             "gen_ai.response.time_to_first_chunk": "0.25"}
+    row = _span(service, attrs, ts=time.time_ns(), duration_ns=1_500_000_000)
+    store.insert_otel_traces([row])
+    sql = f"SELECT * FROM llm_calls WHERE service = '{service}'"
+    result = store.query(sql)
+    for cols, rows in ((list(result.column_names), result.rows), run_read_only(store, sql)):
+        got = dict(zip(cols, rows[0], strict=True))
+        assert not {"trace_id_bin", "span_id_bin", "trace_id_raw", "span_id_raw", "latency_bits", "ttft_bits",
+                    "trace_id_in", "latency_in"} & set(cols)
+        assert (got["trace_id"], got["span_id"], got["latency_ms"], got["ttft_ms"]) == (row[1], row[2], 1500.0, 250.0)
