@@ -322,29 +322,10 @@ def _apply_usage(call: LLMCall, input_tokens: Any, output_tokens: Any, input_det
 
 
 def _apply_completion_usage(call: LLMCall, usage: Any) -> None:
-    """Chat/completions usage: prompt_tokens already includes cached tokens (contract 1's input_tokens).
-
-    Sets the call's numbers directly (what ``set_usage`` does, without its keyword-argument call): every plain
-    call comes through here."""
-    value = usage.prompt_tokens
-    if value is not None:
-        call.input_tokens = value
-    value = usage.completion_tokens
-    if value is not None:
-        call.output_tokens = value
-    details = usage.prompt_tokens_details
-    if details is not None:
-        value = details.cached_tokens
-        if value is not None:
-            call.cache_read_tokens = value
-        value = getattr(details, "cache_write_tokens", None)
-        if value is not None:
-            call.cache_creation_tokens = value
-    details = usage.completion_tokens_details
-    if details is not None:
-        value = details.reasoning_tokens
-        if value is not None:
-            call.reasoning_tokens = value
+    """Chat/completions usage: prompt_tokens already includes cached tokens (contract 1's input_tokens)."""
+    _apply_usage(
+        call, usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens_details, usage.completion_tokens_details
+    )
 
 
 def _apply_responses_usage(call: LLMCall, usage: Any) -> None:

@@ -77,49 +77,29 @@ def _finish(endpoint: Endpoint, call: LLMCall, result: Any) -> Any:
     try:
         return endpoint.finish(call, result)
     except Exception:
-        return _finish_failed(call, result)
-
-
-def _finish_failed(call: LLMCall, result: Any) -> Any:
-    _log.debug("promptpulse: reading the result failed", exc_info=True)
-    try:
-        call.end()
-    except Exception:
-        pass
-    return result
+        _log.debug("promptpulse: reading the result failed", exc_info=True)
+        try:
+            call.end()
+        except Exception:
+            pass
+        return result
 
 
 def sync_wrapper(telemetry: Telemetry, endpoint: Endpoint) -> WrapperFn:
-    # The hot path: _start inlined (one frame less), the flag's token kept for the reset.
-    active_get, active_set, active_reset = _active.get, _active.set, _active.reset
-
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if active_get():
+        call = _start(telemetry, endpoint, instance, args, kwargs)
+        if call is None:  # outside _start's except block: the app's exception must not chain to ours
             return wrapped(*args, **kwargs)
-        current = context.get_current()
-        if current and (current.get(_SUPPRESS_INSTRUMENTATION_KEY) or current.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN)):
-            return wrapped(*args, **kwargs)
-        try:
-            call: LLMCall | None = endpoint.start(telemetry, instance, args, kwargs)
-            call.activate()  # type: ignore[union-attr]
-        except Exception:
-            _log.debug("promptpulse: could not start a span; the call runs uninstrumented", exc_info=True)
-            call = None
-        if call is None:  # outside the except block: the app's exception must not chain to ours
-            return wrapped(*args, **kwargs)
-        token = active_set(True)
+        token = _active.set(True)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             _fail(call, exc)
             raise
         finally:
-            active_reset(token)
+            _active.reset(token)
             call.deactivate()
-        try:
-            return endpoint.finish(call, result)
-        except Exception:
-            return _finish_failed(call, result)
+        return _finish(endpoint, call, result)
 
     return wrapper
 
