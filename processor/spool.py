@@ -152,11 +152,6 @@ class Spool:
             fh.seek(rec.offset)
             return fh.read(rec.length)
 
-    @property
-    def plan(self) -> tuple[int, int] | None:
-        """The first planned batch (None when no batch is planned)."""
-        return self.plans[0] if self.plans else None
-
     def _write_checkpoint(self) -> None:  # caller holds _ck_lock
         tmp = self.path / "checkpoint.tmp"
         with open(tmp, "w") as fh:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -32,6 +32,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from ..store.native import BodyRows
 from . import decode
 
 PACKAGE = "promptpulse.otlp.fast"
@@ -178,7 +179,7 @@ def _token_ok(body: bytes) -> bool:
     return True
 
 
-class EngineSpans(Sequence):
+class EngineSpans(BodyRows):
     """The accepted spans of one request that the engine will decode: the body and the span count. Reads as the
     rows of decode_protobuf_rows (for a store or a batch that takes another path)."""
 
@@ -189,28 +190,12 @@ class EngineSpans(Sequence):
         self.n = n
         self._rows: list | None = None
 
-    def rows(self) -> list:
-        if self._rows is None:
-            self._rows = decode.decode_protobuf_rows(self.body).rows
-            if len(self._rows) != self.n:  # never: check() accepts only requests without rejected spans
-                raise RuntimeError("row decoder and engine check disagree on the span count")
-        return self._rows
-
     def columns(self) -> Any:
         """The Python decoder's Native column pieces (store.native.SpanColumns) for this body."""
         cols = decode.decode_protobuf(self.body).rows
         if len(cols) != self.n:
             raise RuntimeError("column decoder and engine check disagree on the span count")
         return cols
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: Any) -> Any:
-        return self.rows()[i]
-
-    def __iter__(self) -> Iterator:
-        return iter(self.rows())
 
     def __repr__(self) -> str:
         return f"<EngineSpans {self.n} spans>"

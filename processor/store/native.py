@@ -75,7 +75,36 @@ TYPES: dict[str, str] = {
 assert set(TYPES) == set(OTEL_TRACES_COLUMNS)
 
 
-class SpanColumns(Sequence):
+class BodyRows(Sequence):
+    """The accepted spans of one OTLP request (``body``, ``n`` spans) as a read-only sequence of rows in
+    ``decode.COLUMNS`` order, decoded from the body by the row decoder on first use (tests, a store or batch that
+    takes the row path). Subclasses set ``body``, ``n`` and ``_rows = None``."""
+
+    __slots__ = ()
+    body: bytes | None
+    n: int
+    _rows: list | None
+
+    def rows(self) -> list:
+        if self._rows is None:
+            from ..receiver import decode
+
+            self._rows = decode.decode_protobuf_rows(self.body).rows if self.body is not None else []
+            if len(self._rows) != self.n:  # never: every reader of a body accepts the same spans
+                raise RuntimeError(f"the row decoder and {type(self).__name__} disagree on the span count")
+        return self._rows
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.rows()[i]
+
+    def __iter__(self) -> Iterator:
+        return iter(self.rows())
+
+
+class SpanColumns(BodyRows):
     """The accepted spans of one request, as Native column pieces (filled by the decoder).
 
     Also a read-only sequence of rows in ``decode.COLUMNS`` order: indexing or iterating decodes ``body`` again with
@@ -131,25 +160,6 @@ class SpanColumns(Sequence):
         self.scope: list[list] = []
         self.body = body
         self._rows: list | None = None
-
-    # --- the row view -----------------------------------------------------------------------------------------
-    def rows(self) -> list:
-        if self._rows is None:
-            from ..receiver import decode
-
-            self._rows = decode.decode_protobuf_rows(self.body).rows if self.body is not None else []
-            if len(self._rows) != self.n:  # never: both readers accept the same spans
-                raise RuntimeError("row decoder and column decoder disagree on the span count")
-        return self._rows
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: Any) -> Any:
-        return self.rows()[i]
-
-    def __iter__(self) -> Iterator:
-        return iter(self.rows())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, SpanColumns):

@@ -236,6 +236,22 @@ def test_request_bodies_only_for_a_store_that_decodes_them(tmp_path) -> None:
 
     assert Writer(Spool(tmp_path / "a"), FakeStore).takes_request_bodies() is False
     assert Writer(Spool(tmp_path / "b"), down).takes_request_bodies() is False
+    pytest.importorskip("chdb")
+    from promptpulse.processor.store.embedded import EmbeddedStore
+
+    embedded = EmbeddedStore(tmp_path / "data")
+    up = [False]
+
+    def later() -> EmbeddedStore:  # not reachable at first, then the embedded store
+        if not up[0]:
+            raise ConnectionError("not yet")
+        return embedded
+
+    w = Writer(Spool(tmp_path / "c"), later)
+    assert w.takes_request_bodies() is False  # unknown yet: Python decoding, and not remembered
+    up[0] = True
+    assert w.takes_request_bodies() is True
+    embedded.close()
 
 
 def test_a_full_queue_waits_briefly_for_room_before_429(tmp_path) -> None:
