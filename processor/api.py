@@ -127,6 +127,23 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+def readiness(service: Any) -> tuple[bool, dict[str, Any]]:
+    """/readyz: the store answers and the writer moves (no pending spans without a finished batch for
+    ``stall_after_s``)."""
+    w = service.writer
+    try:
+        store_ok = bool(service.get_store().ping())
+    except Exception:
+        store_ok = False
+    stalled = w.stalled_s()
+    status = "ready" if store_ok else "store unavailable"
+    if store_ok and stalled > w.stall_after_s:
+        status = f"writer stalled: {w.pending_spans} span(s) pending, no batch stored for {stalled:.0f} s"
+    doc = {"status": status, "store_up": store_ok, "pending_spans": w.pending_spans,
+           "writer_stalled_s": round(stalled, 1), "dead_letters": w.stats["deadletter_requests"]}
+    return status == "ready", doc
+
+
 def prometheus(service: Any) -> str:
     w = service.writer
     c = service.ingest.counters
@@ -153,6 +170,15 @@ def prometheus(service: Any) -> str:
     metric("queue_spans", "gauge", "Accepted spans waiting for insert", w.pending_spans)
     metric("spool_bytes", "gauge", "Bytes of spool segment files", w.spool.bytes)
     metric("store_up", "gauge", "1 when the last insert succeeded", int(w.store_up))
+    metric("deadletter_requests_total", "counter", "Requests the store refused on their data, kept as dead letters",
+           w.stats["deadletter_requests"])
+    metric("deadletter_spans_total", "counter", "Spans in those requests", w.stats["deadletter_spans"])
+    metric("split_inserts_total", "counter", "Inserts of half batches while isolating a bad request",
+           w.stats["split_inserts"])
+    metric("duplicate_requests_total", "counter", "Requests whose body was accepted already (a retry): not stored "
+           "again", w.stats["duplicate_requests"])
+    metric("writer_stalled_seconds", "gauge", "Seconds without a finished batch while spans are pending",
+           round(w.stalled_s(), 3))
     h = w.insert_latency
     lines += ["# HELP promptpulse_insert_duration_seconds Store insert latency",
               "# TYPE promptpulse_insert_duration_seconds histogram"]
@@ -196,11 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         store_fn: Callable[[], Any] = self.service.get_store
         if u.path == "/readyz":
-            try:
-                ok = bool(store_fn().ping())
-            except Exception:
-                ok = False
-            return self._send(200 if ok else 503, {"status": "ready" if ok else "store unavailable"})
+            ok, doc = readiness(self.service)
+            return self._send(200 if ok else 503, doc)
         if u.path == "/metrics":
             return self._send(200, prometheus(self.service).encode(), "text/plain; version=0.0.4")
         if u.path == "/api/metrics":

@@ -209,6 +209,7 @@ register("report", _reports.HELP, _reports.add_arguments, _reports.run)
 from . import demo as _demo  # noqa: E402 - light; the demo's heavy imports happen when it runs
 
 register("demo", _demo.HELP, _demo.add_arguments, _demo.run)
+from . import deadletter_cli as _deadletter_cli  # noqa: E402, F401 - registers `promptpulse deadletter`
 from .alerts import cli as _alerts_cli  # noqa: E402, F401 - registers `promptpulse alerts`
 
 

@@ -47,6 +47,11 @@ class Settings:
     reports: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
+    def deadletter_path(self) -> Path:
+        """Requests the store refused on their data (processor.deadletter), kept beside the spool."""
+        return self.spool_path / "deadletter"
+
+    @property
     def spool_path(self) -> Path:
         return Path(self.spool_dir) if self.spool_dir else Path(str(Path(self.data_dir)) + ".spool")
 

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .config import Settings
+from .deadletter import DeadLetters
 from .receiver import decode, otlp_grpc, otlp_http
 from .spool import Spool
 from .writer import Writer
@@ -33,7 +34,7 @@ class Service:
         _cols, reorder = decode.column_order()
         self.writer = Writer(self.spool, self.get_store, batch_max_spans=s.batch_max_spans,
                              batch_max_age_s=s.batch_max_age_s, queue_max_spans=s.queue_max_spans,
-                             reorder=reorder)
+                             reorder=reorder, dead_letters=DeadLetters(s.deadletter_path, fsync=s.spool_fsync))
         self.ingest = otlp_http.Ingest(self.writer, auth_token=s.auth_token, retry_after_s=s.retry_after_s)
         self._stopped = threading.Event()
         self.http = self.grpc = self.api = None

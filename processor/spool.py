@@ -4,6 +4,7 @@ Layout of the spool directory::
 
     00000000000000000001.seg   segment files, named by the sequence number of their first record
     checkpoint                 JSON {"acked": N, "plans": [[first, last], ...]}, replaced atomically
+    digests                    SHA-256 digests (32 bytes each) of the last records before the newest deletion
 
 A segment is a sequence of records ``<u32 length><u32 crc32(payload)><u64 seq>`` + payload (little endian); the
 payload is the writer's (``marshal``-encoded rows). Sequence numbers increase by one per record. ``acked`` is the
@@ -12,16 +13,23 @@ last sequence number known to be inserted into the store; ``plans`` are the batc
 those batches again with the same dedup tokens (an older checkpoint's single ``plan`` reads as one).
 Segments whose records are all acked are deleted. A torn record at the tail (crash during a write, so never
 acknowledged to an exporter) is truncated on open. Limits: ``max_bytes`` of segment files in total (the writer
-answers 503/429 beyond it), ``segment_bytes`` per segment before rotation.
+answers 503/429 beyond it), ``segment_bytes`` per segment before rotation (at most a quarter of ``max_bytes``, so
+acked segments can always be deleted before the spool is full).
+
+:attr:`Spool.recent` holds the payload digests of the last ``recent_max`` records (from ``digests`` and the segments
+at open, then every append): the writer drops a request whose body it has accepted already, so an exporter that
+resends after a reset connection (e.g. the processor killed before it answered) is stored once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
 import threading
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +46,13 @@ class Record:
 
 class Spool:
     def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = 1 << 30, segment_bytes: int = 64 << 20,
-                 fsync: bool = True) -> None:
+                 fsync: bool = True, recent_max: int = 16384) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        self.segment_bytes = segment_bytes
+        # rotate early enough that fully acked segments can be deleted before the spool is full
+        self.segment_bytes = max(1, min(segment_bytes, max_bytes // 4))
+        self.recent: deque[bytes] = deque(maxlen=recent_max)
         self.fsync = fsync
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -54,6 +64,7 @@ class Spool:
         self.written_seq = 0
         self.synced_seq = 0
         self.fsyncs = 0
+        self._read_digests()
         ck = self._read_checkpoint()
         self.acked: int = ck.get("acked", 0)
         plans = ck.get("plans") or ([ck["plan"]] if ck.get("plan") else [])
@@ -69,6 +80,21 @@ class Spool:
         except (FileNotFoundError, ValueError):
             return {}
 
+    def _read_digests(self) -> None:
+        try:
+            data = (self.path / "digests").read_bytes()
+        except FileNotFoundError:
+            return
+        self.recent.extend(data[i:i + 32] for i in range(0, len(data) - len(data) % 32, 32))
+
+    def _write_digests(self) -> None:  # caller holds _lock: before segments (and their digests) are deleted
+        tmp = self.path / "digests.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(b"".join(self.recent))
+            if self.fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.path / "digests")
+
     def _scan(self) -> list[Record]:
         out: list[Record] = []
         for p in sorted(self.path.glob("*.seg")):
@@ -81,6 +107,7 @@ class Spool:
                 j = i + _HDR.size + n
                 if j > len(data) or zlib.crc32(data[i + _HDR.size:j]) != crc:
                     break
+                self.recent.append(hashlib.sha256(data[i + _HDR.size:j]).digest())
                 if seq > self.acked:
                     out.append(Record(seq, p, i + _HDR.size, n))
                 last = seq
@@ -99,9 +126,11 @@ class Spool:
     def full(self, nbytes: int) -> bool:
         return self.bytes + nbytes > self.max_bytes
 
-    def append(self, payload: bytes) -> Record:
-        """Append one record (not yet durable: call sync(rec.seq)). Caller keeps ordering (see Writer.submit)."""
+    def append(self, payload: bytes, digest: bytes | None = None) -> Record:
+        """Append one record (not yet durable: call sync(rec.seq)). Caller keeps ordering (see Writer.submit).
+        ``digest``: sha256(payload), when the caller has it already."""
         with self._lock:
+            self.recent.append(digest or hashlib.sha256(payload).digest())
             seq = self.written_seq + 1
             if self._fd is None or self._seg_size >= self.segment_bytes:
                 self._rotate(seq)
@@ -175,19 +204,23 @@ class Spool:
             self.plans = [p for p in self.plans if p[1] > self.acked]
             self._write_checkpoint()
         with self._lock:
+            drop = []
             while len(self._segments) > 1 and self._segments[1][0] <= self.acked + 1:
-                _, p = self._segments.pop(0)
-                self.bytes -= p.stat().st_size
-                p.unlink()
-            if self._segments and self.written_seq == self.acked and self._seg_size >= self.segment_bytes // 4:
-                # everything acked and the current segment is big: start afresh
+                drop.append(self._segments.pop(0)[1])
+            if (self._segments and self.written_seq == self.acked
+                    and (self._fd is None or self.bytes >= self.segment_bytes // 4 or self.full(0))):
+                # everything acked: delete the rest too — always when no segment is open (recovered at start),
+                # else once it is big (an idle spool keeps its small open segment rather than churn files)
                 if self._fd is not None:
                     os.close(self._fd)
                     self._fd = None
-                for _, p in self._segments:
-                    self.bytes -= p.stat().st_size
-                    p.unlink()
+                drop += [p for _, p in self._segments]
                 self._segments.clear()
+            if drop:
+                self._write_digests()
+            for p in drop:
+                self.bytes -= p.stat().st_size
+                p.unlink()
 
     def close(self) -> None:
         with self._lock:

@@ -11,6 +11,16 @@ After a crash the spool replays unacked records in order, the planned batches fi
 same tokens: ClickHouse drops a batch that had been inserted already (insert_deduplication_token, also for the
 materialized views). A batch that mixes decode paths (engine-decoded request bodies, Native column pieces, rows)
 is inserted as one insert per path, each with the batch token plus the path's name.
+
+Bad data never blocks the queue: when an insert fails while the store answers (ping) and the error is not one of
+the store's own (connection, timeout, memory, too many parts, missing table: :data:`STORE_ERROR_CODES`), the batch is
+split in halves, each inserted with its own token, until the request that fails is alone; it is tried once more and
+then moved to the dead-letter directory (processor.deadletter) with its error, and acked. A replay after a crash
+mid-split inserts the planned batch, which fails the same way and splits the same way: the halves already stored
+are dropped by their tokens. A store that is down stays a retry of the whole batch.
+
+A request whose body was accepted already (its digest is among the spool's last records, processor.spool) is
+answered "accepted" and not stored again: an exporter's retry after a reset connection is stored once.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import hashlib
 import logging
 import marshal
 import os
+import re
 import struct
 import threading
 import time
@@ -29,6 +40,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from .deadletter import DeadLetters
 from .receiver.engine_decode import EngineSpans
 from .spool import Record, Spool
 from .store.native import SpanColumns, encode_otel_traces
@@ -59,6 +71,27 @@ def _payload_rows(payload: bytes) -> list:
     if len(res.rows) != _U32.unpack_from(payload, 2)[0]:
         raise RuntimeError("spooled request decodes to a different span count")  # never: decoding is deterministic
     return res.rows
+
+
+# ClickHouse error codes that are about the store, not the data: the batch is retried as it is
+STORE_ERROR_CODES = frozenset({
+    3,  # UNEXPECTED_END_OF_FILE (a connection cut mid-answer)
+    16, 47, 60, 81,  # NO_SUCH_COLUMN_IN_TABLE, UNKNOWN_IDENTIFIER, UNKNOWN_TABLE, UNKNOWN_DATABASE: schema not there
+    74, 75, 76, 159, 164, 202, 203, 209, 210, 236, 241, 242, 243, 252, 285, 286, 319, 394, 425, 497, 516,
+    999, 1000,
+})
+_CODE = re.compile(r"\bCode: (\d+)\b")
+
+
+def store_error_code(exc: BaseException) -> int | None:
+    """The ClickHouse error code in ``exc`` or its causes, if any."""
+    e: BaseException | None = exc
+    while e is not None:
+        m = _CODE.search(str(e))
+        if m:
+            return int(m.group(1))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 class QueueFull(Exception):
@@ -99,7 +132,8 @@ class Writer:
     def __init__(self, spool: Spool, get_store: Callable[[], Any], *, batch_max_spans: int = 20_000,
                  batch_max_age_s: float = 1.0, queue_max_spans: int = 100_000,
                  reorder: list[int] | None = None, insert_workers: int | None = None,
-                 queue_wait_s: float = 1.0) -> None:
+                 queue_wait_s: float = 1.0, dead_letters: DeadLetters | None = None, stall_after_s: float = 30.0
+                 ) -> None:
         self.spool = spool
         self._get_store = get_store  # returns a Store or raises (store down)
         self.batch_max_spans = batch_max_spans
@@ -127,8 +161,16 @@ class Writer:
         self._store_workers = 0  # 0: not known yet
         self._burst = False  # the last batch was dispatched full
         self._bodies_ok: bool | None = None
+        self.dead_letters = dead_letters or DeadLetters(spool.path / "deadletter", fsync=spool.fsync)
+        self.stall_after_s = stall_after_s  # /readyz: pending work and no batch done for this long = stalled
+        self._progress_t = time.monotonic()
         self.stats = {"inserted_spans": 0, "inserted_batches": 0, "insert_failures": 0, "spooled_spans": 0,
-                      "replayed_spans": 0, "rejected_queue_full": 0, "rejected_spool_full": 0}
+                      "replayed_spans": 0, "rejected_queue_full": 0, "rejected_spool_full": 0,
+                      "deadletter_requests": 0, "deadletter_spans": 0, "split_inserts": 0,
+                      "duplicate_requests": 0, "duplicate_spans": 0}
+        self._seen: dict[bytes, None] = dict.fromkeys(spool.recent)  # digests of the spool's last records
+        for letter in self.dead_letters.list():  # but not the dead letters': replaying one must be tried again
+            self._seen.pop(bytes.fromhex(letter.digest), None)
         self.insert_latency = Histogram()
         self._plans = list(spool.plans)  # recovered: replayed first, each exactly as planned
         now = time.monotonic()
@@ -165,6 +207,10 @@ class Writer:
                         break
                     self._cv.wait(left)
         with self._submit_lock:
+            if digest in self._seen:  # the same body again: a retry of a request we accepted (and answered late)
+                self.stats["duplicate_requests"] += 1
+                self.stats["duplicate_spans"] += n
+                return
             if self.spool.full(len(payload)):
                 if self.store_up:
                     self.stats["rejected_queue_full"] += 1
@@ -174,7 +220,10 @@ class Writer:
             if self.store_up and self.pending_spans + n > self.queue_max_spans and self.pending_spans > 0:
                 self.stats["rejected_queue_full"] += 1
                 raise QueueFull("queue full")
-            rec = self.spool.append(payload)
+            rec = self.spool.append(payload, digest)
+            self._seen[digest] = None
+            if len(self._seen) > (self.spool.recent.maxlen or 0):
+                del self._seen[next(iter(self._seen))]
             keep = self.mem_spans + n <= self.queue_max_spans  # beyond that, replay reads it back from disk
             e = _Entry(rec, n, digest, rows if keep else None, time.monotonic())
             with self._cv:
@@ -286,17 +335,27 @@ class Writer:
         return self._store_workers
 
     def _work(self, slot: list[Any]) -> None:
-        """Insert one batch, retrying it (same token) while the store is down; then ack what is done in order."""
+        """Insert one batch, retrying it (same token) while the store is down, isolating bad requests when it is
+        up; then ack what is done in order."""
         batch = slot[0]
         backoff = 0.2
+        split = False  # once split, a retry goes on splitting (the halves have their own tokens)
         while True:
             try:
-                self._insert(batch)
+                if split:
+                    self._isolate(batch)
+                else:
+                    self._insert(batch, plan=True)
                 break
-            except Exception as exc:  # store down: keep the batch (it is spooled) and retry the same batch
+            except Exception as exc:
                 self.stats["insert_failures"] += 1
-                if self.store_up:
-                    log.warning("store insert failed, spooling until it returns: %s", exc)
+                if not split and self._about_data(exc):
+                    log.warning("insert of %d request(s) failed on their data, isolating the bad one: %s",
+                                len(batch), _short(exc))
+                    split = True
+                    continue
+                if self.store_up:  # store down: keep the batch (it is spooled) and retry the same batch
+                    log.warning("store insert failed, spooling until it returns: %s", _short(exc))
                 self.store_up = False
                 if self._stopping:
                     return  # shutting down with the store down: everything stays in the spool for the next start
@@ -317,11 +376,65 @@ class Writer:
                         self.mem_spans -= e.nspans
                 self._ndispatched -= len(done)
                 ack = done[-1].rec.seq
+            self._progress_t = time.monotonic()
             self._cv.notify_all()
         if ack:
             self.spool.ack(ack)  # monotonic: a later ack that overtakes this one only moves it further
 
-    def _insert(self, batch: list[_Entry]) -> None:
+    def _about_data(self, exc: BaseException) -> bool:
+        """Whether a failed insert failed on its data: not a store error code, and the store answers."""
+        if store_error_code(exc) in STORE_ERROR_CODES:
+            return False
+        try:
+            return bool(self._get_store().ping())
+        except Exception:
+            return False
+
+    def _isolate(self, batch: list[_Entry]) -> None:
+        """Insert ``batch`` in halves until each failing request is alone, then dead-letter it. Raises when the
+        store goes down meanwhile (the caller retries; halves already in are dropped by their tokens)."""
+        if len(batch) == 1:
+            try:  # once more on its own: a passing hiccup must not dead-letter good data
+                self._insert(batch)
+            except Exception as exc:
+                if not self._about_data(exc):
+                    raise
+                self._dead_letter(batch[0], exc)
+            return
+        mid = len(batch) // 2
+        for half in (batch[:mid], batch[mid:]):
+            self.stats["split_inserts"] += 1
+            try:
+                self._insert(half)
+            except Exception as exc:
+                if not self._about_data(exc):
+                    raise
+                self._isolate(half)
+
+    def _dead_letter(self, e: _Entry, exc: BaseException) -> None:
+        letter = self.dead_letters.add(e.rec.seq, self.spool.read(e.rec), e.nspans, f"{type(exc).__name__}: {exc}")
+        with self._submit_lock:  # forget the body: a replay of the letter (or a resend) is tried again
+            self._seen.pop(e.digest, None)
+        with self._cv:
+            self.stats["deadletter_requests"] += 1
+            self.stats["deadletter_spans"] += e.nspans
+        log.error("request of %d span(s) moved to the dead letters as %s (see `promptpulse deadletter`): %s",
+                  e.nspans, letter.id, _short(exc))
+
+    def stalled_s(self) -> float:
+        """Seconds since the last batch was done while work is pending (0 when idle or moving)."""
+        with self._cv:
+            if not self._q:
+                self._progress_t = time.monotonic()
+                return 0.0
+            return time.monotonic() - self._progress_t
+
+    def stalled(self) -> bool:
+        return self.stalled_s() > self.stall_after_s
+
+    def _insert(self, batch: list[_Entry], *, plan: bool = False) -> None:
+        """Insert ``batch`` with its token; ``plan``: a dispatched batch, recorded in the spool checkpoint first
+        (the halves of a split are not: a replay splits the planned batch again the same way)."""
         first, last = batch[0].rec.seq, batch[-1].rec.seq
         token = hashlib.sha256(b"".join(e.digest for e in batch)).hexdigest()
         for e in batch:
@@ -331,7 +444,8 @@ class Writer:
                     self.mem_spans += e.nspans
         store = self._get_store()
         groups = self._groups(store, batch)
-        self.spool.set_plan(first, last)
+        if plan:
+            self.spool.set_plan(first, last)
         t0 = time.perf_counter()
         for kind, run in groups:
             # one group keeps the batch token; a mixed batch gives each group its own (deterministic) token, so a
@@ -404,3 +518,7 @@ class Writer:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
         self.spool.close()
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).replace("\n", " ")[:500]

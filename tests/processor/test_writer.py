@@ -100,7 +100,7 @@ def test_queue_full_and_spool_full(tmp_path) -> None:
     w.start()
     w.submit(_rows(60))
     with pytest.raises(QueueFull):
-        w.submit(_rows(60))
+        w.submit(_rows(60, 60))
     store.gate.set()
     _wait(lambda: w.pending_spans == 0)
     w.stop()
