@@ -177,6 +177,7 @@ def prometheus(service: Any) -> str:
            w.stats["split_inserts"])
     metric("duplicate_requests_total", "counter", "Requests whose body was accepted already (a retry): not stored "
            "again", w.stats["duplicate_requests"])
+    metric("duplicate_spans_total", "counter", "Spans in those requests", w.stats["duplicate_spans"])
     metric("writer_stalled_seconds", "gauge", "Seconds without a finished batch while spans are pending",
            round(w.stalled_s(), 3))
     h = w.insert_latency

@@ -1,0 +1,206 @@
+"""Poison requests end to end (issue 16 §1): `promptpulse serve` is fed seeded mutants of valid requests — bit flips,
+wrong wire types, OTLP/JSON type mutations, the named poison cases — over OTLP/HTTP (protobuf and JSON) and
+OTLP/gRPC, each followed by valid spans. Every mutant is answered 200 or 4xx, every accepted span is stored (none
+dead-lettered: the checks let through only what can be stored), and every valid request after them is stored.
+Run on the embedded store (the engine decodes request bodies) and on a ClickHouse server (the loopback server over
+chDB in its own process; the Python decoder and Native inserts)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from fakes import genai_spans
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from test_service_e2e import Serve, _port
+
+pytest.importorskip("chdb")
+
+SEED = 1616
+N_MUTANTS = 480  # per store: a third each over HTTP protobuf, HTTP JSON and gRPC
+VALID_EVERY = 20
+
+
+def _valid(seed: int, n: int = 4) -> tuple[bytes, dict[str, Any]]:
+    req = encode_spans(genai_spans(n, seed=seed))
+    doc = json_format.MessageToDict(req)
+    for rs in doc.get("resourceSpans", ()):  # OTLP/JSON ids are hex, not base64
+        for ss in rs.get("scopeSpans", ()):
+            for sp in ss.get("spans", ()):
+                for k in ("traceId", "spanId", "parentSpanId"):
+                    if k in sp:
+                        sp[k] = base64.b64decode(sp[k]).hex()
+    return req.SerializeToString(), doc
+
+
+def _flip(rnd: random.Random, body: bytes) -> bytes:
+    b = bytearray(body)
+    for _ in range(rnd.randint(1, 3)):
+        i = rnd.randrange(len(b))
+        b[i] ^= 1 << rnd.randrange(8)
+    return bytes(b)
+
+
+def _wire(rnd: random.Random, body: bytes) -> bytes:
+    """A known field of the outer message with another wire type (appended), or a stray field in front."""
+    extra = rnd.choice([b"\x08\x01", b"\x09" + bytes(8), b"\x0d\x00\x00\x00\x00", b"\x0b\x0c", b"\x0a\x02\x08\x01",
+                        b"\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", b"\x7a\x00"])
+    return body + extra if rnd.random() < 0.7 else extra + body
+
+
+_ODD: list[Any] = [5, -1, 10**26, 2**64, 1.5, "x", "", True, None, [], {}, [1, "a"], {"a": 1}, "NaN"]
+
+
+def _paths(node: Any, path: tuple = ()) -> list[tuple]:
+    out = [path]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*path, i))
+    return out
+
+
+def _json_mutant(rnd: random.Random, doc: dict[str, Any]) -> bytes:
+    d = json.loads(json.dumps(doc))
+    path = rnd.choice(_paths(d)[1:])
+    parent = d
+    for k in path[:-1]:
+        parent = parent[k]
+    parent[path[-1]] = rnd.choice(_ODD)
+    return json.dumps(d).encode()
+
+
+def _named(doc: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The poison cases of the issue, as OTLP/JSON (their protobuf twin `08 01` is among the wire mutants)."""
+    out = []
+    for field, value in (("name", 5), ("traceState", 7), ("endTimeUnixNano", str(10**26)),
+                         ("endTimeUnixNano", 10**26)):
+        d = json.loads(json.dumps(doc))
+        d["resourceSpans"][0]["scopeSpans"][0]["spans"][0][field] = value
+        out.append(("json", json.dumps(d).encode()))
+    d = json.loads(json.dumps(doc))
+    sp = d["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    sp["events"] = [{"timeUnixNano": str(2**64), "name": "e"}]
+    out.append(("json", json.dumps(d).encode()))
+    d = json.loads(json.dumps(doc))
+    d["resourceSpans"][0]["scopeSpans"][0]["scope"] = {"name": 3}
+    out.append(("json", json.dumps(d).encode()))
+    d = json.loads(json.dumps(doc))
+    sp = d["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    sp["attributes"] = [{"key": 9, "value": {"stringValue": 1}}]
+    out.append(("json", json.dumps(d).encode()))
+    deep = '{"arrayValue": {"values": [' * 5000 + '{"stringValue": "x"}' + "]}}" * 5000  # (beyond json.dumps)
+    sp = d["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    sp["attributes"] = [{"key": "deep", "value": "DEEP"}]
+    out.append(("json", json.dumps(d).encode().replace(b'"DEEP"', deep.encode())))
+    return out
+
+
+def _metrics(s: Serve) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{s.api}/metrics", timeout=10).read().decode()
+    return {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln and not ln.startswith("#")}
+
+
+def _grpc_export(channel: grpc.Channel, body: bytes) -> int:
+    call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                               request_serializer=None, response_deserializer=None)
+    try:
+        call(body, timeout=10)
+        return 0
+    except grpc.RpcError as e:
+        return e.code().value[0]
+
+
+def _run(s: Serve) -> None:
+    rnd = random.Random(SEED)
+    pb, doc = _valid(1)
+    mutants: list[tuple[str, bytes]] = _named(doc)
+    for i in range(N_MUTANTS):
+        kind = ("http-pb", "json", "grpc")[i % 3]
+        if kind == "json":
+            mutants.append(("json", _json_mutant(rnd, doc)))
+        else:
+            mutants.append((kind, _flip(rnd, pb) if rnd.random() < 0.6 else _wire(rnd, pb)))
+    answers: Counter[str] = Counter()
+    valid_ids: list[str] = []
+    channel = grpc.insecure_channel(f"127.0.0.1:{s.grpc}")
+    for i, (kind, body) in enumerate(mutants):
+        if kind == "grpc":
+            code = _grpc_export(channel, body)
+            assert code in (0, grpc.StatusCode.INVALID_ARGUMENT.value[0]), (i, code, body.hex())
+            answers[f"grpc {code}"] += 1
+        else:
+            status, text, _ = s.post(body, "application/json" if kind == "json" else "application/x-protobuf")
+            assert status in (200, 400), (i, status, text[:300], body[:2000])
+            answers[f"{kind} {status}"] += 1
+        if i % VALID_EVERY == VALID_EVERY - 1:  # valid spans after the mutants: stored
+            vb, vdoc = _valid(1000 + i)
+            valid_ids += [sp["traceId"] for sp in vdoc["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+            if (i // VALID_EVERY) % 2:
+                assert _grpc_export(channel, vb) == 0
+            else:
+                assert s.post(vb)[0] == 200
+    channel.close()
+    deadline = time.monotonic() + 60
+    while (m := _metrics(s))["promptpulse_queue_spans"] > 0:
+        assert time.monotonic() < deadline, m
+        time.sleep(0.2)
+    assert m["promptpulse_deadletter_requests_total"] == 0, (s.tmp / "serve.log").read_text()[-3000:]
+    stored = s.query("SELECT count() FROM otel_traces")[0][0]
+    # every accepted span is stored once (a mutant identical to an earlier body is a resend: answered, not stored)
+    assert stored == m["promptpulse_spans_accepted_total"] - m["promptpulse_duplicate_spans_total"], (stored, m)
+    ids = ",".join(f"'{t}'" for t in valid_ids)
+    assert s.query(f"SELECT uniqExact(TraceId) FROM otel_traces WHERE TraceId IN ({ids})")[0][0] == len(set(valid_ids))
+    # some of each kind was accepted and some refused: the fuzz reached both sides
+    for kind in ("http-pb", "json"):
+        assert answers[f"{kind} 200"] and answers[f"{kind} 400"], answers
+    print("fuzz answers:", dict(answers))
+
+
+def test_poison_requests_embedded(tmp_path: Path) -> None:
+    s = Serve(tmp_path)
+    s.tmp = tmp_path
+    try:
+        _run(s)
+    finally:
+        s.stop()
+
+
+_CH_SERVER = """
+import sys, time
+from promptpulse.testing.clickhouse_http import ClickHouseHTTPServer
+srv = ClickHouseHTTPServer(sys.argv[1], port=int(sys.argv[2])).start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def test_poison_requests_server_store(tmp_path: Path) -> None:
+    port = _port()
+    ch = subprocess.Popen([sys.executable, "-c", _CH_SERVER, str(tmp_path / "ch"), str(port)],
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        assert ch.stdout is not None and ch.stdout.readline().strip() == "ready"
+        s = Serve(tmp_path, "--clickhouse-url", f"http://127.0.0.1:{port}/pp_fuzz?compress=false")
+        s.tmp = tmp_path
+        try:
+            _run(s)
+        finally:
+            s.stop()
+    finally:
+        ch.kill()
+        ch.wait(10)
