@@ -107,14 +107,18 @@ class ClickHouseHTTPServer:
     ) -> tuple[bytes, dict[str, Any]]:
         with self._lock:
             self.requests += 1
+            readonly = settings.get("readonly", "0") not in ("", "0")
+            # readonly cannot be set back in a session (that is its point): a read-only request gets a session of
+            # its own on the same data, as a server gives each HTTP request its own settings
+            conn = chdb_connect(self.data_dir or ":memory:") if readonly and self.data_dir else self._conn
             if database:
-                self._conn.query(f"USE `{database.replace('`', '')}`", "TabSeparated")
+                conn.query(f"USE `{database.replace('`', '')}`", "TabSeparated")
             applied = []
             try:
-                for key, value in settings.items():
-                    self._conn.query(f"SET {key} = {_quote_value(value)}", "TabSeparated")
+                for key, value in sorted(settings.items(), key=lambda kv: kv[0] == "readonly"):  # readonly last
+                    conn.query(f"SET {key} = {_quote_value(value)}", "TabSeparated")
                     applied.append(key)
-                result = self._conn.query(sql, fmt, params=params)
+                result = conn.query(sql, fmt, params=params)
                 data = result.bytes() or b""
                 try:
                     summary = {
@@ -126,11 +130,20 @@ class ClickHouseHTTPServer:
                     summary = {}
                 return data, summary
             finally:
-                for key in applied:
-                    try:
-                        self._conn.query(f"SET {key} = DEFAULT", "TabSeparated")
-                    except Exception:
-                        pass
+                if conn is not self._conn:
+                    conn.close()
+                else:
+                    for key in applied:
+                        try:
+                            conn.query(f"SET {key} = DEFAULT", "TabSeparated")
+                        except Exception:
+                            pass
+
+
+def chdb_connect(path: str) -> Any:
+    import chdb
+
+    return chdb.connect(path)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -8,6 +8,7 @@ chDB in its own process; the Python decoder and Native inserts)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,18 +191,26 @@ while True:
 """
 
 
-def test_poison_requests_server_store(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def clickhouse_server(data_dir: Path) -> Iterator[str]:
+    """The loopback ClickHouse-HTTP server over chDB in a process of its own (chDB takes one data dir per
+    process); yields its URL."""
     port = _port()
-    ch = subprocess.Popen([sys.executable, "-c", _CH_SERVER, str(tmp_path / "ch"), str(port)],
-                          stdout=subprocess.PIPE, text=True)
+    ch = subprocess.Popen([sys.executable, "-c", _CH_SERVER, str(data_dir), str(port)], stdout=subprocess.PIPE,
+                          text=True)
     try:
         assert ch.stdout is not None and ch.stdout.readline().strip() == "ready"
-        s = Serve(tmp_path, "--clickhouse-url", f"http://127.0.0.1:{port}/pp_fuzz?compress=false")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        ch.kill()
+        ch.wait(10)
+
+
+def test_poison_requests_server_store(tmp_path: Path) -> None:
+    with clickhouse_server(tmp_path / "ch") as url:
+        s = Serve(tmp_path, "--clickhouse-url", f"{url}/pp_fuzz?compress=false")
         s.tmp = tmp_path
         try:
             _run(s)
         finally:
             s.stop()
-    finally:
-        ch.kill()
-        ch.wait(10)
