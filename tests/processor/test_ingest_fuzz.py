@@ -7,9 +7,7 @@ chDB in its own process; the Python decoder and Native inserts)."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import random
 import subprocess
 import sys
@@ -23,9 +21,10 @@ from typing import Any
 import grpc
 import pytest
 from fakes import genai_spans
-from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from test_service_e2e import Serve, _port
+
+from promptpulse.testing.otlp_mutants import mutants, otlp_json
 
 pytest.importorskip("chdb")
 
@@ -36,79 +35,7 @@ VALID_EVERY = 20
 
 def _valid(seed: int, n: int = 4) -> tuple[bytes, dict[str, Any]]:
     req = encode_spans(genai_spans(n, seed=seed))
-    doc = json_format.MessageToDict(req)
-    for rs in doc.get("resourceSpans", ()):  # OTLP/JSON ids are hex, not base64
-        for ss in rs.get("scopeSpans", ()):
-            for sp in ss.get("spans", ()):
-                for k in ("traceId", "spanId", "parentSpanId"):
-                    if k in sp:
-                        sp[k] = base64.b64decode(sp[k]).hex()
-    return req.SerializeToString(), doc
-
-
-def _flip(rnd: random.Random, body: bytes) -> bytes:
-    b = bytearray(body)
-    for _ in range(rnd.randint(1, 3)):
-        i = rnd.randrange(len(b))
-        b[i] ^= 1 << rnd.randrange(8)
-    return bytes(b)
-
-
-def _wire(rnd: random.Random, body: bytes) -> bytes:
-    """A known field of the outer message with another wire type (appended), or a stray field in front."""
-    extra = rnd.choice([b"\x08\x01", b"\x09" + bytes(8), b"\x0d\x00\x00\x00\x00", b"\x0b\x0c", b"\x0a\x02\x08\x01",
-                        b"\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", b"\x7a\x00"])
-    return body + extra if rnd.random() < 0.7 else extra + body
-
-
-_ODD: list[Any] = [5, -1, 10**26, 2**64, 1.5, "x", "", True, None, [], {}, [1, "a"], {"a": 1}, "NaN"]
-
-
-def _paths(node: Any, path: tuple = ()) -> list[tuple]:
-    out = [path]
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*path, i))
-    return out
-
-
-def _json_mutant(rnd: random.Random, doc: dict[str, Any]) -> bytes:
-    d = json.loads(json.dumps(doc))
-    path = rnd.choice(_paths(d)[1:])
-    parent = d
-    for k in path[:-1]:
-        parent = parent[k]
-    parent[path[-1]] = rnd.choice(_ODD)
-    return json.dumps(d).encode()
-
-
-def _named(doc: dict[str, Any]) -> list[tuple[str, bytes]]:
-    """The poison cases of the issue, as OTLP/JSON (their protobuf twin `08 01` is among the wire mutants)."""
-    out = []
-    for field, value in (("name", 5), ("traceState", 7), ("endTimeUnixNano", str(10**26)),
-                         ("endTimeUnixNano", 10**26)):
-        d = json.loads(json.dumps(doc))
-        d["resourceSpans"][0]["scopeSpans"][0]["spans"][0][field] = value
-        out.append(("json", json.dumps(d).encode()))
-    d = json.loads(json.dumps(doc))
-    sp = d["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
-    sp["events"] = [{"timeUnixNano": str(2**64), "name": "e"}]
-    out.append(("json", json.dumps(d).encode()))
-    d = json.loads(json.dumps(doc))
-    d["resourceSpans"][0]["scopeSpans"][0]["scope"] = {"name": 3}
-    out.append(("json", json.dumps(d).encode()))
-    d = json.loads(json.dumps(doc))
-    sp = d["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
-    sp["attributes"] = [{"key": 9, "value": {"stringValue": 1}}]
-    out.append(("json", json.dumps(d).encode()))
-    deep = '{"arrayValue": {"values": [' * 5000 + '{"stringValue": "x"}' + "]}}" * 5000  # (beyond json.dumps)
-    sp = d["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
-    sp["attributes"] = [{"key": "deep", "value": "DEEP"}]
-    out.append(("json", json.dumps(d).encode().replace(b'"DEEP"', deep.encode())))
-    return out
+    return req.SerializeToString(), otlp_json(req)
 
 
 def _metrics(s: Serve) -> dict[str, float]:
@@ -129,17 +56,10 @@ def _grpc_export(channel: grpc.Channel, body: bytes) -> int:
 def _run(s: Serve) -> None:
     rnd = random.Random(SEED)
     pb, doc = _valid(1)
-    mutants: list[tuple[str, bytes]] = _named(doc)
-    for i in range(N_MUTANTS):
-        kind = ("http-pb", "json", "grpc")[i % 3]
-        if kind == "json":
-            mutants.append(("json", _json_mutant(rnd, doc)))
-        else:
-            mutants.append((kind, _flip(rnd, pb) if rnd.random() < 0.6 else _wire(rnd, pb)))
     answers: Counter[str] = Counter()
     valid_ids: list[str] = []
     channel = grpc.insecure_channel(f"127.0.0.1:{s.grpc}")
-    for i, (kind, body) in enumerate(mutants):
+    for i, (kind, body) in enumerate(mutants(rnd, pb, doc, N_MUTANTS)):
         if kind == "grpc":
             code = _grpc_export(channel, body)
             assert code in (0, grpc.StatusCode.INVALID_ARGUMENT.value[0]), (i, code, body.hex())
