@@ -15,13 +15,30 @@ Validation (documented in docs/PROCESSOR.md):
   ``partial_success.rejected_spans`` with a reason;
 * a span whose end precedes its start is kept with ``Duration`` clamped to 0 (reported as a warning in
   ``partial_success.error_message``; ``otel_traces.Duration`` is unsigned).
+
+The rule behind the rest: nothing accepted here can fail to insert because of its content (a batch that cannot
+insert is retried forever and blocks the writer). So:
+
+* times: the start time is checked as above (it is ``Timestamp``, DateTime64(9), which ends at 2^63-1 ns in 2262);
+  an end time is only read through ``Duration`` (UInt64): any fixed64 end is kept; an event time past 2^63-1 is
+  **clamped** to 2^63-1 and the span kept (an event is a detail of a span, not worth the span). Every path does the
+  same: this module's readers and the engine's SQL (receiver.engine_decode);
+* OTLP/JSON is type-checked per the proto3 JSON mapping (see the JSON section below): a wrong type, an integer out of
+  its field's range (a fixed64 time of 10^26 or 2^64 included), an unpaired UTF-16 surrogate or an AnyValue nested
+  deeper than MAX_JSON_DEPTH levels is a DecodeError naming the field;
+* protobuf: upb validates the body first (its 100-message nesting limit bounds AnyValue recursion, ~47 levels), and a
+  known field with the wrong wire type is an unknown field to both readers (ignored). The wire scanner hands any
+  encoding it does not read exactly as upb (a group, a non-minimal tag, a message field given twice) to the upb
+  reader.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import math
+import re
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -235,7 +252,7 @@ def decode_protobuf_upb(body: bytes) -> DecodeResult:
                     continue
                 if sp.events:
                     ev = sp.events
-                    et = [e.time_unix_nano for e in ev]
+                    et = [min(e.time_unix_nano, MAX_TIME_NS) for e in ev]
                     en = [e.name for e in ev]
                     ea = [_pb_attrs(e.attributes) for e in ev]
                 else:
@@ -263,6 +280,11 @@ def decode_protobuf_upb(body: bytes) -> DecodeResult:
 # walks the same bytes directly and memoises rendered KeyValues by their raw bytes: GenAI attributes repeat a lot
 # (model, operation, provider, prompt name/version, server ...), so most attributes cost one dict lookup.
 _U64 = struct.Struct("<Q").unpack_from
+
+
+class _Bail(Exception):
+    """The scanner met an encoding it does not read exactly as upb does (a group, a non-minimal tag, a message
+    field given twice, which upb merges): decode_protobuf falls back to the upb reader."""
 _KV_CACHE: dict[bytes, tuple[str, str, bytes, bytes, bool]] = {}
 _KV_CACHE_MAX = 200_000
 
@@ -289,7 +311,7 @@ def _skip(b: bytes, i: int, wt: int) -> int:
         return i + n
     if wt == 5:
         return i + 4
-    raise DecodeError(f"unsupported wire type {wt}")
+    raise _Bail  # a group (upb validated the body, so nothing worse)
 
 
 _F64 = struct.Struct("<d").unpack_from
@@ -382,6 +404,8 @@ def _w_msg_attrs(b: bytes, i: int, end: int, field: int) -> dict[str, str]:
         else:
             if t >= 0x80:
                 t, i = _vi(b, i - 1)
+                if t < 0x80:  # a one-byte tag written long
+                    raise _Bail
             i = _skip(b, i, t & 7)
     return out
 
@@ -392,6 +416,8 @@ def _w_event(b: bytes, i: int, end: int) -> tuple:
         t, i = _vi(b, i)
         if t == 0x09:
             tsn = _U64(b, i)[0]
+            if tsn > MAX_TIME_NS:
+                tsn = MAX_TIME_NS
             i += 8
         elif t == 0x12:
             n, i = _vi(b, i)
@@ -457,18 +483,24 @@ def _w_fields(b: bytes, i: int, end: int):
 
 
 def _w_service(b: bytes, i: int, end: int) -> str:
+    """The string value of the last ``service.name`` attribute of the Resource in b[i:end] (pcommon Value.Str():
+    "" unless a string), as the upb reader gives it."""
+    last = None
     for f, s, e in _w_fields(b, i, end):
-        if f == 1:  # KeyValue
-            key = ""
-            for kf, ks, ke in _w_fields(b, s, e):
-                if kf == 1:
-                    key = b[ks:ke].decode()
-                elif kf == 2 and key == "service.name":
-                    for vf, vs, ve in _w_fields(b, ks, ke):
-                        if vf == 1:
-                            return b[vs:ve].decode()
-                    return ""
-    return ""
+        if f == 1 and b"service.name" in b[s:e]:  # KeyValue
+            last = (s, e)
+    if last is None:
+        return ""
+    kv = KeyValue.FromString(b[last[0]:last[1]])
+    if kv.key != "service.name":  # the bytes were elsewhere in it: look at every attribute
+        svc = ""
+        for f, s, e in _w_fields(b, i, end):
+            if f == 1:
+                kv = KeyValue.FromString(b[s:e])
+                if kv.key == "service.name":
+                    svc = kv.value.string_value
+        return svc
+    return kv.value.string_value
 
 
 def decode_protobuf(body: bytes) -> DecodeResult:
@@ -479,10 +511,10 @@ def decode_protobuf(body: bytes) -> DecodeResult:
     b = bytes(body)
     try:
         return _decode_wire_cols(b)
-    except DecodeError:
-        raise
-    except Exception:  # the scanner disagrees with upb: fall back to the (slower) upb reader
-        return decode_protobuf_upb(body)
+    except Exception:  # _Bail (or a scanner bug): the (slower) upb reader, exact by definition
+        res = decode_protobuf_upb(b)
+        res.rows = _columns_of_rows(res.rows, b)  # type: ignore[assignment]
+        return res
 
 
 def decode_protobuf_rows(body: bytes) -> DecodeResult:
@@ -498,6 +530,33 @@ def _validate(body: bytes) -> None:
         ExportTraceServiceRequest.FromString(body)
     except Exception as e:  # upb raises DecodeError; be defensive about its exact class
         raise DecodeError(f"malformed protobuf ExportTraceServiceRequest: {e}") from None
+
+
+def _columns_of_rows(rows: list[list[Any]], body: bytes) -> SpanColumns:
+    """decode_protobuf_upb's rows as the column pieces _decode_wire_cols gives."""
+    C = SpanColumns(body)
+    for r in rows:
+        (start, tid, sid, pid, tstate, name, kind, service, rattrs, sname, sver, attrs, dur, scode, smsg, et, en, ea,
+         lt, ls, lst, la) = r
+        C.ts.append(start)
+        C.dur.append(dur)
+        C.tid.append(tid.encode())
+        C.sid.append(sid.encode())
+        C.pid.append(lps(pid))
+        C.tstate.append(lps(tstate))
+        C.name.append(lps(name))
+        C.kind.append(lps(kind))
+        C.scode.append(lps(scode))
+        C.smsg.append(lps(smsg))
+        C.akeys.extend(lps(k) for k in attrs)
+        C.avals.extend(lps(v) for v in attrs.values())
+        C.alen.append(len(attrs))
+        C.ev.append(list(zip(et, en, ea, strict=True)))
+        C.lk.append([(bytes.fromhex(t), bytes.fromhex(s), ts, a) for t, s, ts, a in zip(lt, ls, lst, la, strict=True)])
+        C.res.append([1, lps(service), [lps(k) for k in rattrs], [lps(v) for v in rattrs.values()]])
+        C.scope.append([1, lps(sname), lps(sver)])
+    C.n = len(rows)
+    return C
 
 
 _KIND_LP = {k: lps(v) for k, v in SPAN_KIND.items()}
@@ -532,8 +591,12 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
         rattrs: dict[str, str] = {}
         service = ""
         scopes = []
+        seen = False
         for f2, s2, e2 in _w_fields(b, rs, re_):
             if f2 == 1:
+                if seen:  # upb merges the two
+                    raise _Bail
+                seen = True
                 rattrs = _w_msg_attrs(b, s2, e2, 1)
                 service = _w_service(b, s2, e2)
             elif f2 == 2:
@@ -544,18 +607,18 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
             sname = sver = b""
             srun = [0, EMPTY, EMPTY]
             C.scope.append(srun)
+            seen = False
             for f3, s3, e3 in _w_fields(b, s2, e2):
                 if f3 == 1:
+                    if seen or srun[0]:  # a second scope (upb merges it), or one after spans (it applies to them)
+                        raise _Bail
+                    seen = True
                     for f4, s4, e4 in _w_fields(b, s3, e3):
                         if f4 == 1:
                             sname = b[s4:e4]
                         elif f4 == 2:
                             sver = b[s4:e4]
-                    if srun[0]:
-                        srun = [0, lp(sname), lp(sver)]
-                        C.scope.append(srun)
-                    else:
-                        srun[1], srun[2] = lp(sname), lp(sver)
+                    srun[1], srun[2] = lp(sname), lp(sver)
                     continue
                 if f3 != 2:
                     continue
@@ -566,7 +629,7 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
                 smsg = ""
                 kind = start = stop = scode = 0
                 k0 = len(akeys)
-                flag = False
+                flag = status = False
                 ev = lk = None
                 while i < end:
                     t = b[i]
@@ -605,6 +668,8 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
                         continue
                     if t >= 0x80:
                         t, i = _vi(b, i - 1)
+                        if t < 0x80:  # a one-byte tag written long
+                            raise _Bail
                     wt = t & 7
                     if wt != 2:
                         i = _skip(b, i, wt)
@@ -631,6 +696,9 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
                             lk = []
                         lk.append(_w_link(b, i, j))
                     elif fn == 15:
+                        if status:  # upb merges the two
+                            raise _Bail
+                        status = True
                         scode, smsg = _w_status(b, i, j)
                     i = j
                 # ---- validation, exactly as decode_protobuf_upb ----
@@ -671,8 +739,8 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
                 pid_a(b"\x10" + pid.hex().encode() if pid else EMPTY)
                 tst_a(tstate)
                 name_a(name)
-                kind_a(_KIND_LP.get(kind) or EMPTY)
-                scode_a(_STATUS_LP.get(scode) or EMPTY)
+                kind_a(_KIND_LP.get(kind & 0xFFFFFFFF) or EMPTY)  # int32 fields: upb keeps the low 32 bits
+                scode_a(_STATUS_LP.get(scode & 0xFFFFFFFF) or EMPTY)
                 smsg_a(lps(smsg) if smsg else EMPTY)
                 alen_a(na)
                 ev_a(ev or ())
@@ -685,28 +753,183 @@ def _decode_wire_cols(b: bytes) -> DecodeResult:
 
 
 # ------------------------------------------------------------------------------------------------ JSON path
-def _j_raw(v: Any) -> Any:
-    if not isinstance(v, dict):
-        raise DecodeError("AnyValue must be an object")
-    if "stringValue" in v:
-        return v["stringValue"]
-    if "intValue" in v:
-        return int(v["intValue"])
-    if "boolValue" in v:
-        return bool(v["boolValue"])
-    if "doubleValue" in v:
-        d = v["doubleValue"]
-        return float(d)  # "NaN"/"Infinity" strings are allowed by the proto JSON mapping
-    if "bytesValue" in v:
-        return base64.b64decode(v["bytesValue"])
-    if "arrayValue" in v:
-        return [_j_raw(x) for x in (v["arrayValue"] or {}).get("values") or ()]
-    if "kvlistValue" in v:
-        return {kv["key"]: _j_raw(kv.get("value") or {}) for kv in (v["kvlistValue"] or {}).get("values") or ()}
+# Types are checked as the proto3 JSON mapping states them, so a value that would not encode into otel_traces never
+# becomes a row: strings are JSON strings, integers JSON numbers (integral) or decimal strings within the field's
+# range, enums a name or an int32, doubles numbers or "NaN" / "Infinity" / "-Infinity" (or a numeric string), bools
+# JSON booleans, bytes base64 strings, ids hex strings; null is the field's default. Fields not stored are not read.
+_U64_MAX = (1 << 64) - 1
+_I64 = (-(1 << 63), (1 << 63) - 1)
+_I32 = (-(1 << 31), (1 << 31) - 1)
+_FIXED64 = (0, _U64_MAX)
+_INT_TEXT = re.compile(r"-?[0-9]+")
+_FLOAT_TEXT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DOUBLE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_B64_URL = str.maketrans("-_", "+/")
+_ANY_MEMBERS = ("stringValue", "intValue", "boolValue", "doubleValue", "bytesValue", "arrayValue", "kvlistValue",
+                "stringValueStrindex")
+MAX_JSON_DEPTH = 40  # AnyValue levels (array / kvlist inside one another); upb's limit gives protobuf ~47
+_NO_OBJ: dict = {}
+
+
+def _jtype(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number"}.get(type(v), "?")
+
+
+def _bad(name: str, want: str, v: Any) -> DecodeError:
+    return DecodeError(f"OTLP/JSON {name} must be {want}, got {_jtype(v)}")
+
+
+def _j_obj(v: Any, name: str) -> dict:
+    if type(v) is dict:
+        return v
+    if v is None:
+        return _NO_OBJ
+    raise _bad(name, "an object", v)
+
+
+def _j_list(v: Any, name: str) -> list | tuple:
+    if type(v) is list:
+        return v
+    if v is None:
+        return ()
+    raise _bad(name, "an array", v)
+
+
+def _j_objs(v: Any, name: str) -> list | tuple:
+    """A repeated message field: an array of objects (null elements are refused, as by protobuf's json_format)."""
+    v = _j_list(v, name)
+    for x in v:
+        if type(x) is not dict:
+            raise _bad(f"{name}[]", "an object", x)
+    return v
+
+
+def _j_s(v: Any, name: str) -> str:
+    if type(v) is str:
+        return v
+    if v is None:
+        return ""
+    raise _bad(name, "a string", v)
+
+
+def _j_int(v: Any, name: str, rng: tuple[int, int]) -> int:
+    t = type(v)
+    if t is int:
+        n = v
+    elif (t is str and _INT_TEXT.fullmatch(v)) or (t is float and v.is_integer()):
+        n = int(v) if len(str(v)) <= 25 else rng[1] + 1  # (int() refuses 4,300 digits)
+    elif v is None:
+        return 0
+    else:
+        raise _bad(name, "an integer (a JSON number or a decimal string)", v)
+    if not rng[0] <= n <= rng[1]:
+        raise DecodeError(f"OTLP/JSON {name} out of range [{rng[0]}, {rng[1]}]: {v!r:.40}")
+    return n
+
+
+def _j_enum(v: Any, names: dict[str, int], name: str) -> int:
+    if type(v) is str:
+        n = names.get(v)
+        if n is not None:
+            return n
+        if not _INT_TEXT.fullmatch(v):
+            raise DecodeError(f"OTLP/JSON {name}: unknown enum value {v!r:.40}")
+    return _j_int(v, name, _I32)
+
+
+def _j_double(v: Any, name: str) -> float:
+    t = type(v)
+    if t is float:
+        if math.isfinite(v):
+            return v
+        raise DecodeError(f"OTLP/JSON {name}: a non-finite number must be written \"NaN\", \"Infinity\" or "
+                          "\"-Infinity\"")
+    if t is int:
+        try:
+            return float(v)
+        except OverflowError:
+            raise DecodeError(f"OTLP/JSON {name} out of the double range") from None
+    if t is str:
+        x = _DOUBLE_NAMES.get(v)
+        if x is not None:
+            return x
+        if _FLOAT_TEXT.fullmatch(v):
+            x = float(v)
+            if math.isfinite(x):
+                return x
+            raise DecodeError(f"OTLP/JSON {name} out of the double range")
+    if v is None:
+        return 0.0
+    raise _bad(name, "a number", v)
+
+
+def _j_bool(v: Any, name: str) -> bool:
+    if v is True or v is False:
+        return v
+    if v is None:
+        return False
+    raise _bad(name, "a boolean", v)
+
+
+def _j_bytes(v: Any, name: str) -> bytes:
+    s = _j_s(v, name)
+    try:  # standard or URL-safe alphabet, padding optional (the proto3 JSON mapping accepts both)
+        return base64.b64decode(s.translate(_B64_URL) + "=" * (-len(s) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError(f"OTLP/JSON {name} is not base64") from None
+
+
+def _j_raw(v: Any, depth: int = 0) -> Any:
+    """An AnyValue as a Python value like pcommon AsRaw() (None: no value)."""
+    if type(v) is not dict:
+        if v is None:
+            return None
+        raise _bad("AnyValue", "an object", v)
+    if len(v) > 1 and sum(v.get(m) is not None for m in _ANY_MEMBERS) > 1:
+        raise DecodeError("OTLP/JSON AnyValue has more than one value")
+    x = v.get("stringValue")
+    if x is not None:
+        return _j_s(x, "AnyValue.stringValue")
+    x = v.get("intValue")
+    if x is not None:
+        return _j_int(x, "AnyValue.intValue", _I64)
+    x = v.get("boolValue")
+    if x is not None:
+        return _j_bool(x, "AnyValue.boolValue")
+    x = v.get("doubleValue")
+    if x is not None:
+        return _j_double(x, "AnyValue.doubleValue")
+    x = v.get("bytesValue")
+    if x is not None:
+        return _j_bytes(x, "AnyValue.bytesValue")
+    x = v.get("arrayValue")
+    if x is not None:
+        if depth >= MAX_JSON_DEPTH:
+            raise DecodeError(f"OTLP/JSON AnyValue nested deeper than {MAX_JSON_DEPTH} levels")
+        vals = _j_objs(_j_obj(x, "AnyValue.arrayValue").get("values"), "ArrayValue.values")
+        return [_j_raw(e, depth + 1) for e in vals]
+    x = v.get("kvlistValue")
+    if x is not None:
+        if depth >= MAX_JSON_DEPTH:
+            raise DecodeError(f"OTLP/JSON AnyValue nested deeper than {MAX_JSON_DEPTH} levels")
+        kvs = _j_objs(_j_obj(x, "AnyValue.kvlistValue").get("values"), "KeyValueList.values")
+        return {_j_s(kv.get("key"), "KeyValue.key"): _j_raw(kv.get("value"), depth + 1) for kv in kvs}
+    x = v.get("stringValueStrindex")
+    if x is not None:
+        return _j_int(x, "AnyValue.stringValueStrindex", _I32)
     return None
 
 
 def _j_str(v: Any) -> str:
+    if type(v) is dict and len(v) == 1:  # fast path: a plain string value
+        s = v.get("stringValue")
+        if type(s) is str:
+            return s
     r = _j_raw(v)
     if isinstance(r, str):
         return r
@@ -723,26 +946,27 @@ def _j_str(v: Any) -> str:
     return _go_json(r)
 
 
-def _j_attrs(kvs: Any) -> dict[str, str]:
+def _j_attrs(kvs: Any, name: str) -> dict[str, str]:
     if not kvs:
-        return {}
-    return {kv["key"]: _j_str(kv.get("value") or {}) for kv in kvs}
+        if kvs is None or kvs == []:
+            return {}
+        raise _bad(name, "an array", kvs)
+    return {_j_s(kv.get("key"), "KeyValue.key"): _j_str(kv.get("value")) for kv in _j_objs(kvs, name)}
 
 
-def _j_id(s: Any, n: int) -> bytes | None:
+def _j_id(s: Any, n: int, name: str) -> bytes | None:
+    """A hex id: b"" when absent, None when not n bytes of hex (the span is rejected, as for protobuf)."""
     if not s:
-        return b""
+        if s is None or s == "":
+            return b""
+        raise _bad(name, "a hex string", s)
+    if type(s) is not str:
+        raise _bad(name, "a hex string", s)
     try:
-        b = bytes.fromhex(s)
-    except (TypeError, ValueError):
+        b = binascii.unhexlify(s)
+    except (binascii.Error, ValueError):
         return None
     return b if len(b) == n else None
-
-
-def _j_enum(v: Any, names: dict[str, int]) -> int:
-    if isinstance(v, str):
-        return names.get(v, int(v) if v.lstrip("-").isdigit() else -1)
-    return int(v or 0)
 
 
 def decode_json(body: bytes) -> DecodeResult:
@@ -750,73 +974,87 @@ def decode_json(body: bytes) -> DecodeResult:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as e:
         raise DecodeError(f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise DecodeError("invalid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise DecodeError("OTLP/JSON body must be an object")
+    if _LONE_SURROGATE.search(body):  # "\ud800" alone decodes to a str that cannot be written as UTF-8
+        try:
+            json.dumps(doc, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise DecodeError("invalid JSON: a string holds an unpaired UTF-16 surrogate") from None
+        except RecursionError:
+            raise DecodeError("invalid JSON: nested too deeply") from None
     try:
         return _decode_json_doc(doc)
     except DecodeError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as e:  # a gap above
         raise DecodeError(f"malformed OTLP/JSON ExportTraceServiceRequest: {type(e).__name__}: {e}") from None
 
 
 def _decode_json_doc(doc: dict) -> DecodeResult:
     res = DecodeResult()
-    for rs in doc.get("resourceSpans") or ():
-        rattrs_l = (rs.get("resource") or {}).get("attributes") or ()
-        rattrs = _j_attrs(rattrs_l)
+    for rs in _j_objs(doc.get("resourceSpans"), "resourceSpans"):
+        rattrs_l = _j_obj(rs.get("resource"), "ResourceSpans.resource").get("attributes")
+        rattrs = _j_attrs(rattrs_l, "Resource.attributes")
         service = ""
-        for kv in rattrs_l:
+        for kv in rattrs_l or ():
             if kv.get("key") == "service.name":
-                service = (kv.get("value") or {}).get("stringValue") or ""
-        for ss in rs.get("scopeSpans") or ():
-            scope = ss.get("scope") or {}
-            sname, sver = scope.get("name") or "", scope.get("version") or ""
-            for sp in ss.get("spans") or ():
-                tid = _j_id(sp.get("traceId"), 16)
-                sid = _j_id(sp.get("spanId"), 8)
-                pid = _j_id(sp.get("parentSpanId"), 8)
+                v = kv.get("value")
+                s = v.get("stringValue") if type(v) is dict else None
+                service = s if type(s) is str else ""  # pcommon Value.Str(): "" unless a string
+        for ss in _j_objs(rs.get("scopeSpans"), "ResourceSpans.scopeSpans"):
+            scope = _j_obj(ss.get("scope"), "ScopeSpans.scope")
+            sname = _j_s(scope.get("name"), "InstrumentationScope.name")
+            sver = _j_s(scope.get("version"), "InstrumentationScope.version")
+            for sp in _j_objs(ss.get("spans"), "ScopeSpans.spans"):
+                tid = _j_id(sp.get("traceId"), 16, "Span.traceId")
+                sid = _j_id(sp.get("spanId"), 8, "Span.spanId")
+                pid = _j_id(sp.get("parentSpanId"), 8, "Span.parentSpanId")
+                start = _j_int(sp.get("startTimeUnixNano"), "Span.startTimeUnixNano", _FIXED64)
+                end = _j_int(sp.get("endTimeUnixNano"), "Span.endTimeUnixNano", _FIXED64)
+                # every field is type-checked before a span is rejected: a malformed request is a 400 as a whole
+                tstate = _j_s(sp.get("traceState"), "Span.traceState")
+                name = _j_s(sp.get("name"), "Span.name")
+                kind = _j_enum(sp.get("kind"), _KIND_NAMES, "Span.kind")
+                attrs = _j_attrs(sp.get("attributes"), "Span.attributes")
+                st = _j_obj(sp.get("status"), "Span.status")
+                smsg = _j_s(st.get("message"), "Status.message")
+                scode = _j_enum(st.get("code"), _STATUS_NAMES, "Status.code")
+                et, en, ea = [], [], []
+                for e in _j_objs(sp.get("events"), "Span.events"):
+                    t = _j_int(e.get("timeUnixNano"), "Event.timeUnixNano", _FIXED64)
+                    et.append(t if t <= MAX_TIME_NS else MAX_TIME_NS)  # clamped: DateTime64(9) ends in 2262
+                    en.append(_j_s(e.get("name"), "Event.name"))
+                    ea.append(_j_attrs(e.get("attributes"), "Event.attributes"))
+                lt, ls, lst, la = [], [], [], []
+                for x in _j_objs(sp.get("links"), "Span.links"):
+                    lt.append((_j_id(x.get("traceId"), 16, "Link.traceId") or b"").hex())
+                    ls.append((_j_id(x.get("spanId"), 8, "Link.spanId") or b"").hex())
+                    lst.append(_j_s(x.get("traceState"), "Link.traceState"))
+                    la.append(_j_attrs(x.get("attributes"), "Link.attributes"))
                 if not tid or tid == _ZERO16:
+                    reason = "invalid trace_id"
+                elif not sid or sid == _ZERO8:
+                    reason = "invalid span_id"
+                elif pid is None:
+                    reason = "invalid parent_span_id"
+                elif start == 0 or start > MAX_TIME_NS:
+                    reason = "missing or out-of-range start_time_unix_nano"
+                else:
+                    reason = _check_tokens(attrs)
+                if reason is not None:
                     res.rejected += 1
-                    res.reasons["invalid trace_id"] += 1
-                    continue
-                if not sid or sid == _ZERO8:
-                    res.rejected += 1
-                    res.reasons["invalid span_id"] += 1
-                    continue
-                if pid is None:
-                    res.rejected += 1
-                    res.reasons["invalid parent_span_id"] += 1
-                    continue
-                start = int(sp.get("startTimeUnixNano") or 0)
-                end = int(sp.get("endTimeUnixNano") or 0)
-                if start <= 0 or start > MAX_TIME_NS:
-                    res.rejected += 1
-                    res.reasons["missing or out-of-range start_time_unix_nano"] += 1
+                    res.reasons[reason] += 1
                     continue
                 dur = end - start
                 if dur < 0:
                     dur = 0
                     res.warnings["had end before start (Duration clamped to 0)"] += 1
-                attrs = _j_attrs(sp.get("attributes"))
-                bad = _check_tokens(attrs)
-                if bad:
-                    res.rejected += 1
-                    res.reasons[bad] += 1
-                    continue
-                ev = sp.get("events") or ()
-                lk = sp.get("links") or ()
-                st = sp.get("status") or {}
                 res.rows.append([
-                    start, tid.hex(), sid.hex(), pid.hex(), sp.get("traceState") or "", sp.get("name") or "",
-                    SPAN_KIND.get(_j_enum(sp.get("kind"), _KIND_NAMES), ""), service, rattrs, sname, sver,
-                    attrs, dur, STATUS_CODE.get(_j_enum(st.get("code"), _STATUS_NAMES), ""),
-                    st.get("message") or "",
-                    [int(e.get("timeUnixNano") or 0) for e in ev], [e.get("name") or "" for e in ev],
-                    [_j_attrs(e.get("attributes")) for e in ev],
-                    [(_j_id(x.get("traceId"), 16) or b"").hex() for x in lk],
-                    [(_j_id(x.get("spanId"), 8) or b"").hex() for x in lk],
-                    [x.get("traceState") or "" for x in lk], [_j_attrs(x.get("attributes")) for x in lk],
+                    start, tid.hex(), sid.hex(), pid.hex(), tstate, name, SPAN_KIND.get(kind, ""), service, rattrs,
+                    sname, sver, attrs, dur, STATUS_CODE.get(scode, ""), smsg, et, en, ea, lt, ls, lst, la,
                 ])
     return res
 

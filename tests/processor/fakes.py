@@ -99,3 +99,47 @@ def add_plain_resource(req: ExportTraceServiceRequest, attributes: list[KeyValue
             ss.spans.add(trace_id=uuid.uuid4().bytes, span_id=uuid.uuid4().bytes[:8],
                          parent_span_id=uuid.uuid4().bytes[:8], name=f"op{k}", kind=Span.SPAN_KIND_SERVER,
                          start_time_unix_nano=base + k, end_time_unix_nano=base + k + 1000)
+
+
+def _unpiece(p: bytes) -> str:
+    """A Native string piece (varint length + UTF-8) back to str."""
+    n = s = i = 0
+    while True:
+        x = p[i]
+        i += 1
+        n |= (x & 0x7F) << s
+        s += 7
+        if x < 0x80:
+            break
+    assert len(p) == i + n, p
+    return p[i:].decode()
+
+
+def column_rows(cols: Any) -> list[list]:
+    """The rows (decode.COLUMNS order) that a store.native.SpanColumns' pieces encode — what its Native block
+    stores, unlike iterating it (which decodes the body again with the upb reader)."""
+    def runs(rs: list) -> list:
+        return [r[1:] for r in rs for _ in range(r[0])]
+
+    res, scope = runs(cols.res), runs(cols.scope)
+    assert len(res) == len(scope) == cols.n == len(cols.ts) == len(cols.alen), (len(res), len(scope), cols.n)
+    out = []
+    k = 0
+    for i in range(cols.n):
+        na = cols.alen[i]
+        attrs = {_unpiece(a): _unpiece(v) for a, v in zip(cols.akeys[k:k + na], cols.avals[k:k + na], strict=True)}
+        assert len(attrs) == na
+        k += na
+        service, rk, rv = res[i]
+        sname, sver = scope[i]
+        ev, lk = cols.ev[i], cols.lk[i]
+        out.append([
+            cols.ts[i], cols.tid[i].decode(), cols.sid[i].decode(), _unpiece(cols.pid[i]),
+            _unpiece(cols.tstate[i]), _unpiece(cols.name[i]), _unpiece(cols.kind[i]), _unpiece(service),
+            {_unpiece(a): _unpiece(v) for a, v in zip(rk, rv, strict=True)}, _unpiece(sname), _unpiece(sver), attrs,
+            cols.dur[i], _unpiece(cols.scode[i]), _unpiece(cols.smsg[i]), [e[0] for e in ev], [e[1] for e in ev],
+            [e[2] for e in ev], [x[0].hex() for x in lk], [x[1].hex() for x in lk], [x[2] for x in lk],
+            [x[3] for x in lk],
+        ])
+    assert k == len(cols.akeys) == len(cols.avals)
+    return out
