@@ -4,16 +4,23 @@ FORMAT Protobuf``, outside the GIL, for the requests where the engine provably r
 Which requests (:func:`check`, at request time, all in upb's C code but one loop over the spans):
 
 * the body parses with a copy of the OTLP schema (:data:`FAST_FILE`) in which a kvlist value or an array inside an
-  array cannot be serialised, and re-serialises to the same bytes (canonical encoding: fields in order, each once,
-  minimal varints) — so the engine's Protobuf reader and upb see the same message, and every value has a shape
-  the SQL renders;
+  array cannot be serialised, and re-serialises, its unknown fields discarded, to the same bytes (canonical
+  encoding: fields in order, each once, minimal varints, no unknown field) — so the engine's Protobuf reader and
+  upb see the same message, and every value has a shape the SQL renders. Unknown fields matter: upb keeps a known
+  field with the wrong wire type (``08 01`` appended to a request) as an unknown one and writes it back where it
+  was, but the engine's reader rejects the whole insert (``Code: 444 ... Protobuf messages are corrupted``);
 * every span passes decode.py's id / start-time checks (a request with a rejected span takes the Python path, so
   the engine never has to filter);
 * every occurrence of a token-count key (decode.TOKEN_KEYS) in the body is a span attribute with a small int value
   in canonical form (``4a L 0a klen key 12 V 18 varint``; see _token_ok for why that is exact);
 * no attribute value is an empty array (``12 02 2a 00``: ClickHouse cannot tell it from an absent one).
 
-Everything else (JSON, rejected spans, kvlists, odd encodings) takes the Python decoder as before. Rendering
+Everything else (JSON, rejected spans, kvlists, odd encodings) takes the Python decoder as before.
+
+Times are those of decode.py: a start time of 0 or past 2^63-1 ns (DateTime64(9) ends in 2262) rejects the span
+(so such a request takes the Python path); any fixed64 end time is kept through ``Duration`` (UInt64, 0 when the
+end precedes the start); an event time past 2^63-1 is stored as 2^63-1 (clamped, the span kept), as decode.py
+does. Rendering
 (:func:`insert_select`) follows decode.py's docstring; tests/processor/test_engine_decode.py compares every column
 with the row path (``toString``, so map order counts).
 """
@@ -207,7 +214,9 @@ def check(body: bytes) -> decode.DecodeResult | None:
         return None
     try:
         req = FastRequest.FromString(body)
-        # canonical, and no Excluded value (serialising one raises: its required field is missing)
+        # canonical, no unknown field (upb would write one back unchanged, the engine rejects a wrong wire type),
+        # and no Excluded value (serialising one raises: its required field is missing)
+        req.DiscardUnknownFields()
         if req.SerializeToString() != body:
             return None
     except Exception:  # not parseable here: the Python decoder gives the 400 (or parses what we cannot)
@@ -384,7 +393,8 @@ RENDER: dict[str, str] = {
                 "sp.end_time_unix_nano - sp.start_time_unix_nano, 0)",
     "StatusCode": _names("sp.status.code", decode.STATUS_CODE),
     "StatusMessage": "sp.status.message",
-    "Events.Timestamp": "arrayMap(e -> fromUnixTimestamp64Nano(reinterpretAsInt64(e.time_unix_nano)), sp.events)",
+    "Events.Timestamp": "arrayMap(e -> fromUnixTimestamp64Nano(reinterpretAsInt64(least(e.time_unix_nano, "
+                        f"toUInt64({decode.MAX_TIME_NS})))), sp.events)",
     "Events.Name": "arrayMap(e -> e.name, sp.events)",
     "Events.Attributes": "arraySlice(maps, 2, length(sp.events))",
     "Links.TraceId": "arrayMap(l -> lower(hex(l.trace_id)), sp.links)",

@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from promptpulse.processor.receiver import decode, engine_decode
+from promptpulse.processor.store.base import StoreError
 from promptpulse.processor.store.native import SpanColumns
 
 pytest.importorskip("chdb")
@@ -29,6 +30,7 @@ OTEL_SQL = ("SELECT SpanId, toString(tuple(Timestamp, TraceId, SpanId, ParentSpa
             " StatusMessage, Events.Timestamp, Events.Name, Events.Attributes, Links.TraceId, Links.SpanId,"
             " Links.TraceState, Links.Attributes)) FROM DB.otel_traces ORDER BY SpanId")
 CALLS_SQL = "SELECT toString(tuple(*)) FROM DB.llm_calls ORDER BY span_id"
+C_EVENTS, C_DURATION = decode.COLUMNS.index("Events.Timestamp"), decode.COLUMNS.index("Duration")
 SPECIAL = "\"\\/<>&\u2028\u2029\b\f\n\r\t\x00\x01\x0b\x1f\x7f é😀 \\u000B"
 
 
@@ -274,3 +276,85 @@ def test_writer_splits_a_mixed_batch_by_path(store, tmp_path) -> None:
     assert store.query("SELECT count() FROM otel_traces WHERE ServiceName = {s:String} AND SpanAttributes['k'] "
                        "= '{}'", p).scalar() == 1
     w.spool.close()
+
+
+# ------------------------------------------------------------------------------ poison requests (issue 16 §1)
+def _with_unknown(where: str, raw: bytes) -> bytes:
+    """A request whose ``where`` message carries the fields ``raw`` as unknown ones (upb keeps and rewrites them)."""
+    req = encode_spans(genai_spans(3, seed=31, service="unknown-fields"))
+    sp = req.resource_spans[0].scope_spans[0].spans[1]
+    target = {"span": sp, "status": sp.status, "attribute": sp.attributes[0], "value": sp.attributes[0].value,
+              "event": sp.events.add(time_unix_nano=sp.start_time_unix_nano, name="e"),
+              "resource": req.resource_spans[0].resource}.get(where)
+    if target is None:  # the request itself
+        return req.SerializeToString() + raw
+    target.MergeFromString(raw)
+    return req.SerializeToString()
+
+
+UNKNOWN_FIELDS = {
+    "08 01 appended to the request": _with_unknown("request", b"\x08\x01"),
+    "a span's name as a varint": _with_unknown("span", b"\x28\x05"),
+    "a status message as a fixed64": _with_unknown("status", b"\x11" + b"\0" * 8),
+    "an attribute value as a varint": _with_unknown("attribute", b"\x10\x01"),
+    "an AnyValue string as a fixed32": _with_unknown("value", b"\x0d\0\0\0\0"),
+    "an event time as a varint": _with_unknown("event", b"\x08\x05"),
+    "resource attributes as a varint": _with_unknown("resource", b"\x08\x00"),
+    "an unknown field number": _with_unknown("span", b"\xf8\x06\x01"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNKNOWN_FIELDS))
+def test_bodies_with_unknown_fields_take_the_python_decoder(store, name: str) -> None:
+    from fakes import column_rows
+
+    from promptpulse.processor.store.native import encode_otel_traces
+
+    body = UNKNOWN_FIELDS[name]
+    # canonical as far as upb can tell: without DiscardUnknownFields the check would have taken it
+    assert engine_decode.FastRequest.FromString(body).SerializeToString() == body
+    assert engine_decode.check(body) is None
+    res, ref = engine_decode.decode_protobuf(body), decode.decode_protobuf_rows(body)
+    assert isinstance(res.rows, SpanColumns) and len(ref.rows) == 3 and ref.rejected == 0
+    assert column_rows(res.rows) == ref.rows  # the field is ignored, as protobuf says
+    store.insert_otel_traces_native(encode_otel_traces([res.rows]), dedup_token=f"unknown-{name}")
+    if name.startswith("08 01"):  # what the engine path did with it: a batch that never inserts
+        with pytest.raises(StoreError, match="Protobuf messages are corrupted"):
+            store.insert_otel_traces_otlp([body], dedup_token="unknown-engine")
+
+
+def test_event_times_past_2262_are_clamped_alike_on_every_path(store) -> None:
+    """fixed64 event times ≥ 2^63 (DateTime64(9) ends at 2^63-1 ns): the engine's SQL and the Python decoders store
+    2^63-1; an end time past 2^63 is kept in Duration (UInt64)."""
+    from promptpulse.processor.store.native import encode_otel_traces
+
+    req = encode_spans(genai_spans(3, seed=32, service="clamped-times"))
+    sp = req.resource_spans[0].scope_spans[0].spans
+    for t in (2**63 - 1, 2**63, 2**64 - 1, 5):
+        sp[0].events.add(time_unix_nano=t, name=f"t{t}")
+    sp[1].end_time_unix_nano = 2**64 - 1
+    body = req.SerializeToString()
+    res = engine_decode.check(body)
+    assert res is not None and isinstance(res.rows, engine_decode.EngineSpans)
+    rows = decode.decode_protobuf_rows(body).rows
+    assert rows[0][C_EVENTS] == [decode.MAX_TIME_NS] * 3 + [5]
+    assert rows[1][C_DURATION] == 2**64 - 1 - sp[1].start_time_unix_nano
+    native = _in_db(store, "pp_engine_clamp_native")
+    native.apply_schema()
+    native.insert_otel_traces_native(encode_otel_traces([res.rows.columns()]), dedup_token="clamp")
+    reference = _in_db(store, "pp_engine_clamp_rows")
+    reference.apply_schema()
+    reference.insert_otel_traces(rows, dedup_token="clamp")
+    store._client.database = store.database  # (the others moved the shared client)
+    store.insert_otel_traces_otlp([body], dedup_token="clamp")
+    sql = OTEL_SQL.replace("FROM DB.otel_traces", "FROM DB.otel_traces WHERE ServiceName = 'clamped-times'")
+    want = store.query(sql.replace("DB.", "pp_engine_clamp_rows.")).rows
+    assert len(want) == 3
+    assert store.query(sql.replace("DB.", "pp_engine.")).rows == want
+    assert store.query(sql.replace("DB.", "pp_engine_clamp_native.")).rows == want
+    got = store.query("SELECT toString(Events.Timestamp), Duration FROM pp_engine.otel_traces WHERE ServiceName = "
+                      "'clamped-times' ORDER BY SpanId").rows
+    last = "'2262-04-11 23:47:16.854775807'"
+    assert [last, last, last, "'1970-01-01 00:00:00.000000005'"] == next(
+        r[0] for r in got if "2262" in r[0]).strip("[]").split(",")
+    assert 2**64 - 1 - sp[1].start_time_unix_nano in [r[1] for r in got]
