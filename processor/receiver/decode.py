@@ -947,11 +947,17 @@ def _j_str(v: Any) -> str:
 
 
 def _j_attrs(kvs: Any, name: str) -> dict[str, str]:
-    if not kvs:
-        if kvs is None or kvs == []:
+    if type(kvs) is not list:
+        if kvs is None:
             return {}
         raise _bad(name, "an array", kvs)
-    return {_j_s(kv.get("key"), "KeyValue.key"): _j_str(kv.get("value")) for kv in _j_objs(kvs, name)}
+    out = {}
+    for kv in kvs:  # (one pass: the hot loop of the JSON path)
+        if type(kv) is not dict:
+            raise _bad(f"{name}[]", "an object", kv)
+        k = kv.get("key")
+        out[k if type(k) is str else _j_s(k, "KeyValue.key")] = _j_str(kv.get("value"))
+    return out
 
 
 def _j_id(s: Any, n: int, name: str) -> bytes | None:
