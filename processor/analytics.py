@@ -531,13 +531,14 @@ def anomalies(store: Any, params: Mapping[str, str], *, now: dt.datetime | None 
     src = source(params, oldest, end, resolution="1m" if res == 60 else "1h", now=now)
     labels = [ANOMALY_SERIES[s] for s in series_keys]
     cols = ", ".join(f"{dq.select([(ANOMALY_METRICS[m], m)])}" for m in metrics)
+    # its own parameter: a raw source (tag, user_id) passes `end` as a DateTime64 string, which DateTime rejects
     sql = (f"SELECT {', '.join(labels)}, k, {cols} FROM (SELECT *, "
-           "intDiv(toUnixTimestamp({end:DateTime('UTC')}) - toUnixTimestamp(bucket) - 1, {step:UInt32}) AS k, "
-           "(toUnixTimestamp({end:DateTime('UTC')}) - toUnixTimestamp(bucket) - 1) % {step:UInt32} AS off "
+           "intDiv(toUnixTimestamp({a_end:DateTime('UTC')}) - toUnixTimestamp(bucket) - 1, {step:UInt32}) AS k, "
+           "(toUnixTimestamp({a_end:DateTime('UTC')}) - toUnixTimestamp(bucket) - 1) % {step:UInt32} AS off "
            f"FROM {src.sql}) WHERE off < {{window:UInt32}} AND k <= {{periods:UInt32}} "
            f"GROUP BY {', '.join(labels)}, k")
     counts_sql = None
-    p = {**src.params, "step": step, "window": window, "periods": periods}
+    p = {**src.params, "a_end": sec(end), "step": step, "window": window, "periods": periods}
     rows = store.query(sql, p).dicts()
     need_calls = any(m in ("error_rate", "p95_latency_ms") for m in metrics)
     if need_calls and "requests" not in metrics:

@@ -453,3 +453,58 @@ def test_openapi_lists_every_route(api: dict[str, Any]) -> None:
     assert {"get", "post"} <= set(paths["/api/scores"])
     enum = next(p for p in paths["/api/timeseries"]["get"]["parameters"] if p["name"] == "metric")["schema"]["enum"]
     assert {"requests", "error_rate", "p95_latency_ms", "cost", "tokens"} <= set(enum)
+
+
+# ------------------------------------------------------------------------------------------- filters on every endpoint
+# One value per filter that the seed carries, and the calls it selects. tag and user_id read raw llm_calls; the
+# others the rollups (issue 16 §5: anomalies with tag/user_id answered 503 on a DateTime64 `end` parameter).
+FILTER_VALUES: dict[str, tuple[str, Any]] = {
+    "tag": ("beta", lambda c: "beta" in c["tags"]), "user_id": ("u1", lambda c: c["user"] == "u1"),
+    "feature": ("chat", lambda c: c["feature"] == "chat"), "service": ("app", lambda c: c["service"] == "app"),
+    "environment": ("prod", lambda c: True), "model": ("gpt-4o-mini", lambda c: c["model"] == "gpt-4o-mini"),
+    "provider": ("openai", lambda c: True),
+}
+ENDPOINTS = ("anomalies", "timeseries", "cohorts", "sla", "errors", "compare", "export")
+
+
+@pytest.mark.parametrize("name", FILTER_VALUES)
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_every_filter_on_every_endpoint(api: dict[str, Any], endpoint: str, name: str) -> None:
+    value, keep = FILTER_VALUES[name]
+    mine = [c for c in CALLS if keep(c) and in_range(c)]
+    f = {name: value}
+    if endpoint == "anomalies":
+        code, doc = req(api, "/api/anomalies", {"metric": "requests", "end": B.isoformat(), "min_periods": "1", **f})
+        assert code == 200, doc
+        hour = [c for c in mine if c["t"] >= B - dt.timedelta(hours=1)]
+        got = {(a["series"]["prompt"], a["series"]["model"]): a["current"] for a in doc["anomalies"]}
+        want: dict[tuple[str, str], int] = {}
+        for c in hour:
+            want[(c["prompt"], c["model"])] = want.get((c["prompt"], c["model"]), 0) + 1
+        assert all(got[k] == want[k] for k in got), (got, want)
+    elif endpoint == "timeseries":
+        code, doc = req(api, "/api/timeseries", {"metric": "requests", "interval": "1h", **RANGE, **f})
+        assert code == 200, doc
+        assert sum(p["v"] for p in doc["series"][0]["points"]) == len(mine)
+    elif endpoint == "cohorts":
+        code, doc = req(api, "/api/cohorts", {"by": "prompt", **RANGE, **f})
+        assert code == 200, doc
+        assert sum(c["requests"] for c in doc["cohorts"]) == len(mine)
+    elif endpoint == "sla":
+        code, doc = req(api, "/api/sla", {"window": "30d", "end": B.isoformat(), **f})
+        assert code == 200, doc
+        assert doc["requests"] == sum(1 for c in CALLS if keep(c) and in_range(c, B - dt.timedelta(days=30), B))
+        assert doc["burn_rate"]["24h"]["requests"] == len(mine)
+    elif endpoint == "errors":
+        code, doc = req(api, "/api/errors", {**RANGE, **f})
+        assert code == 200, doc
+        assert doc["total_errors"] == sum(1 for c in mine if c["error"])
+    elif endpoint == "compare":
+        code, doc = req(api, "/api/compare", {"prompt_id": "support", "versions": "1.0,2.0", **RANGE, **f})
+        assert code == 200, doc
+        assert [i["requests"] for i in doc["items"]] == [
+            sum(1 for c in mine if c["prompt"] == "support" and c["version"] == v) for v in ("1.0", "2.0")]
+    else:
+        code, text = req(api, "/api/export", {"format": "jsonl", "limit": "100000", **RANGE, **f}, raw=True)
+        assert code == 200, text
+        assert len(text.splitlines()) == len(mine)
