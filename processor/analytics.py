@@ -300,14 +300,25 @@ def _period(src: Source) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------- compare
 COMPARE_MAX = 3
-# metric -> True when higher is better. The overall winner ranks on the seed's table: success rate, p95 latency,
-# average tokens and cost per request (lowest sum of ranks; ties: higher success rate, then more requests).
-COMPARE_METRICS: dict[str, bool] = {
-    "requests": True, "success_rate": True, "p50_latency_ms": False, "p95_latency_ms": False,
-    "p99_latency_ms": False, "avg_tokens": False, "cost_per_request": False, "total_cost_usd": False,
-}
-OVERALL_METRICS = ("success_rate", "p95_latency_ms", "avg_tokens", "cost_per_request")
-ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
+# Latency, tokens and cost per request are over successful calls: a failed call is fast, token-less and free, so
+# counting it would reward the failing version. The rollups' histograms and sums mix both (they have no status
+# dimension), so compare reads raw llm_calls of the compared items (docs/API.md has the cost at 10M calls).
+BASIS = {"requests": "all calls", "success_rate": "all calls", "errors": "all calls",
+         "latency": "successful calls", "avg_tokens": "successful calls", "cost_per_request": "successful calls",
+         "total_cost_usd": "all calls", "input_tokens": "all calls", "output_tokens": "all calls"}
+_OK = "status = 'ok'"
+SUCCESS_COLUMNS: tuple[tuple[str, str], ...] = (
+    (f"sumIf(calls, {_OK})", "s_calls"), (f"sumIf(latency_ms_sum, {_OK})", "s_latency_sum"),
+    (f"sumMapIf(latency_hist, {_OK})", "s_hist"),
+    (f"promptpulse_hist_quantiles(sumMapIf(latency_hist, {_OK}), [0.5, 0.95, 0.99])", "s_latency_q"),
+    (f"sumIf(input_tokens + output_tokens, {_OK})", "s_tokens"), (f"sumIf(cost_usd, {_OK})", "s_cost"),
+    (f"avgIf(toFloat64(cost_usd), {_OK})", "s_cost_mean"),
+    (f"varSampStableIf(toFloat64(cost_usd), {_OK})", "s_cost_var"),
+)
+
+
+class NotFound(LookupError):
+    """A named prompt or version does not exist (HTTP 404)."""
 
 
 def _items(v: str, what: str) -> list[str]:
@@ -319,66 +330,109 @@ def _items(v: str, what: str) -> list[str]:
     return items
 
 
-def _ranks(values: list[float | None], higher: bool) -> list[int | None]:
-    """Standard competition ranks (1, 2, 2, 4); None values get no rank."""
-    out: list[int | None] = []
-    for v in values:
-        if v is None:
-            out.append(None)
-            continue
-        better = sum(1 for o in values if o is not None and (o > v if higher else o < v))
-        out.append(better + 1)
-    return out
+def _check_known(store: Any, prompt: str | None, items: list[str]) -> None:
+    """404 for a prompt or version the store has never seen (llm_calls_1d: one row per day and series)."""
+    if prompt is None:
+        known = {r[0] for r in store.query("SELECT DISTINCT prompt_name FROM llm_calls_1d WHERE prompt_name IN "
+                                           "{items:Array(String)}", {"items": items}).rows}
+        missing = [i for i in items if i not in known]
+        if missing:
+            raise NotFound(f"unknown prompt{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+        return
+    known = {r[0] for r in store.query("SELECT DISTINCT prompt_version FROM llm_calls_1d WHERE prompt_name = "
+                                       "{p:String}", {"p": prompt}).rows}
+    if not known:
+        raise NotFound(f"unknown prompt {prompt!r}")
+    missing = [i for i in items if i not in known]
+    if missing:
+        raise NotFound(f"unknown version{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} of "
+                       f"prompt {prompt!r}")
+
+
+def success_row(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The compare fields of one item: metric_row over all calls, latency / tokens / cost per request replaced by
+    their values over successful calls."""
+    m = metric_row(d)
+    ok = int(d.get("s_calls") or 0)
+    q = [clean(float(x), 2) for x in d.get("s_latency_q") or []] if ok else [None, None, None]
+    m.update({
+        "successes": ok,
+        "avg_latency_ms": clean(float(d["s_latency_sum"]) / ok, 3) if ok else None,
+        "p50_latency_ms": q[0], "p95_latency_ms": q[1], "p99_latency_ms": q[2],
+        "avg_tokens": clean(int(d["s_tokens"] or 0) / ok, 4) if ok else None,
+        "cost_per_request": clean(float(Decimal(d["s_cost"] or 0)) / ok, 12) if ok else None,
+    })
+    return m
 
 
 def compare(store: Any, params: Mapping[str, str], *, now: dt.datetime | None = None) -> dict[str, Any]:
+    from . import winner as win
+
     start, end = time_range(params, 7 * 86400, now=now)
     if _p(params, "prompts") and _p(params, "versions"):
         raise BadRequest("give prompts=a,b[,c] or prompt_id=X&versions=v1,v2[,v3], not both")
     if _p(params, "prompts"):
         items, key, by = _items(params["prompts"], "prompts"), "prompt_name", "prompt"
         skip: tuple[str, ...] = ("prompt_id", "prompt")
-        extra_where: dict[str, Any] = {}
+        prompt = None
     elif _p(params, "versions"):
         prompt = _p(params, "prompt_id") or _p(params, "prompt")
         if not prompt or "," in prompt:
             raise BadRequest("versions=... needs exactly one prompt_id")
         items, key, by = _items(params["versions"], "versions"), "prompt_version", "version"
         skip = ("version",)
-        extra_where = {}
     else:
         raise BadRequest("give prompts=a,b[,c] or prompt_id=X&versions=v1,v2[,v3]")
-    src = source(params, start, end, now=now, skip=skip, daily=True)
+    alpha = _float(params, "alpha", win.ALPHA, 1e-6, 0.5)
+    _check_known(store, prompt, items)
+    src = source(params, start, end, raw=True, now=now, skip=skip)
     src.sql = f"(SELECT * FROM {src.sql} WHERE {key} IN {{items:Array(String)}})"
-    src.params = {**src.params, **extra_where, "items": items}
-    rows = {r["item"]: metric_row(r) for r in aggregate(store, src, [(key, "item")])}
-    table = [{"item": it, **rows.get(it, metric_row(_EMPTY))} for it in items]
-    winners: dict[str, list[str]] = {}
-    for m, higher in COMPARE_METRICS.items():
-        eligible = [r[m] if r["requests"] else None for r in table]
-        ranks = _ranks(eligible, higher)
-        winners[m] = [r["item"] for r, k in zip(table, ranks, strict=True) if k == 1]
-        for r, k in zip(table, ranks, strict=True):
-            r.setdefault("ranks", {})[m] = k
-    scored = []
-    for r in table:
-        if r["requests"] and all(r["ranks"][m] is not None for m in OVERALL_METRICS):
-            r["rank_sum"] = sum(r["ranks"][m] for m in OVERALL_METRICS)
-            scored.append(r)
-        else:
-            r["rank_sum"] = None
-            r["place"] = None
-    scored.sort(key=lambda r: (r["rank_sum"], -(r["success_rate"] or 0), -r["requests"]))
-    for i, r in enumerate(scored, 1):
-        r["place"] = ORDINALS[i]
-    return {"by": by, "prompt_id": _p(params, "prompt_id") if by == "version" else None, "period": _period(src),
-            "items": table, "winners": winners, "overall_metrics": list(OVERALL_METRICS),
-            "winner": scored[0]["item"] if scored else None}
+    src.params = {**src.params, "items": items}
+    got = {r["item"]: r for r in aggregate(store, src, [(key, "item")], extra=SUCCESS_COLUMNS)}
+    table = [{"item": it, **success_row(got.get(it, _EMPTY))} for it in items]
+    samples = [win.Sample(it, r["requests"], r.get("successes", 0),
+                          sorted((float(_hist_value(k)), int(c)) for k, c in (got[it]["s_hist"] or {}).items())
+                          if it in got else [],
+                          clean(got[it]["s_cost_mean"]) if it in got else None,
+                          clean(got[it]["s_cost_var"]) if it in got else None)
+               for it, r in zip(items, table, strict=True)]
+    v = win.decide(samples, alpha)
+    winners = {m: _criterion_best(items, [t for t in v.tests if t.metric == m]) for m in win.CRITERIA}
+    return {"by": by, "prompt_id": prompt, "period": _period(src), "basis": BASIS,
+            "items": table, "criteria": list(win.CRITERIA), "alpha": alpha, "alpha_per_test": v.alpha_per_test,
+            "tests": [t.doc() for t in v.tests], "winners": winners, "winner": v.winner, "verdict": v.reason,
+            "more_calls_needed": v.more_calls, "method": COMPARE_METHOD}
+
+
+def _criterion_best(items: list[str], tests: list[Any]) -> str | None:
+    """The item significantly better than every other one on this criterion alone, else None."""
+    for it in items:
+        mine = [t for t in tests if it in (t.a, t.b)]
+        if mine and all(t.better == it for t in mine):
+            return it
+    return None
+
+
+def _hist_value(k: int) -> float:
+    """Python twin of promptpulse_hist_value (schemas/004_rollups.sql)."""
+    return 0.0 if k == 0 else 1.02 ** (k - 400) * 2 / 2.02
+
+
+COMPARE_METHOD = (
+    "Success rate is over all calls; latency, avg tokens and cost per request over successful calls only. Criteria "
+    "in order: success rate (two-proportion z-test; Fisher's exact test when an expected count is below 5), p95 "
+    "latency (exact bootstrap percentile interval of the p95 difference from the calls' log-bucket latency "
+    "histograms: significant when it excludes 0; differences within one 2% bucket are not resolvable), cost per "
+    "request (Welch's t-test). Each pairwise test runs at alpha / number of pairs (Bonferroni). a beats b when the "
+    "first criterion with a significant difference favours a and no earlier, not yet significant criterion points "
+    "to b; the winner beats every other item. Otherwise more_calls_needed = the extra calls (same proportions) at "
+    "which the rule would name a winner if the observed effects held (statistics grow with sqrt(n): a test turns "
+    "significant at f = (z_crit / z)^2 times the calls so far).")
 
 
 _EMPTY = {"requests": 0, "errors": 0, "success_rate": None, "error_rate": None, "avg_latency_ms": None,
           "latency_q": [], "input_tokens": 0, "output_tokens": 0, "avg_tokens": None, "total_cost_usd": 0,
-          "cost_per_request": None}
+          "cost_per_request": None, "s_calls": 0}
 
 
 # ------------------------------------------------------------------------------------------------- timeseries

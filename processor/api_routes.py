@@ -142,12 +142,14 @@ SCORE_SCHEMA = {
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/compare", "Compare 2-3 prompts (prompts=a,b) or versions of one prompt "
-          "(prompt_id=X&versions=1.0,2.0): requests, success rate, p50/p95/p99, avg tokens, cost per request, total "
-          "cost, the winner per metric and overall (lowest sum of ranks on success rate, p95, avg tokens, cost per "
-          "request)", _get(an.compare),
+          "(prompt_id=X&versions=1.0,2.0): requests and success rate over all calls; p50/p95/p99, avg tokens and cost "
+          "per request over successful calls; significance tests per pair and a winner only when the differences "
+          "are significant (else how many more calls are needed). " + an.COMPARE_METHOD, _get(an.compare),
           (Param("prompts", "2-3 prompt names, comma-separated"),
-           Param("versions", "2-3 versions of prompt_id, comma-separated"), *RANGE, *FILTER_PARAMS),
-          responses={"200": "comparison", **ERR}),
+           Param("versions", "2-3 versions of prompt_id, comma-separated"),
+           Param("alpha", "significance level (split over the pairs)", "number", default=0.05), *RANGE,
+           *FILTER_PARAMS),
+          responses={"200": "comparison", "404": "unknown prompt or version (JSON: {error} naming it)", **ERR}),
     Route("GET", "/api/timeseries", "A metric over time from the rollup that fits the interval (1m rollup below an "
           "hour, 1h rollup from an hour up); empty buckets are 0 for counts and null for rates",
           _get(an.timeseries),
@@ -260,6 +262,8 @@ def dispatch(h: Any, method: str, path: str, query: str) -> bool:
                 h._send(200, doc)
     except an.BadRequest as e:
         h._send(400, {"error": str(e), "path": path})
+    except an.NotFound as e:
+        h._send(404, {"error": str(e), "path": path})
     except Exception as e:
         log.exception("%s %s failed", method, path)
         h._send(503, {"error": f"store: {str(e)[:500]}", "path": path})

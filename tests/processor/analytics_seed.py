@@ -77,3 +77,15 @@ def summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
 def close(a: float | None, b: float | None, rel: float = 0.025) -> bool:
     """Histogram percentiles: within the 2% bucket width (plus rounding)."""
     return a is not None and b is not None and abs(a - b) <= rel * abs(b) + 0.01
+
+
+def success_summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """summary() with latency, avg tokens and cost per request over the successful calls only (compare's basis);
+    counts, success rate and totals stay over all calls."""
+    s = summary(calls)
+    ok = summary([c for c in calls if not c["error"]])
+    n = ok["requests"]
+    s.update({k: ok[k] for k in ("p50", "p95", "p99", "avg_latency_ms", "avg_tokens")})
+    s["cost_per_request"] = float(ok["total_cost_usd"]) / n if n else None
+    s["successes"] = n
+    return s

@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import random
 import re
 import threading
@@ -21,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from analytics_seed import UTC, call, close, insert, summary
+from analytics_seed import UTC, call, close, insert, success_summary, summary
 
 pytest.importorskip("chdb")
 
@@ -122,8 +123,8 @@ def req(api: dict[str, Any], path: str, params: dict[str, Any] | None = None, *,
         return e.code, json.loads(e.read() or b"{}")
 
 
-def check_metrics(got: dict[str, Any], calls: list[dict[str, Any]]) -> None:
-    want = summary(calls)
+def check_metrics(got: dict[str, Any], calls: list[dict[str, Any]], *, success_basis: bool = False) -> None:
+    want = success_summary(calls) if success_basis else summary(calls)
     assert got["requests"] == want["requests"]
     assert got["errors"] == want["errors"]
     assert got["success_rate"] == pytest.approx(want["success_rate"], abs=1e-4)
@@ -143,24 +144,28 @@ def test_compare_prompts_with_winner(api: dict[str, Any]) -> None:
     assert list(items) == ["support", "summarize", "classify"]
     per = {p: [c for c in CALLS if c["prompt"] == p and in_range(c)] for p in items}
     for p, calls in per.items():
-        check_metrics(items[p], calls)
-    # the seed's ranking: lowest sum of ranks over success rate, p95, avg tokens and cost per request
-    s = {p: summary(c) for p, c in per.items()}
-
-    def rank(metric: str, higher: bool) -> dict[str, int]:
-        return {p: 1 + sum(1 for o in s if (s[o][metric] > s[p][metric] if higher else s[o][metric] < s[p][metric]))
-                for p in s}
-
-    ranks = [rank("success_rate", True), rank("p95", False), rank("avg_tokens", False),
-             rank("cost_per_request", False)]
-    total = {p: sum(r[p] for r in ranks) for p in s}
-    best = min(s, key=lambda p: (total[p], -s[p]["success_rate"], -s[p]["requests"]))
-    assert doc["winner"] == best == "classify"
-    assert items["classify"]["place"] == "1st"
-    assert doc["winners"]["cost_per_request"] == ["classify"]
-    assert doc["winners"]["requests"] == ["support"]
-    assert doc["winners"]["success_rate"] == [max(s, key=lambda p: s[p]["success_rate"])]
-    assert sorted(i["place"] for i in doc["items"]) == ["1st", "2nd", "3rd"]
+        check_metrics(items[p], calls, success_basis=True)
+        assert items[p]["successes"] == sum(1 for c in calls if not c["error"])
+    assert doc["basis"]["latency"] == doc["basis"]["cost_per_request"] == "successful calls"
+    assert doc["criteria"] == ["success_rate", "p95_latency_ms", "cost_per_request"]
+    assert doc["alpha"] == 0.05 and doc["alpha_per_test"] == pytest.approx(0.05 / 3)
+    assert len(doc["tests"]) == 3 * 3  # three pairs, three criteria
+    # classify: no errors (not yet significant against 8/260 and 6/60) and a p95 of ~400 ms against >= 1400
+    assert doc["winner"] == "classify" and doc["more_calls_needed"] is None
+    assert doc["verdict"].startswith("classify is better")
+    sr = {(t["a"], t["b"]): t for t in doc["tests"] if t["metric"] == "success_rate"}
+    assert not any(t["significant"] for t in sr.values())
+    assert sr[("summarize", "classify")]["test"] == "Fisher exact test"
+    # Fisher, 54/60 against 40/40 (6 failures): the tables no likelier than the observed one put 6, 1 or 0 of the
+    # failures in classify: (C(60,6) + C(60,1) C(40,5) + C(40,6)) / C(100,6) = 0.0783
+    c = math.comb
+    assert sr[("summarize", "classify")]["p_value"] == pytest.approx(
+        (c(60, 6) + 60 * c(40, 5) + c(40, 6)) / c(100, 6), rel=1e-9)
+    p95 = {(t["a"], t["b"]): t for t in doc["tests"] if t["metric"] == "p95_latency_ms"}
+    assert p95[("support", "classify")]["better"] == "classify"
+    assert p95[("summarize", "classify")]["better"] == "classify"
+    assert doc["winners"]["p95_latency_ms"] == "classify"
+    assert doc["winners"]["success_rate"] is None
 
 
 def test_compare_versions(api: dict[str, Any]) -> None:
@@ -169,8 +174,16 @@ def test_compare_versions(api: dict[str, Any]) -> None:
     assert doc["by"] == "version" and [i["item"] for i in doc["items"]] == ["1.0", "2.0"]
     for item in doc["items"]:
         check_metrics(item, [c for c in CALLS if c["prompt"] == "support" and c["version"] == item["item"]
-                             and in_range(c)])
-    assert doc["winner"] == "2.0"  # cheaper, faster, fewer tokens
+                             and in_range(c)], success_basis=True)
+    assert doc["period"]["resolution"] == "raw"
+    assert doc["winner"] == "2.0"  # success rates alike (6/180 vs 2/80 errors), p95 ~880 against ~1450 ms
+    (sr,) = [t for t in doc["tests"] if t["metric"] == "success_rate"]
+    n1, x1, n2, x2 = 180, 174, 80, 78
+    pool = (x1 + x2) / (n1 + n2)
+    z = (x1 / n1 - x2 / n2) / math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2))
+    assert sr["test"] == "Fisher exact test"  # 8 errors in all: the expected count in 2.0 is 2.5 < 5
+    assert sr["statistic"] == pytest.approx(z, rel=1e-9)
+    assert not sr["significant"]
 
 
 # ------------------------------------------------------------------------------------------------------- timeseries
@@ -412,8 +425,7 @@ def test_bad_parameters_get_400(api: dict[str, Any], path: str, params: dict[str
 
 def test_values_never_reach_sql_text(api: dict[str, Any]) -> None:
     code, doc = req(api, "/api/compare", {"prompts": "support' OR 1=1 --,summarize", **RANGE})
-    assert code == 200, doc
-    assert doc["items"][0]["requests"] == 0 and doc["items"][1]["requests"] == 60
+    assert code == 404 and "support' OR 1=1 --" in doc["error"], doc  # a name, looked up, not SQL
     code, doc = req(api, "/api/cohorts", {"by": "model", "prompt_id": "x') OR ('1'='1", **RANGE})
     assert code == 200 and doc["cohorts"] == []
 
