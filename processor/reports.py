@@ -7,8 +7,9 @@ top prompts by cost, alerts fired (alert_events), and recommendations:
 
 - the costliest prompt (its share of spend);
 - a prompt version that regressed: per prompt, the newest version (latest first call) with traffic this period
-  against the busiest older version over both periods — p95 latency or cost per request up >= 20%, or success rate
-  down >= 2 points (the seed's version-degradation rule);
+  against the busiest older version, both over both periods with /api/compare's method (latency and cost per request
+  over successful calls) — p95 latency or cost per request up >= 20%, or success rate down >= 2 points (the seed's
+  version-degradation rule), and only where compare's test finds that difference significant;
 - a prompt whose tokens per call grew >= 20% over the previous period.
 
 Numbers come from the hourly rollup (periods are whole days) through processor/analytics.py, the same SQL as the
@@ -208,23 +209,32 @@ def version_regressions(store: Any, start: dt.datetime, end: dt.datetime,
         if not older:
             continue
         _, base_v = max(older)
-        new, base = cur[(prompt, newest)], both[(prompt, base_v)]
+        # the API's comparison over both periods: latency and cost over successful calls, and a regression only
+        # when it is large enough to matter *and* significant (the tests of /api/compare)
+        cmp = an.compare(store, {"prompt_id": prompt, "versions": f"{base_v},{newest}", "start": pstart.isoformat(),
+                                 "end": end.isoformat()})
+        base, new = cmp["items"]
+        worse = {t["metric"]: t for t in cmp["tests"] if t["significant"] and t["better"] == base_v}
         found = []
         for m, label in (("p95_latency_ms", "p95 latency"), ("cost_per_request", "cost per request")):
             c = change(new[m], base[m])
-            if c is not None and c >= REGRESSION_PCT:
-                found.append({"metric": m, "value": new[m], "baseline": base[m], "change_pct": c, "label": label})
+            if c is not None and c >= REGRESSION_PCT and m in worse:
+                found.append({"metric": m, "value": new[m], "baseline": base[m], "change_pct": c, "label": label,
+                              "test": worse[m]["test"], "p_value": worse[m]["p_value"]})
         if new["success_rate"] is not None and base["success_rate"] is not None \
-                and base["success_rate"] - new["success_rate"] >= SUCCESS_DROP_PTS:
+                and base["success_rate"] - new["success_rate"] >= SUCCESS_DROP_PTS and "success_rate" in worse:
             found.append({"metric": "success_rate", "value": new["success_rate"], "baseline": base["success_rate"],
                           "change_pts": round(new["success_rate"] - base["success_rate"], 4),
-                          "label": "success rate"})
+                          "label": "success rate", "test": worse["success_rate"]["test"],
+                          "p_value": worse["success_rate"]["p_value"]})
         if found:
             what = ", ".join(f"{f['label']} {_delta(f)}" for f in found)
             out.append({"kind": "version_regression", "prompt": prompt, "version": newest,
                         "baseline_version": base_v, "regressions": [{k: v for k, v in f.items() if k != "label"}
                                                                     for f in found],
-                        "message": f"'{prompt}' v{newest} regressed against v{base_v}: {what}. Compare them "
+                        "alpha": cmp["alpha_per_test"],
+                        "message": f"'{prompt}' v{newest} regressed against v{base_v}: {what} (significant at "
+                                   f"alpha {cmp['alpha_per_test']:g}). Compare them "
                                    f"(/api/compare?prompt_id={prompt}&versions={base_v},{newest}) and consider "
                                    "rolling back."})
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -112,6 +113,11 @@ def test_recommendations(report: dict[str, Any]) -> None:
     assert (reg["prompt"], reg["version"], reg["baseline_version"]) == ("support", "2.0", "1.0")
     lat = next(r for r in reg["regressions"] if r["metric"] == "p95_latency_ms")
     assert lat["change_pct"] > 20
+    # judged like /api/compare: significant, latency over successful calls (v1.0's one failure left out)
+    assert lat["test"] == "exact bootstrap of the quantile difference" and lat["p_value"] < reg["alpha"] == 0.05
+    ok_v1 = [c["latency_ms"] for c in CALLS if c["prompt"] == "support" and c["version"] == "1.0" and not c["error"]]
+    assert close(lat["baseline"], sorted(ok_v1)[math.ceil(0.95 * len(ok_v1)) - 1])
+    assert {r["metric"] for r in reg["regressions"]} == {"p95_latency_ms"}  # 1 error in 40: no success regression
     assert recs["tokens_growth"]["prompt"] == "summarize"
     assert recs["tokens_growth"]["change_pct"] == pytest.approx(50.0)
     assert recs["tokens_growth"]["avg_tokens"] == 180 and recs["tokens_growth"]["previous_avg_tokens"] == 120
