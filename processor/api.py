@@ -14,10 +14,10 @@ import re
 import ssl
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .http_limits import GuardedHandler, GuardedServer, HTTPError, Limits
 from .store._connect import QUERY_SETTINGS
 
 log = logging.getLogger(__name__)
@@ -193,8 +193,7 @@ def prometheus(service: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(GuardedHandler):
     server_version = "promptpulse"
     service: Any
 
@@ -206,6 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -262,10 +263,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
             return self._send(404, {"error": "not found"})
         try:
-            n = int(self.headers.get("Content-Length") or 0)
-            if n > 1 << 20:
-                return self._send(413, {"error": "query too large"})
-            doc = json.loads(self.rfile.read(n) or b"{}")
+            raw = self.read_body(1 << 20, length_required=False)
+        except HTTPError as e:  # bad framing, over 1 MiB, deadline: answer and close
+            self.close_connection = True
+            return self._send(e.status, {"error": "query too large" if e.status == 413 else e.message})
+        try:
+            doc = json.loads(raw or b"{}")
             sql = doc["sql"]
             t0 = time.perf_counter()
             cols, rows = run_read_only(self.service.get_store(), sql)
@@ -276,14 +279,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"columns": cols, "rows": rows, "elapsed_ms": round((time.perf_counter() - t0) * 1e3, 2)})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(GuardedServer):
+    pass
 
 
-def make_server(host: str, port: int, service: Any, *, tls: tuple[str, str] | None = None) -> ThreadingHTTPServer:
-    srv = _Server((host, port), type("APIHandler", (_Handler,), {"service": service}))
+def make_server(host: str, port: int, service: Any, *, tls: tuple[str, str] | None = None,
+                limits: Limits | None = None) -> GuardedServer:
+    """``limits``: default from ``service.settings`` (the http_* settings) when it has them."""
+    limits = limits or Limits.from_settings(getattr(service, "settings", None))
+    ctx = None
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*tls)
-        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    return srv
+    return _Server((host, port), type("APIHandler", (_Handler,), {"service": service}), limits=limits,
+                   ssl_context=ctx)

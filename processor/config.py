@@ -39,6 +39,11 @@ class Settings:
     spool_segment_bytes: int = 64 * 1024 * 1024
     spool_fsync: bool = True
     retry_after_s: int = 2
+    # HTTP servers (OTLP/HTTP and API; docs/PROCESSOR.md "HTTP edges"): total deadlines, not per recv; 408 on expiry
+    http_header_timeout_s: float = 10.0  # from accept / first byte of a request to the end of its headers
+    http_body_timeout_s: float = 60.0  # the whole body (32 MiB needs >= 0.6 MB/s)
+    http_idle_timeout_s: float = 60.0  # a kept-alive connection waiting for its next request is closed after
+    http_max_connections: int = 1024  # open connections per server (a thread each); beyond: 503 + Retry-After
     grpc_workers: int = 8
     apply_schema: bool = True
     # The [alerts] table of the TOML file, as read (rules, channels, interval_s): processor/alerts/rules.py.

@@ -14,19 +14,18 @@ dependency is needed.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import ssl
 import threading
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from .. import http_limits
+from ..http_limits import GuardedHandler, GuardedServer, HTTPError, Limits
 from ..writer import QueueFull, StoreUnavailable, Writer
 from . import decode, engine_decode
 
@@ -53,10 +52,11 @@ class Ingest:
                 self.counters[k] += v
 
     def authorized(self, header: str | None) -> bool:
+        """``Bearer <token>`` with the scheme in any case (RFC 9110 §11.1), OWS tolerated; the token compared in
+        constant time. Also the gRPC ``authorization`` metadata."""
         if not self.auth_token:
             return True
-        expected = ("Bearer " + self.auth_token).encode()
-        ok = hmac.compare_digest((header or "").encode("utf-8", "replace"), expected)
+        ok = http_limits.token_matches(http_limits.bearer_token(header), self.auth_token)
         if not ok:
             self.count(unauthorized=1)
         return ok
@@ -94,8 +94,11 @@ def response_for(res: decode.DecodeResult) -> ExportTraceServiceResponse:
     return out
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+# google.rpc.Code for the framing answers of http_limits
+_GRPC_CODE = {400: 3, 408: 4, 411: 3, 413: 8, 501: 12}
+
+
+class _Handler(GuardedHandler):
     server_version = "promptpulse"
     ingest: Ingest
     max_body: int
@@ -124,13 +127,16 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {**(headers or {}), "Connection": "close"}
         self._send(code, body, ctype, headers)
 
+    def _count_refusal(self, e: HTTPError) -> None:
+        if e.status == 400:  # requests_bad_total counts malformed requests, as for undecodable bodies
+            self.ingest.count(requests=1, bad_requests=1)
+
     def do_GET(self) -> None:
         self._status(405 if self.path.split("?")[0] == "/v1/traces" else 404, 12, "use POST /v1/traces", PROTOBUF)
 
     def do_POST(self) -> None:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         rtype = JSON if ctype == JSON else PROTOBUF
-        length_h = self.headers.get("Content-Length")
         if self.path.split("?")[0] != "/v1/traces":
             return self._status(404, 5, "not found; OTLP traces go to /v1/traces", rtype, drain=True)
         if not self.ingest.authorized(self.headers.get("Authorization")):
@@ -142,34 +148,24 @@ class _Handler(BaseHTTPRequestHandler):
         enc = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         if enc not in ("identity", "gzip"):
             return self._status(415, 3, f"unsupported content encoding {enc!r}", rtype, drain=True)
-        if length_h is None:
-            return self._status(411, 3, "Content-Length required", rtype, drain=True)
         try:
-            length = int(length_h)
-        except ValueError:
-            return self._status(400, 3, "bad Content-Length", rtype, drain=True)
-        if length > self.max_body:
-            if length <= 4 * self.max_body:  # read it away so the client sees the 413 instead of a broken pipe
-                left = length
-                while left > 0:
-                    chunk = self.rfile.read(min(left, 1 << 20))
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-            return self._status(413, 8, f"body over {self.max_body} bytes", rtype, drain=True)
-        body = self.rfile.read(length)
+            body = self.read_body(self.max_body)
+        except HTTPError as e:  # framing not trusted any more: answer and close
+            self._count_refusal(e)
+            return self._status(e.status, _GRPC_CODE.get(e.status, 3), e.message, rtype, drain=True)
         if enc == "gzip":
             try:
-                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                body = d.decompress(body, self.max_body + 1)
-                if len(body) > self.max_body or d.unconsumed_tail:
-                    return self._status(413, 8, f"decompressed body over {self.max_body} bytes", rtype)
-            except zlib.error as e:
-                return self._status(400, 3, f"bad gzip body: {e}", rtype)
+                body = http_limits.gunzip(body, self.max_body)
+            except HTTPError as e:  # the body was read whole: the connection stays usable
+                self._count_refusal(e)
+                return self._status(e.status, _GRPC_CODE.get(e.status, 3), e.message, rtype)
         try:
             res = self.ingest.export(body, is_json=ctype == JSON)
         except decode.DecodeError as e:
             return self._status(400, 3, str(e)[:1000], rtype)
+        except RecursionError:  # belt and braces: decode turns deep nesting into DecodeError itself
+            self.ingest.count(requests=1, bad_requests=1)
+            return self._status(400, 3, "malformed body: nested too deeply", rtype)
         except QueueFull:
             return self._status(429, 8, "queue full, retry later", rtype,
                                 {"Retry-After": str(self.ingest.retry_after_s)})
@@ -189,17 +185,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, resp.SerializeToString(), PROTOBUF)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class _Server(GuardedServer):
+    pass
 
 
 def make_server(host: str, port: int, ingest: Ingest, *, max_body_bytes: int,
-                tls: tuple[str, str] | None = None) -> ThreadingHTTPServer:
+                tls: tuple[str, str] | None = None, limits: Limits | None = None) -> GuardedServer:
+    """``limits`` (timeouts, max_connections): Limits.from_settings(settings); default: the Settings defaults."""
+    limits = limits or Limits(retry_after_s=ingest.retry_after_s)
     handler = type("OTLPHandler", (_Handler,), {"ingest": ingest, "max_body": max_body_bytes})
-    srv = _Server((host, port), handler)
+    ctx = None
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*tls)
-        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    return srv
+    st = status_pb2.Status(code=14, message="connection limit reached, retry later").SerializeToString()
+    return _Server((host, port), handler, limits=limits, ssl_context=ctx,
+                   busy=http_limits.busy_response(limits.retry_after_s, st, PROTOBUF))
