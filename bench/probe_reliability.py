@@ -37,6 +37,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ingest import make_spans
 
+from promptpulse.processor.receiver import decode, engine_decode
 from promptpulse.testing.otlp_mutants import mutants, otlp_json
 
 BIN = str(Path(sys.executable).with_name("promptpulse"))
@@ -143,11 +144,22 @@ def malformed(tmp: Path, n_http: int, n_grpc: int, seed: int) -> str:
     answers: Counter[str] = Counter()
     channel = grpc.insecure_channel(f"127.0.0.1:{s.grpc}")
     ids: list[str] = []
+    seen: set[bytes] = set()
+    expired = 0  # accepted spans (not resent) whose start time is before the retention window
+    horizon = (time.time() - 14 * 86400) * 1e9
     for i, (kind, body) in enumerate(todo):
         if kind == "grpc":
-            answers[f"grpc {_grpc(channel, body)}"] += 1
+            answer = _grpc(channel, body)
+            ok = answer == "OK"
+            answers[f"grpc {answer}"] += 1
         else:
-            answers[f"{kind} {s.post(body, 'application/json' if kind == 'json' else 'application/x-protobuf')}"] += 1
+            code = s.post(body, "application/json" if kind == "json" else "application/x-protobuf")
+            ok = code == 200
+            answers[f"{kind} {code}"] += 1
+        if ok and body not in seen:
+            seen.add(body)
+            res = decode.decode_json(body) if kind == "json" else engine_decode.decode_protobuf(body)
+            expired += sum(1 for row in res.rows if row[0] < horizon)
         if i % 50 == 49:
             vb, vids = _unique(seed * 1000 + i, 8)
             ids += vids
@@ -158,7 +170,8 @@ def malformed(tmp: Path, n_http: int, n_grpc: int, seed: int) -> str:
     s.stop()
     return (f"malformed: {len(todo)} requests ({sum(v for k, v in answers.items() if k.startswith('grpc'))} gRPC); "
             f"answers {dict(sorted(answers.items()))}; spans accepted {m['promptpulse_spans_accepted_total']:.0f}, "
-            f"stored {stored}, resends not stored again {m['promptpulse_duplicate_spans_total']:.0f}, "
+            f"stored {stored}, {expired} older than the 14-day retention (the TTL drops them on merge), resends not "
+            f"stored again {m['promptpulse_duplicate_spans_total']:.0f}, "
             f"dead-lettered {m['promptpulse_deadletter_spans_total']:.0f}; valid spans after them lost "
             f"{len(ids) - found} of {len(ids)}")
 
