@@ -165,8 +165,11 @@ class _Reaper:
             for c in due:
                 c.expired = True
                 c.deadline = math.inf
-                try:  # the C-level shutdown: SSLSocket.shutdown would drop the TLS layer and a 408 could not be sent
-                    socket.socket.shutdown(c.sock, socket.SHUT_RD)
+                # The C-level shutdown (SSLSocket.shutdown would unwrap first). Plain TCP: the read side only, so a
+                # 408 can still be written; TLS: both, OpenSSL 3 treats the EOF as fatal and nothing can be written.
+                how = socket.SHUT_RDWR if isinstance(c.sock, ssl.SSLSocket) else socket.SHUT_RD
+                try:
+                    socket.socket.shutdown(c.sock, how)
                 except OSError:
                     pass
 
@@ -322,6 +325,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def _timed_out(self, what: str) -> None:
         self.close_connection = True
+        if self.server.ssl_context is not None:  # the reaper closed both directions: no answer possible
+            return
         if not hasattr(self, "requestline"):  # cut inside the request line: parse_request never ran
             self.command, self.requestline = None, ""
             self.request_version = "HTTP/1.1"  # the HTTP/0.9 default would make send_error write nothing

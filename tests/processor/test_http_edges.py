@@ -481,3 +481,54 @@ def test_api_stalled_connections_are_closed(api: Any) -> None:
             s.close()
     _wait(lambda: threading.active_count() <= base, 3)
     assert send(api.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+
+
+# --- TLS ------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def tls_receiver(tmp_path: Any) -> Iterator[tuple[Any, Any]]:
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl CLI to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    store = FakeStore()
+    writer = Writer(Spool(tmp_path / "spool", fsync=False), lambda: store, batch_max_age_s=0.02)
+    writer.start()
+    srv = otlp_http.make_server("127.0.0.1", 0, otlp_http.Ingest(writer, auth_token=TOKEN), max_body_bytes=MAX,
+                                tls=(str(cert), str(key)), limits=FAST)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield SimpleNamespace(port=srv.server_address[1], store=store, srv=srv), cert
+    srv.shutdown()
+    srv.server_close()
+    writer.stop(timeout=2)
+
+
+def test_tls_handshake_stall_does_not_block_others(tls_receiver: tuple[Any, Any]) -> None:
+    import ssl
+
+    r, cert = tls_receiver
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.check_hostname = False
+    silent = socket.create_connection(("127.0.0.1", r.port), timeout=5)  # TCP only: no ClientHello
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", r.port), timeout=5)) as s:
+        s.sendall(request(otlp_body(5)))
+        assert read_response(s)[0] == 200
+    assert time.monotonic() - t0 < 0.8  # served while the silent handshake is still pending
+    _wait(lambda: len(r.store.rows) == 5)
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", r.port), timeout=5)) as s:
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\n")  # stalls inside the headers, over TLS: closed, no 408
+        t0 = time.monotonic()
+        try:
+            got = _closed_by_server(s)
+        except ssl.SSLError:
+            got = b""
+        assert got == b"" and time.monotonic() - t0 < 2.5
+    assert _closed_by_server(silent) == b""
+    silent.close()
+    _wait(lambda: r.srv.active == 0)
