@@ -1,8 +1,9 @@
 """Which of 2-3 prompts or versions is better, and only when the data says so (pure: per-item samples in, tests and
 a verdict out). Used by /api/compare, the reports and the demo; the method is written down in docs/API.md.
 
-Criteria, in order: success rate (higher), p95 latency of successful calls (lower), cost per successful call
-(lower). Every pair of items is tested on each criterion at alpha / (number of pairs) (Bonferroni). Item a beats b
+Criteria, in order: success rate (higher), p95 latency of successful calls (lower; tested from 20 successful calls
+a side), cost per successful call (lower). Every pair of items is tested on each criterion at alpha / (number of
+pairs) (Bonferroni). Item a beats b
 when the first criterion with a significant difference favours a, and no earlier criterion that is not yet
 significant points the other way (a version that looks less reliable is never crowned for being faster or cheaper
 while the success-rate question is open). The winner beats every other item; otherwise there is none, and
@@ -22,6 +23,9 @@ from typing import Any
 from . import stats
 
 ALPHA = 0.05
+# Below 20 calls the nearest-rank p95 is the sample maximum, whose bootstrap distribution is degenerate (~63% of it
+# on the observed maximum): too narrow an interval. Fewer successful calls on a side: p95 is not tested.
+P95_MIN_CALLS = 20
 CRITERIA = ("success_rate", "p95_latency_ms", "cost_per_request")
 HIGHER_IS_BETTER = {"success_rate": True, "p95_latency_ms": False, "cost_per_request": False}
 
@@ -44,6 +48,7 @@ class Test:
     result: stats.Result | None  # None: not testable (no successful calls on a side)
     significant: bool
     better: str | None  # the significantly better item
+    min_factor: float = 1.0  # the sample must grow this much before the test may be applied (projections)
 
     def direction(self) -> int:
         """+1 when a looks better, -1 when b does, 0 when neither (or untested)."""
@@ -55,6 +60,7 @@ class Test:
     def doc(self) -> dict[str, Any]:
         r = self.result
         return {"a": self.a, "b": self.b, "metric": self.metric, "test": r.test if r else None,
+                "applicable": self.min_factor <= 1,
                 "statistic": _f(r.statistic) if r else None, "p_value": _f(r.p_value) if r else None,
                 "difference": _f(r.difference) if r else None,
                 "interval": [_f(x) for x in r.interval] if r and r.interval else None,
@@ -73,6 +79,10 @@ def pair_tests(a: Sample, b: Sample, alpha: float) -> list[Test]:
             r = stats.success_rate_test(a.successes, a.calls, b.successes, b.calls)
         elif m == "p95_latency_ms" and a.latency_hist and b.latency_hist:
             r = stats.quantile_difference(a.latency_hist, b.latency_hist, 0.95, alpha)
+            low = min(a.successes, b.successes)
+            if low < P95_MIN_CALLS:
+                out.append(Test(a.item, b.item, m, r, False, None, P95_MIN_CALLS / low))
+                continue
         elif m == "cost_per_request" and a.successes >= 2 and b.successes >= 2 and a.cost_mean is not None \
                 and b.cost_mean is not None:
             r = stats.welch_t(a.successes, a.cost_mean, a.cost_var or 0.0, b.successes, b.cost_mean,
@@ -130,12 +140,14 @@ def decide(samples: Sequence[Sample], alpha: float = ALPHA) -> Verdict:
     if w is not None:
         return Verdict(samples[w].item, tests, a_test, None, _why(samples[w].item, by_pair))
     # project: every statistic grows with sqrt(f); try the factors at which some test turns significant
-    factors = sorted({f for t in tests if t.result is not None and not t.significant
-                      and (f := stats.scale_to_significance(t.result.z, a_test)) is not None and f > 1})
+    factors = sorted({g for t in tests if t.result is not None and not t.significant
+                      and (f := stats.scale_to_significance(t.result.z, a_test)) is not None
+                      and (g := max(f, t.min_factor)) > 1})
     total = sum(s.calls for s in samples)
     zc = stats.z_crit(a_test) * (1 - 1e-9)  # f was solved for equality: do not lose it to rounding
     for f in factors:
-        sig = {k: [t.significant or (t.result is not None and abs(t.result.z) * math.sqrt(f) >= zc) for t in ts]
+        sig = {k: [t.significant or (t.result is not None and f >= t.min_factor * (1 - 1e-9)
+                                     and abs(t.result.z) * math.sqrt(f) >= zc) for t in ts]
                for k, ts in by_pair.items()}
         if _winner(samples, by_pair, sig) is not None:
             n = max(1, math.ceil((f - 1) * total))

@@ -1,5 +1,6 @@
 """The demo's closing overview, queried from the store: per-prompt KPIs (from the 1-minute rollups, percentiles from
-the merged latency histograms), the version comparison with its winner, the alerts that fired.
+the merged latency histograms), the version comparison with its winner (/api/compare's method), the alerts that
+fired.
 
 Numbers are printed so that they can be checked against the store exactly: counts as integers, costs in USD with 6
 decimals (``format_usd``: the stored Decimal sum, rounded half-even), latencies in whole milliseconds.
@@ -115,7 +116,7 @@ class VersionRow:
 @dataclass
 class Winner:
     version: str
-    points: dict[str, str]  # metric -> best version ("" = too close to call)
+    points: dict[str, str]  # criterion -> significantly best version ("" = none)
     note: str
 
 
@@ -179,29 +180,18 @@ def query_versions(store: Any, params: dict[str, Any]) -> dict[str, list[Version
     return {k: v for k, v in out.items() if len(v) > 1}
 
 
-def pick_winner(rows: Sequence[VersionRow], *, rel_margin: float = 0.05, success_margin_pp: float = 0.5) -> Winner:
-    """The version that wins most of: p95 latency (lower), cost per call (lower), success rate (higher).
+def pick_winner(store: Any, prompt: str, rows: Sequence[VersionRow], params: dict[str, Any]) -> Winner:
+    """The version /api/compare crowns (success rate first, then p95 latency and cost per successful call; named
+    only when the difference is significant), over the demo's window. More than 3 versions: the 3 busiest."""
+    from .. import analytics as an
 
-    A metric counts only when the best version beats the runner-up clearly (latency and cost by more than
-    ``rel_margin``, success by more than ``success_margin_pp`` percentage points). Ties on points go to the cheaper
-    version per call."""
-    points: dict[str, str] = {}
-
-    def best(metric: str, key: Any, higher: bool, clear: Any) -> None:
-        ranked = sorted((r for r in rows if key(r) is not None), key=key, reverse=higher)
-        if len(ranked) >= 2 and clear(key(ranked[0]), key(ranked[1])):
-            points[metric] = ranked[0].version
-        else:
-            points[metric] = ""
-
-    best("latency", lambda r: r.p95, False, lambda a, b: a < b * (1 - rel_margin))
-    best("cost", lambda r: r.cost_per_call, False, lambda a, b: a < b * Decimal(str(1 - rel_margin)))
-    best("success", lambda r: r.success_pct, True, lambda a, b: a - b > success_margin_pp)
-    tally = {r.version: sum(1 for v in points.values() if v == r.version) for r in rows}
-    winner = sorted(rows, key=lambda r: (-tally[r.version], r.cost_per_call, r.version))[0]
-    won = [m for m, v in points.items() if v == winner.version]
-    note = ("wins on " + ", ".join(won)) if won else "no clear difference; cheapest per call"
-    return Winner(winner.version, points, note)
+    versions = [r.version for r in sorted(rows, key=lambda r: (-r.requests, r.version))[:an.COMPARE_MAX]]
+    start = params["start"].replace(tzinfo=dt.timezone.utc)
+    end = params["end"].replace(tzinfo=dt.timezone.utc, second=0, microsecond=0) + dt.timedelta(minutes=1)
+    doc = an.compare(store, {"prompt_id": prompt, "versions": ",".join(versions), "service": params["service"],
+                             "start": start.isoformat(), "end": end.isoformat()})
+    points = {m.replace("_ms", "").replace("_", " "): v or "" for m, v in doc["winners"].items()}
+    return Winner(doc["winner"] or "none", points, doc["verdict"])
 
 
 def build(store: Any, *, service: str, start: dt.datetime, end: dt.datetime, traffic_seconds: float,
@@ -209,7 +199,7 @@ def build(store: Any, *, service: str, start: dt.datetime, end: dt.datetime, tra
     params = window_params(service, start, end)
     prompts, total = query_kpis(store, params)
     versions = query_versions(store, params)
-    winners = {p: pick_winner(rows) for p, rows in versions.items()}
+    winners = {p: pick_winner(store, p, rows, params) for p, rows in versions.items()}
     return Overview(prompts, total, versions, winners, alerts, alerts_at, alerts_source, traffic_seconds)
 
 
@@ -254,7 +244,8 @@ def render(ov: Overview, *, color: bool = False) -> str:
         cats = ", ".join(f"{c} {n}" for c, n in sorted(ov.total.errors_by_category.items(), key=lambda x: -x[1]))
         out.append(f"  failed calls by error category: {cats}.")
     out.append("")
-    out.append(bold("Prompt versions") + "  (winner: most of lower p95, lower cost per call, higher success)")
+    out.append(bold("Prompt versions") + "  (winner as /api/compare names it: success rate first, then p95 latency and"
+               " cost per successful call; only when significant at alpha 0.05)")
     for prompt, vrows in ov.versions.items():
         headers = ("version", "requests", "success", "p50", "p95", "out_tok_per_call", "usd_per_call", "cost_usd",
                    "quality")
@@ -267,7 +258,7 @@ def render(ov: Overview, *, color: bool = False) -> str:
         out.append(f"  {prompt}")
         out.extend(_table(headers, rows, {1, 2, 3, 4, 5, 6, 7}, indent="    "))
         w = ov.winners[prompt]
-        detail = ", ".join(f"{m}: {v or 'tie'}" for m, v in w.points.items())
+        detail = ", ".join(f"{m}: {v or 'no clear winner'}" for m, v in w.points.items())
         out.append(f"    winner {prompt} {w.version} ({w.note}; {detail})")
     if not ov.versions:
         out.append("  (no prompt had more than one version)")

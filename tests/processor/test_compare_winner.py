@@ -274,3 +274,15 @@ def test_unknown_names_are_404_and_an_empty_range_is_null(api: str) -> None:
         assert empty[k] is None, k
     assert doc["winner"] is None and doc["more_calls_needed"] is None
     assert doc["verdict"] == "no clear winner: no calls for 0 in the range"
+
+
+def test_p95_needs_20_successful_calls_a_side() -> None:
+    # 12 calls: the nearest-rank p95 is the maximum, whose bootstrap is degenerate; the test is not applied
+    small = win.decide([win.Sample("a", 12, 12, [(1000.0, 12)], 0.001, 0.0),
+                        win.Sample("b", 45, 45, [(200.0, 45)], 0.001, 0.0)])
+    (p95,) = [t for t in small.tests if t.metric == "p95_latency_ms"]
+    assert not p95.significant and not p95.doc()["applicable"] and small.winner is None
+    assert small.more_calls == math.ceil((20 / 12 - 1) * 57)  # the projection waits for the 20th call of a
+    big = win.decide([win.Sample("a", 20, 20, [(1000.0, 20)], 0.001, 0.0),
+                      win.Sample("b", 45, 45, [(200.0, 45)], 0.001, 0.0)])
+    assert big.winner == "b"
