@@ -431,14 +431,15 @@ def test_write_to_closed_connection_logs_one_line(recv: Receiver, monkeypatch: p
 # --- the API server -------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def api() -> Iterator[Any]:
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     seen: list[str] = []
 
-    def query(sql: str, *_a: Any) -> Any:
+    def run_read_only(_store: Any, sql: str) -> tuple[list[str], list[tuple]]:  # the SQL guard is not tested here
         seen.append(sql)
-        return SimpleNamespace(column_names=["x"], rows=[(1,)])
+        return ["x"], [(1,)]
 
-    store = SimpleNamespace(query=query)
+    monkeypatch.setattr(api_mod, "run_read_only", run_read_only)
+    store = SimpleNamespace()
     ingest = otlp_http.Ingest(SimpleNamespace(), auth_token=TOKEN)  # type: ignore[arg-type]
     svc = SimpleNamespace(get_store=lambda: store, ingest=ingest, settings=None)
     srv = api_mod.make_server("127.0.0.1", 0, svc, limits=Limits(header_timeout_s=1, body_timeout_s=1,
