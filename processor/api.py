@@ -18,11 +18,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .http_limits import GuardedHandler, GuardedServer, HTTPError, Limits
-from .store._connect import QUERY_SETTINGS
 
 log = logging.getLogger(__name__)
 
-_READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN)\b", re.IGNORECASE)
+# a quick pre-check of the statement's first keyword (after comments, parentheses); sql_guard is the check
+_READ_ONLY = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN)\b",
+                        re.IGNORECASE | re.DOTALL)
 FILTERS = {"version": "prompt_version", "service": "service", "environment": "environment"}
 
 
@@ -97,22 +98,19 @@ def get_metrics(store: Any, params: dict[str, str]) -> dict[str, Any]:
 
 
 def check_read_only(sql: str) -> str:
-    s = sql.strip().rstrip(";").strip()
+    """Quick store-less pre-check (the CLI fails early with it); the guard itself needs the engine's parser."""
+    s = sql.strip()
     if not _READ_ONLY.match(s):
         raise ValueError("only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN statements are allowed")
-    if ";" in re.sub(r"'(?:[^'\\]|\\.)*'", "", s):
-        raise ValueError("one statement at a time")
     return s
 
 
 def run_read_only(store: Any, sql: str) -> tuple[list[str], list[tuple]]:
-    s = check_read_only(sql)
-    client = getattr(store, "_client", None)
-    if client is not None:
-        r = client.query(s, settings={**QUERY_SETTINGS, "readonly": 2})
-        return list(r.column_names), [tuple(x) for x in r.result_rows]
-    r = store.query(s)
-    return list(r.column_names), list(r.rows)
+    """One statement checked by processor/sql_guard.py (the engine's parser, whitelists), run with readonly = 1
+    and the guard's limits; sql_guard.QueryRefused (a ValueError) names what was refused."""
+    from . import sql_guard
+
+    return sql_guard.run(store, sql)
 
 
 def _json_default(o: Any) -> Any:
