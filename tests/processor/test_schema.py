@@ -181,3 +181,16 @@ def test_distributed_llm_calls_is_created_with_its_sharding_key(tmp_path, key: s
         assert "ERROR" in out and "Missing columns: 'trace_id'" in out, out
     else:
         assert out.startswith("CREATED") and f"Distributed('main', 'obs', 'llm_calls_local', {key})" in out, out
+
+
+def test_metrics_and_logs_tables_are_the_collector_exporters_and_shard_on_a_cluster() -> None:
+    tables = ("otel_metrics_sum", "otel_metrics_gauge", "otel_metrics_histogram",
+              "otel_metrics_exponential_histogram", "otel_metrics_summary", "otel_logs")
+    single = schema.print_schema(schema.SchemaOptions(database="obs", ttl_raw_days=3))
+    for table in tables:
+        assert f"CREATE TABLE IF NOT EXISTS `obs`.{table} \n" in single
+    assert single.count("toIntervalDay(3)") == 1 + len(tables)  # retention of the raw spans
+    text = schema.print_schema(schema.SchemaOptions(database="obs", cluster="main"))
+    for table in tables:
+        assert f"CREATE TABLE IF NOT EXISTS `obs`.{table}_local ON CLUSTER `main`" in text
+        assert f"ENGINE = Distributed('main', 'obs', '{table}_local', rand())" in text
