@@ -61,6 +61,20 @@ def make_spans(n: int, seed: int) -> list:
     return list(exp.get_finished_spans())
 
 
+def _bytes_per_row(data_dir: Path) -> dict[str, float]:
+    """Compressed bytes per row of otel_traces and llm_calls, read from the data dir once serve has stopped
+    (system.parts is not among the tables /api/query may read)."""
+    from promptpulse.processor.store.embedded import EmbeddedStore
+
+    store = EmbeddedStore(str(data_dir))
+    try:
+        rows = store.query("SELECT table, sum(rows), sum(data_compressed_bytes) FROM system.parts WHERE active AND "
+                           "database = currentDatabase() AND table IN ('otel_traces', 'llm_calls') GROUP BY table").rows
+    finally:
+        store.close()
+    return {r[0]: round(int(r[2]) / max(int(r[1]), 1), 1) for r in rows}
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,10 +158,6 @@ def main() -> None:
     while count() < total:
         time.sleep(0.05)
     t_q = time.perf_counter() - t0
-    req = urllib.request.Request(api + "/api/query", json.dumps({"sql": (
-        "SELECT table, sum(rows), sum(data_compressed_bytes) FROM system.parts WHERE active AND database = "
-        "currentDatabase() AND table IN ('otel_traces', 'llm_calls') GROUP BY table")}).encode(), method="POST")
-    storage = {r[0]: round(int(r[2]) / max(int(r[1]), 1), 1) for r in json.load(urllib.request.urlopen(req))["rows"]}
     rss = 0
     with open(f"/proc/{proc.pid}/status") as fh:
         for line in fh:
@@ -158,6 +168,7 @@ def main() -> None:
         spy.wait(30)
     proc.terminate()
     proc.wait(60)
+    storage = _bytes_per_row(tmp / "data")
     print(json.dumps({"spans": total, "requests": len(bodies), "clients": a.clients, "fsync": not a.no_fsync,
                       "spans_per_s_acknowledged": round(total / t_ack), "spans_per_s_queryable": round(total / t_q),
                       "seconds_until_queryable": round(t_q, 2), "peak_rss_mb": rss, "http_codes": codes,

@@ -1,7 +1,8 @@
 """HTTP API (api_port, default 8321): /api/metrics, /api/query, /healthz, /readyz, /metrics (Prometheus).
 
-Bearer auth as for OTLP (all paths but /healthz). SQL is parameterised; /api/query accepts one read-only
-statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) and runs it with ``readonly=2``.
+Bearer auth as for OTLP (all paths but /healthz). SQL is parameterised; /api/query runs one statement that
+processor/sql_guard.py admits (the engine's parser; only the project's tables, no table functions or functions
+that reach files, URLs or other servers, no settings) with ``readonly=1`` and row, time and memory limits.
 """
 
 from __future__ import annotations
