@@ -194,3 +194,24 @@ def test_metrics_and_logs_tables_are_the_collector_exporters_and_shard_on_a_clus
     for table in tables:
         assert f"CREATE TABLE IF NOT EXISTS `obs`.{table}_local ON CLUSTER `main`" in text
         assert f"ENGINE = Distributed('main', 'obs', '{table}_local', rand())" in text
+
+
+def test_usage_known_views_cover_every_rollup_column() -> None:
+    """013 replaces the rollup views: each still writes every column of 004's table, plus the three it adds."""
+    rollups = next(m for m in schema.migrations() if m.name == "rollups").sql
+    table = re.search(r"llm_calls_1m\$\{LOCAL\} \$\{ON_CLUSTER\}\n\((.*?)\n\)", rollups, re.S).group(1)
+    columns = [line.split()[0] for line in table.strip().splitlines()]
+    added = ["calls_without_usage", "calls_unpriced", "calls_without_cost"]
+    sql = next(m for m in schema.migrations() if m.name == "usage_known").sql
+    for table_name in ("llm_calls_1m", "llm_calls_1h", "llm_calls_1d"):
+        for local in ("${LOCAL}", ""):
+            alter = re.search(rf"ALTER TABLE \$\{{DB\}}\.{table_name}{re.escape(local)} \$\{{ON_CLUSTER\}}\n(.*?);",
+                              sql, re.S).group(1)
+            assert re.findall(r"ADD COLUMN IF NOT EXISTS (\w+)", alter) == added
+    views = re.findall(r"ALTER TABLE \$\{DB\}\.(llm_calls\w*_mv) \$\{ON_CLUSTER\} MODIFY QUERY\n(SELECT.*?);\n", sql,
+                       re.S)
+    assert [v for v, _ in views] == ["llm_calls_1d_mv", "llm_calls_1h_mv", "llm_calls_1m_mv", "llm_calls_mv"]
+    for name, view in views[:3]:
+        for column in columns + added:
+            assert re.search(rf"\b(AS {column}|{column})[,\n]", view), (name, column)
+    assert "usage_known, cost_usd" in views[3][1] and "'unpriced') AS cost_source" in views[3][1]

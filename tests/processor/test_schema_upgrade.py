@@ -28,6 +28,7 @@ BEFORE = {"before_compact_layout": DATA / "003_llm_calls_before_compact_layout.s
           "before_byte_ids": DATA / "003_llm_calls_before_byte_ids.sql"}
 NOW = dt.datetime.now(dt.timezone.utc)
 T0 = time.time_ns() - 3_600_000_000_000  # an hour ago
+USAGE_KNOWN = 13  # schemas/013_usage_known.sql
 
 
 def _spans(first: int, count: int) -> list[list]:
@@ -48,9 +49,11 @@ def _answers(data_dir: Path, before: Path | None) -> tuple[str, list[Any]]:
 
     store = EmbeddedStore(str(data_dir))
     try:
-        if before is not None:  # the whole schema as it was: today's files with the earlier 003
+        if before is not None:  # the whole schema as it was: today's files before 013 with the earlier 003
             opts = schema.SchemaOptions()
             for m in schema.migrations():
+                if m.version >= USAGE_KNOWN:
+                    continue
                 for stmt in schema.render(before.read_text(encoding="utf-8") if m.name == "llm_calls" else m.sql, opts):
                     store.command(stmt)
             schema.load_model_prices(store)
@@ -112,3 +115,61 @@ def test_previous_llm_calls_layout_upgrades_and_reads_the_same(tmp_path: Path, l
     kind, answers = _answers(tmp_path / "old", BEFORE[layout])
     assert kind == "Float32 "
     assert answers == fresh[1]
+
+
+def _usage_spans(first: int) -> list[list]:
+    """Four calls: usage reported, usage reported as explicit zeros, no usage at all (a stream read without
+    include_usage), and an unpriced model with usage."""
+    kinds = [{"gen_ai.usage.input_tokens": "100", "gen_ai.usage.output_tokens": "20"},
+             {"gen_ai.usage.input_tokens": "0", "gen_ai.usage.output_tokens": "0"},
+             {"gen_ai.request.stream": "true"},
+             {"gen_ai.request.model": "no-such-model-x", "gen_ai.usage.input_tokens": "7",
+              "gen_ai.usage.output_tokens": "3"}]
+    rows = []
+    hour = T0 // 3_600_000_000_000 * 3_600_000_000_000  # one minute, hour and day row per series: no split rows
+    for i, extra in enumerate(kinds):
+        attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+                 **extra}
+        n = first + i
+        rows.append([hour + n * 1_000_000_000, f"{n + 1:032x}", f"{n + 1:016x}", "", "", "chat", "Client", "upgrade",
+                     {"service.name": "upgrade"}, "scope", "1", attrs, 500_000_000, "Ok", "", [], [], [], [], [], [],
+                     []])
+    return rows
+
+
+def test_data_dir_before_usage_known_upgrades_in_place(tmp_path: Path) -> None:
+    """A data dir from before 013: its calls get usage_known from "some token count > 0" (an old 0-token call is
+    counted as without usage, never as free), its rollup rows keep their sums; calls written after the upgrade are
+    flagged exactly (explicit zeros are known usage)."""
+    from promptpulse.processor.store.embedded import EmbeddedStore
+
+    store = EmbeddedStore(str(tmp_path / "old"))
+    try:
+        opts = schema.SchemaOptions()
+        for m in schema.migrations():
+            if m.version < USAGE_KNOWN:
+                for stmt in schema.render(m.sql, opts):
+                    store.command(stmt)
+        schema.load_model_prices(store)
+        store.insert_otel_traces(_usage_spans(0), dedup_token=uuid.uuid4().hex)
+        store.apply_schema()
+        store.apply_schema()
+        store.insert_otel_traces(_usage_spans(10), dedup_token=uuid.uuid4().hex)
+        rows = store.query("SELECT input_tokens, usage_known, cost_known, cost_source, cost_usd > 0 FROM llm_calls "
+                           "ORDER BY timestamp").rows
+        assert rows == [
+            # before: cost_source as the old view wrote it; usage_known derived from the tokens
+            (100, True, True, "model_prices", True), (0, False, False, "model_prices", False),
+            (0, False, False, "model_prices", False), (7, True, False, "", False),
+            # after
+            (100, True, True, "model_prices", True), (0, True, True, "model_prices", False),
+            (0, False, False, "unknown", False), (7, True, False, "unpriced", False)]
+        cost = store.query("SELECT sum(cost_usd) FROM llm_calls").scalar()
+        for table in ("llm_calls_1m", "llm_calls_1h", "llm_calls_1d"):
+            got = store.query(f"SELECT sum(calls), sum(calls_without_usage), sum(calls_unpriced), "
+                              f"sum(calls_without_cost), sum(input_tokens), sum(cost_usd) FROM {table}").rows
+            # the old calls' series row mixes calls with and without tokens: it cannot be split (counted as known);
+            # the unpriced model's old row has tokens (known usage) and no way to tell it was unpriced
+            assert got == [(8, 1, 1, 2, 214, cost)], table
+    finally:
+        store.close()

@@ -1,0 +1,114 @@
+"""No invented zeros (issue 12 §2, schemas/013): a call whose span reports no token usage, or whose model has no
+price, is stored flagged (usage_known, cost_source 'unknown' / 'unpriced'), never as a free call; sums stay sums over
+the calls whose numbers are known, and the rollups count the others."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import openai
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from promptpulse.instrumentation import pricing
+from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.openai import OpenAIInstrumentor
+from promptpulse.processor.receiver.decode import decode_protobuf
+from promptpulse.processor.store.base import Store
+from promptpulse.testing import FakeProvider, Scenario
+
+pytest.importorskip("chdb")
+
+UTC = dt.timezone.utc
+HOUR = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+PRICE = pricing.default_table().lookup("openai", "gpt-4o")
+# (attributes, expected (input, output, usage_known, cost_source, cost))
+KNOWN = {"gen_ai.usage.input_tokens": "1000", "gen_ai.usage.output_tokens": "200"}
+CASES: list[tuple[dict[str, str], tuple]] = [
+    (KNOWN, (1000, 200, True, "model_prices",
+             (1000 * PRICE.input_per_mtok + 200 * PRICE.output_per_mtok) / 1_000_000)),
+    ({"gen_ai.usage.input_tokens": "0", "gen_ai.usage.output_tokens": "0"}, (0, 0, True, "model_prices", 0)),
+    ({"gen_ai.usage.prompt_tokens": "30"}, (30, 0, True, "model_prices", 30 * PRICE.input_per_mtok / 1_000_000)),
+    ({"gen_ai.request.stream": "true", "promptpulse.usage.missing": "true"}, (0, 0, False, "unknown", 0)),
+    ({"gen_ai.usage.input_tokens": "not a number"}, (0, 0, False, "unknown", 0)),
+    ({"promptpulse.cost.usd": "0.5"}, (0, 0, False, "span", Decimal("0.5"))),  # cost known, usage not
+    ({"gen_ai.request.model": "no-such-model-x", **KNOWN}, (1000, 200, True, "unpriced", 0)),
+    ({"gen_ai.request.model": "no-such-model-x"}, (0, 0, False, "unknown", 0)),
+]
+
+
+def span(i: int, attrs: dict[str, str], service: str = "usage") -> list:
+    a = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", **attrs}
+    ns = int((HOUR + dt.timedelta(seconds=i)).timestamp() * 1e9)
+    return [ns, uuid.uuid4().hex, uuid.uuid4().hex[:16], "", "", "chat", "Client", service, {"service.name": service},
+            "scope", "1", a, 400_000_000, "Ok", "", [], [], [], [], [], [], []]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    from promptpulse.processor.store.embedded import EmbeddedStore
+
+    s = EmbeddedStore(str(tmp_path_factory.mktemp("usage")))
+    s.apply_schema()
+    s.insert_otel_traces([span(i, attrs) for i, (attrs, _) in enumerate(CASES)], dedup_token=uuid.uuid4().hex)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_calls_store_usage_known_and_cost_source(store: Store) -> None:
+    rows = store.query("SELECT input_tokens, output_tokens, usage_known, cost_source, cost_usd FROM llm_calls "
+                       "WHERE service = 'usage' ORDER BY timestamp").rows
+    assert rows == [expected for _, expected in CASES]
+    known = store.query("SELECT groupArray(cost_known) FROM (SELECT cost_known FROM llm_calls "
+                        "WHERE service = 'usage' ORDER BY timestamp)").scalar()
+    assert known == [True, True, True, False, False, True, False, False]
+
+
+@pytest.mark.parametrize("table", ["llm_calls_1m", "llm_calls_1h", "llm_calls_1d"])
+def test_rollups_count_calls_without_usage_and_unpriced(store: Store, table: str) -> None:
+    got = store.query(f"SELECT sum(calls), sum(calls_without_usage), sum(calls_unpriced), sum(calls_without_cost), "
+                      f"sum(input_tokens), sum(output_tokens), sum(cost_usd) FROM {table} "
+                      f"WHERE service = 'usage'").rows
+    cost = sum(Decimal(e[4]) for _, e in CASES)
+    # without usage: the stream, the unparseable count, the span-cost call, the unknown model without tokens;
+    # without cost: the stream, the unparseable count, the unpriced model (with and without tokens)
+    assert got == [(8, 4, 1, 4, 1000 + 0 + 30 + 1000, 200 + 200, cost)]
+
+
+def test_openai_stream_without_include_usage_is_flagged_end_to_end(store: Store) -> None:
+    """The real openai SDK streaming without include_usage against the fake provider: the span carries no usage, and
+    llm_calls holds the call as without usage — not as 0 tokens and $0 'model_prices'."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "usage-e2e"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        with FakeProvider(Scenario(input_tokens=1200, output_tokens=300)) as fake:
+            client = openai.OpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0)
+            for usage in (False, True):
+                extra = {"stream_options": {"include_usage": True}} if usage else {}
+                for _ in client.chat.completions.create(model="gpt-4o-mini", stream=True, **extra,
+                                                        messages=[{"role": "user", "content": "hi"}]):
+                    pass
+    finally:
+        instrumentor.uninstrument()
+    spans = [s for s in exporter.get_finished_spans() if s.name == "chat gpt-4o-mini"]
+    assert len(spans) == 2 and sc.GEN_AI_USAGE_INPUT_TOKENS not in spans[0].attributes
+    decoded = decode_protobuf(encode_spans(spans).SerializeToString())
+    assert decoded.rejected == 0
+    store.insert_otel_traces(decoded.rows, dedup_token=uuid.uuid4().hex)
+    rows = store.query("SELECT is_stream, usage_known, cost_source, input_tokens, output_tokens, cost_known "
+                       "FROM llm_calls WHERE service = 'usage-e2e' ORDER BY timestamp").rows
+    assert rows == [(True, False, "unknown", 0, 0, False), (True, True, "span", 1200, 300, True)]
+    assert store.query("SELECT sum(calls), sum(calls_without_usage), sum(calls_without_cost), sum(input_tokens) "
+                       "FROM llm_calls_1m WHERE service = 'usage-e2e'").rows == [(2, 1, 1, 1200)]
