@@ -62,7 +62,8 @@ def metrics_query(params: dict[str, str]) -> tuple[str, str, dict[str, Any], str
     summary = (
         "SELECT count() AS total, countIf(status != 'error') AS ok, avg(latency_ms) AS avg_ms, "
         "quantilesExact(0.5, 0.95, 0.99)(latency_ms) AS q, sum(input_tokens) AS inp, sum(output_tokens) AS outp, "
-        f"sum(cost_usd) AS cost FROM llm_calls WHERE {w}"
+        "sum(cost_usd) AS cost, countIf(NOT usage_known) AS no_usage, countIf(usage_known AND NOT cost_known) "
+        f"AS unpriced, countIf(NOT cost_known) AS no_cost FROM llm_calls WHERE {w}"
     )
     errors = (f"SELECT error_category, count() FROM llm_calls WHERE {w} AND status = 'error' "
               "GROUP BY error_category ORDER BY error_category")
@@ -72,7 +73,7 @@ def metrics_query(params: dict[str, str]) -> tuple[str, str, dict[str, Any], str
 
 def get_metrics(store: Any, params: dict[str, str]) -> dict[str, Any]:
     summary, errors, p, period = metrics_query(params)
-    total, ok, avg_ms, q, inp, outp, cost = store.query(summary, p).rows[0]
+    total, ok, avg_ms, q, inp, outp, cost, no_usage, unpriced, no_cost = store.query(summary, p).rows[0]
     errs = {str(cat or "unknown"): int(n) for cat, n in store.query(errors, p).rows}
     q = list(q) if total else [0, 0, 0]
 
@@ -94,6 +95,13 @@ def get_metrics(store: Any, params: dict[str, str]) -> dict[str, Any]:
             "input_tokens": int(inp or 0),
             "output_tokens": int(outp or 0),
             "errors": errs,
+            # token and cost sums are over the calls that report them; these calls' numbers are unknown, not 0
+            "calls_without_usage": int(no_usage),
+            "calls_unpriced": int(unpriced),
+            "calls_without_cost": int(no_cost),
+            "avg_tokens": (round((int(inp or 0) + int(outp or 0)) / (total - no_usage), 4)
+                           if total > no_usage else None),
+            "cost_per_request": round(float(cost or 0) / (total - no_cost), 12) if total > no_cost else None,
         },
     }
 
@@ -162,6 +170,14 @@ def prometheus(service: Any) -> str:
     metric("requests_unavailable_total", "counter", "Requests refused, store down and spool full (503)",
            c["unavailable"])
     metric("spans_inserted_total", "counter", "Spans inserted into the store", w.stats["inserted_spans"])
+    for sig, items in (("metrics", "metric_points"), ("logs", "log_records")):  # receiver.signals
+        metric(f"otlp_{sig}_requests_total", "counter", f"OTLP {sig} export requests", c[f"{sig}_requests"])
+        metric(f"{items}_accepted_total", "counter", f"{sig}: items accepted (spooled durably)", c[f"{sig}_accepted"])
+        metric(f"{items}_rejected_total", "counter", f"{sig}: items rejected as invalid (partial success)",
+               c[f"{sig}_rejected"])
+        metric(f"{sig}_requests_bad_total", "counter", f"Malformed {sig} requests (400)", c[f"{sig}_bad_requests"])
+        metric(f"{items}_inserted_total", "counter", f"{sig}: items inserted into the store",
+               w.stats[f"inserted_{sig}"])
     metric("batches_inserted_total", "counter", "Batches inserted", w.stats["inserted_batches"])
     metric("insert_failures_total", "counter", "Failed insert attempts", w.stats["insert_failures"])
     metric("spans_spooled_total", "counter", "Spans accepted while the store was down", w.stats["spooled_spans"])

@@ -41,6 +41,7 @@ from itertools import islice
 from typing import Any
 
 from .deadletter import DeadLetters
+from .receiver.decode_signal import SignalRows
 from .receiver.engine_decode import EngineSpans
 from .spool import Record, Spool
 from .store.native import SpanColumns, encode_otel_traces
@@ -49,9 +50,11 @@ log = logging.getLogger(__name__)
 
 
 # Spool payloads: marshal((n, rows)) (its first byte is a marshal type code, never 0x01), or a request body:
-# 0x01, b"P" (protobuf) / b"J" (OTLP/JSON), u32 span count, the body as received (decompressed).
+# 0x01, a kind byte, u32 item count, the body as received (decompressed). Kinds: b"P" / b"J" traces protobuf /
+# OTLP/JSON; the other signals' (receiver.signals: b"M" / b"m" metrics, b"L" / b"l" logs).
 _BODY_PB = b"\x01P"
 _BODY_JSON = b"\x01J"
+_TRACE_KINDS = (b"P", b"J")
 _U32 = struct.Struct("<I")
 
 
@@ -67,10 +70,26 @@ def _payload_rows(payload: bytes) -> list:
     from .receiver import decode, engine_decode
 
     body = payload[6:]
-    res = decode.decode_json(body) if payload[1:2] == b"J" else engine_decode.decode_protobuf(body)
-    if len(res.rows) != _U32.unpack_from(payload, 2)[0]:
-        raise RuntimeError("spooled request decodes to a different span count")  # never: decoding is deterministic
-    return res.rows
+    kind = payload[1:2]
+    if kind in _TRACE_KINDS:
+        rows = (decode.decode_json(body) if kind == b"J" else engine_decode.decode_protobuf(body)).rows
+    else:
+        from .receiver import signals
+
+        sig, is_json = signals.BY_KIND[kind]
+        rows = sig.decode(body, is_json=is_json)
+    if len(rows) != _U32.unpack_from(payload, 2)[0]:
+        raise RuntimeError("spooled request decodes to a different count")  # never: decoding is deterministic
+    return rows
+
+
+def _payload_signal(payload: bytes) -> str:
+    """The payload's signal: "traces", else a metrics / logs body's signal name (the insert counters')."""
+    if payload[:1] != b"\x01" or payload[1:2] in _TRACE_KINDS:
+        return "traces"
+    from .receiver import signals
+
+    return signals.BY_KIND[payload[1:2]][0].name
 
 
 # ClickHouse error codes that are about the store, not the data: the batch is retried as it is
@@ -109,6 +128,7 @@ class _Entry:
     digest: bytes
     rows: list | None
     t: float
+    signal: str = "traces"
 
 
 class Histogram:
@@ -167,7 +187,8 @@ class Writer:
         self.stats = {"inserted_spans": 0, "inserted_batches": 0, "insert_failures": 0, "spooled_spans": 0,
                       "replayed_spans": 0, "rejected_queue_full": 0, "rejected_spool_full": 0,
                       "deadletter_requests": 0, "deadletter_spans": 0, "split_inserts": 0,
-                      "duplicate_requests": 0, "duplicate_spans": 0}
+                      "duplicate_requests": 0, "duplicate_spans": 0,
+                      "inserted_metrics": 0, "inserted_logs": 0}  # data points, log records
         self._seen: dict[bytes, None] = dict.fromkeys(spool.recent)  # digests of the spool's last records
         for letter in self.dead_letters.list():  # but not the dead letters': replaying one must be tried again
             self._seen.pop(bytes.fromhex(letter.digest), None)
@@ -177,21 +198,25 @@ class Writer:
         for rec in spool.recovered:  # replay what a previous process accepted but had not inserted
             payload = spool.read(rec)
             n = _payload_count(payload)
-            self._q.append(_Entry(rec, n, hashlib.sha256(payload).digest(), None, now))
+            self._q.append(_Entry(rec, n, hashlib.sha256(payload).digest(), None, now, _payload_signal(payload)))
             self.pending_spans += n
             self.stats["replayed_spans"] += n
 
     # --- accepting ------------------------------------------------------------------------------------------------
-    def submit(self, rows: list, body: bytes | None = None, *, is_json: bool = False) -> None:
+    def submit(self, rows: Any, body: bytes | None = None, *, is_json: bool = False,
+               signal: Any = None) -> None:
         """Durably accept rows (decode.COLUMNS order) or raise QueueFull / StoreUnavailable.
 
         With ``body`` (the OTLP request the rows were decoded from) the spool keeps the body itself instead of
         the marshalled rows: no serialisation on the request path, and a replay decodes it again (decoding is
-        deterministic, so the rows and the batch's dedup token are the same)."""
+        deterministic, so the rows and the batch's dedup token are the same). ``signal`` (a receiver.signals
+        Signal, with ``body``): ``rows`` is its decoder's SignalRows, whose len() is the item count."""
         n = len(rows)
         if not n:
             return
-        if body is not None:
+        if signal is not None:
+            payload = b"".join((b"\x01", signal.kind(is_json), _U32.pack(n), body))
+        elif body is not None:
             payload = b"".join((_BODY_JSON if is_json else _BODY_PB, _U32.pack(n), body))
         else:
             payload = marshal.dumps((n, rows))
@@ -225,7 +250,8 @@ class Writer:
             if len(self._seen) > (self.spool.recent.maxlen or 0):
                 del self._seen[next(iter(self._seen))]
             keep = self.mem_spans + n <= self.queue_max_spans  # beyond that, replay reads it back from disk
-            e = _Entry(rec, n, digest, rows if keep else None, time.monotonic())
+            e = _Entry(rec, n, digest, rows if keep else None, time.monotonic(),
+                       signal.name if signal is not None else "traces")
             with self._cv:
                 self._q.append(e)
                 self.pending_spans += n
@@ -453,20 +479,26 @@ class Writer:
             run(token if len(groups) == 1 else f"{token}-{kind}")
         self.insert_latency.observe(time.perf_counter() - t0)
         with self._cv:
-            self.stats["inserted_spans"] += sum(e.nspans for e in batch)
+            for e in batch:
+                self.stats["inserted_spans" if e.signal == "traces" else f"inserted_{e.signal}"] += e.nspans
             self.stats["inserted_batches"] += 1
 
     def _groups(self, store: Any, batch: list[_Entry]) -> list[tuple[str, Callable[[str], None]]]:
         """The batch's inserts by path: request bodies the engine decodes (EngineSpans, embedded store), Native
         blocks of the Python decoder's column pieces, and rows (OTLP/JSON, marshalled rows, or a store without
-        the faster paths)."""
+        the faster paths); metrics and logs (SignalRows): one insert per target table, named after it."""
         otlp = getattr(store, "insert_otel_traces_otlp", None)
         native = getattr(store, "insert_otel_traces_native", None) if self.native else None
         bodies: list[bytes] = []
         cols: list[SpanColumns] = []
         rows: list = []
+        tables: dict[str, list] = {}
         for e in batch:
             r = e.rows
+            if isinstance(r, SignalRows):
+                for table, trows in r.tables.items():
+                    tables.setdefault(table, []).extend(trows)
+                continue
             if isinstance(r, EngineSpans):
                 if otlp is not None:
                     bodies.append(r.body)
@@ -489,6 +521,12 @@ class Writer:
                 idx = self._reorder
                 rows = [[r[i] for i in idx] for r in rows]
             out.append(("rows", lambda tok: store.insert_otel_traces(rows, dedup_token=tok)))
+        if tables:
+            from .receiver.signals import TABLE_COLUMNS
+
+            for table in sorted(tables):  # (sorted: the same groups, hence tokens, at a replay)
+                out.append((table, lambda tok, t=table: store.insert_rows(t, TABLE_COLUMNS[t], tables[t],
+                                                                          dedup_token=tok)))
         return out
 
     # --- shutdown -------------------------------------------------------------------------------------------------

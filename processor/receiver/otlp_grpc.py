@@ -1,6 +1,7 @@
-"""OTLP/gRPC receiver: opentelemetry.proto.collector.trace.v1.TraceService/Export.
+"""OTLP/gRPC receiver: opentelemetry.proto.collector.{trace,metrics,logs}.v1.{Trace,Metrics,Logs}Service/Export.
 
-The request arrives as raw bytes (no deserializer) so the fast decoder reads it once. Status codes:
+The request arrives as raw bytes (no deserializer) so the fast decoder reads it once (metrics and logs: their
+decoders in receiver.signals, through Ingest.export_signal). Status codes:
 OK (with partial_success as for HTTP) · INVALID_ARGUMENT malformed · UNAUTHENTICATED bad bearer token ·
 RESOURCE_EXHAUSTED queue full, with google.rpc.RetryInfo in grpc-status-details-bin (the OTLP exporters honour
 it) · UNAVAILABLE store down and spool full (also with RetryInfo) · payloads over max_body_bytes are refused by
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from concurrent import futures
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -18,8 +20,9 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from ..writer import QueueFull, StoreUnavailable
-from . import decode
+from . import decode, signals
 from .otlp_http import Ingest, response_for
+from .signals import Signal
 
 log = logging.getLogger(__name__)
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
@@ -36,20 +39,31 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, msg: str, retry
 
 def make_server(host: str, port: int, ingest: Ingest, *, max_body_bytes: int, workers: int = 8,
                 tls: tuple[str, str] | None = None) -> tuple[grpc.Server, int]:
-    def export(body: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
+    def accept(context: grpc.ServicerContext, run: Any) -> Any:
         if ingest.auth_token:
             md = dict(context.invocation_metadata())
             if not ingest.authorized(md.get("authorization")):
                 _abort(context, grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
         try:
-            res = ingest.export(body, is_json=False)
+            return run()
         except decode.DecodeError as e:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e)[:1000])
         except QueueFull:
             _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full, retry later", ingest.retry_after_s)
         except StoreUnavailable:
             _abort(context, grpc.StatusCode.UNAVAILABLE, "store unavailable and spool full", ingest.retry_after_s)
-        return response_for(res)
+
+    def export(body: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
+        return response_for(accept(context, lambda: ingest.export(body, is_json=False)))
+
+    def signal_handler(sig: Signal) -> grpc.GenericRpcHandler:
+        def export_signal(body: bytes, context: grpc.ServicerContext) -> Any:
+            return sig.response_for(accept(context, lambda: ingest.export_signal(sig, body, is_json=False)))
+
+        return grpc.method_handlers_generic_handler(sig.service, {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                export_signal, request_deserializer=None, response_serializer=sig.response.SerializeToString),
+        })
 
     handler = grpc.method_handlers_generic_handler(SERVICE, {
         "Export": grpc.unary_unary_rpc_method_handler(
@@ -57,7 +71,7 @@ def make_server(host: str, port: int, ingest: Ingest, *, max_body_bytes: int, wo
     })
     opts = [("grpc.max_receive_message_length", max_body_bytes), ("grpc.so_reuseport", 0)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=opts)
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, *(signal_handler(sig) for sig in signals.SIGNALS)))
     addr = f"{host}:{port}"
     if tls:
         with open(tls[0], "rb") as c, open(tls[1], "rb") as k:

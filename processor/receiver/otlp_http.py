@@ -1,11 +1,14 @@
-"""OTLP/HTTP receiver: POST /v1/traces, application/x-protobuf or application/json, optional gzip.
+"""OTLP/HTTP receiver: POST /v1/traces, /v1/metrics, /v1/logs, application/x-protobuf or application/json,
+optional gzip. Metrics and logs (receiver.signals) take the same path as traces: the same framing checks, auth,
+backpressure, spool and dedup; only their decoder and response differ.
 
 Answers (OTLP/HTTP spec; docs/PROCESSOR.md):
-200 ExportTraceServiceResponse (partial_success.rejected_spans + error_message when spans were rejected or
-clamped) · 400 malformed body (google.rpc.Status) · 401 missing/wrong bearer token · 404 other paths · 405 other
-methods · 411 no Content-Length · 413 body (compressed or decompressed) over max_body_bytes · 415 other content
-types or encodings · 429 + Retry-After when the queue is full · 503 + Retry-After when the store is down and the
-spool is full. Responses use the request's content type.
+200 Export{Trace,Metrics,Logs}ServiceResponse (partial_success.rejected_spans / rejected_data_points /
+rejected_log_records + error_message when items were rejected or clamped) · 400 malformed body
+(google.rpc.Status) · 401 missing/wrong bearer token · 404 other paths · 405 other methods · 411 no Content-Length ·
+413 body (compressed or decompressed) over max_body_bytes · 415 other content types or encodings · 429 +
+Retry-After when the queue is full · 503 + Retry-After when the store is down and the spool is full.
+Responses use the request's content type.
 
 Server: the stdlib ThreadingHTTPServer with HTTP/1.1 keep-alive. Request handling is dominated by decoding
 (~15 µs/span, ~7 ms per 512-span request) so per-request server overhead (~0.1 ms) does not matter and no
@@ -27,7 +30,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from .. import http_limits
 from ..http_limits import GuardedHandler, GuardedServer, HTTPError, Limits
 from ..writer import QueueFull, StoreUnavailable, Writer
-from . import decode, engine_decode
+from . import decode, engine_decode, signals
+from .decode_signal import SignalRows
+from .signals import Signal
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +48,13 @@ class Ingest:
         self.auth_token = auth_token
         self.retry_after_s = retry_after_s
         self._lock = threading.Lock()
+        # traces: requests, *_spans, bad_requests; unauthorized, throttled, unavailable: requests of any signal
         self.counters = {"requests": 0, "received_spans": 0, "accepted_spans": 0, "rejected_spans": 0,
                          "bad_requests": 0, "unauthorized": 0, "throttled": 0, "unavailable": 0}
+        for sig in signals.SIGNALS:  # metrics_requests, metrics_accepted, metrics_rejected, metrics_bad_requests...
+            self.counters.update(dict.fromkeys(
+                (f"{sig.name}_requests", f"{sig.name}_accepted", f"{sig.name}_rejected", f"{sig.name}_bad_requests"),
+                0))
 
     def count(self, **kw: int) -> None:
         with self._lock:
@@ -85,6 +95,33 @@ class Ingest:
         self.count(requests=1, received_spans=n + res.rejected, accepted_spans=n, rejected_spans=res.rejected)
         return res
 
+    def export_signal(self, sig: Signal, body: bytes, *, is_json: bool) -> SignalRows:
+        """export() for metrics and logs. Raises decode.DecodeError, QueueFull, StoreUnavailable."""
+        name = sig.name
+        try:
+            res = sig.decode(body, is_json=is_json)
+        except decode.DecodeError:
+            self.count(**{f"{name}_requests": 1, f"{name}_bad_requests": 1})
+            raise
+        try:
+            self.writer.submit(res, body, is_json=is_json, signal=sig)
+        except QueueFull:
+            self.count(**{f"{name}_requests": 1}, throttled=1)
+            raise
+        except StoreUnavailable:
+            self.count(**{f"{name}_requests": 1}, unavailable=1)
+            raise
+        self.count(**{f"{name}_requests": 1, f"{name}_accepted": len(res), f"{name}_rejected": res.rejected})
+        return res
+
+    def count_bad(self, path: str) -> None:
+        """A malformed request (400) to ``path``, counted for its signal."""
+        sig = signals.BY_PATH.get(path)
+        if sig is None:
+            self.count(requests=1, bad_requests=1)
+        else:
+            self.count(**{f"{sig.name}_requests": 1, f"{sig.name}_bad_requests": 1})
+
 
 def response_for(res: decode.DecodeResult) -> ExportTraceServiceResponse:
     out = ExportTraceServiceResponse()
@@ -94,6 +131,7 @@ def response_for(res: decode.DecodeResult) -> ExportTraceServiceResponse:
     return out
 
 
+_PATHS = frozenset({"/v1/traces", *signals.BY_PATH})
 # google.rpc.Code for the framing answers of http_limits
 _GRPC_CODE = {400: 3, 408: 4, 411: 3, 413: 8, 501: 12}
 
@@ -129,16 +167,20 @@ class _Handler(GuardedHandler):
 
     def _count_refusal(self, e: HTTPError) -> None:
         if e.status == 400:  # requests_bad_total counts malformed requests, as for undecodable bodies
-            self.ingest.count(requests=1, bad_requests=1)
+            self.ingest.count_bad(self.path.split("?")[0])
 
     def do_GET(self) -> None:
-        self._status(405 if self.path.split("?")[0] == "/v1/traces" else 404, 12, "use POST /v1/traces", PROTOBUF)
+        path = self.path.split("?")[0]
+        self._status(405 if path in _PATHS else 404, 12, f"use POST {path if path in _PATHS else '/v1/traces'}",
+                     PROTOBUF)
 
     def do_POST(self) -> None:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         rtype = JSON if ctype == JSON else PROTOBUF
-        if self.path.split("?")[0] != "/v1/traces":
-            return self._status(404, 5, "not found; OTLP traces go to /v1/traces", rtype, drain=True)
+        path = self.path.split("?")[0]
+        if path not in _PATHS:
+            return self._status(404, 5, "not found; OTLP goes to /v1/traces, /v1/metrics, /v1/logs", rtype,
+                                drain=True)
         if not self.ingest.authorized(self.headers.get("Authorization")):
             return self._status(401, 16, "missing or invalid bearer token", rtype,
                                 {"WWW-Authenticate": "Bearer"}, drain=True)
@@ -159,12 +201,16 @@ class _Handler(GuardedHandler):
             except HTTPError as e:  # the body was read whole: the connection stays usable
                 self._count_refusal(e)
                 return self._status(e.status, _GRPC_CODE.get(e.status, 3), e.message, rtype)
+        sig = signals.BY_PATH.get(path)
         try:
-            res = self.ingest.export(body, is_json=ctype == JSON)
+            if sig is not None:
+                sres = self.ingest.export_signal(sig, body, is_json=ctype == JSON)
+            else:
+                res = self.ingest.export(body, is_json=ctype == JSON)
         except decode.DecodeError as e:
             return self._status(400, 3, str(e)[:1000], rtype)
         except RecursionError:  # belt and braces: decode turns deep nesting into DecodeError itself
-            self.ingest.count(requests=1, bad_requests=1)
+            self.ingest.count_bad(path)
             return self._status(400, 3, "malformed body: nested too deeply", rtype)
         except QueueFull:
             return self._status(429, 8, "queue full, retry later", rtype,
@@ -175,6 +221,11 @@ class _Handler(GuardedHandler):
         except Exception:
             log.exception("export failed")
             return self._status(500, 13, "internal error", rtype)
+        if sig is not None:
+            sresp = sig.response_for(sres)
+            if ctype == JSON:  # (int64 counts are JSON strings in MessageToDict, as OTLP/JSON has them)
+                return self._send(200, json.dumps(json_format.MessageToDict(sresp)).encode(), JSON)
+            return self._send(200, sresp.SerializeToString(), PROTOBUF)
         resp = response_for(res)
         if ctype == JSON:
             out = json_format.MessageToDict(resp)
