@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .durable import fsync_dir, write_atomic
+
 KINDS = {b"\x01P": "protobuf", b"\x01J": "json"}
 
 
@@ -57,24 +59,12 @@ class DeadLetters:
         now = dt.datetime.now(dt.timezone.utc)
         letter = Letter(f"{now:%Y%m%dT%H%M%S}-{seq:012d}-{digest[:12]}", now.isoformat(timespec="seconds"), seq,
                         spans, payload_kind(payload), digest, error[:4000])
-        self._write(f"{letter.id}.bin", payload)
-        self._write(f"{letter.id}.json", json.dumps(letter.__dict__).encode())  # last: a letter exists once listed
+        write_atomic(self.path / f"{letter.id}.bin", payload, fsync=self.fsync)
+        # last: a letter exists once it is listed
+        write_atomic(self.path / f"{letter.id}.json", json.dumps(letter.__dict__).encode(), fsync=self.fsync)
         if self.fsync:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.path)
         return letter
-
-    def _write(self, name: str, data: bytes) -> None:
-        tmp = self.path / (name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            if self.fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, self.path / name)
 
     def list(self) -> list[Letter]:
         if not self.path.is_dir():

@@ -33,6 +33,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from .durable import fsync_dir, write_atomic
+
 _HDR = struct.Struct("<IIQ")
 
 
@@ -88,12 +90,7 @@ class Spool:
         self.recent.extend(data[i:i + 32] for i in range(0, len(data) - len(data) % 32, 32))
 
     def _write_digests(self) -> None:  # caller holds _lock: before segments (and their digests) are deleted
-        tmp = self.path / "digests.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(b"".join(self.recent))
-            if self.fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, self.path / "digests")
+        write_atomic(self.path / "digests", b"".join(self.recent), fsync=self.fsync)
 
     def _scan(self) -> list[Record]:
         out: list[Record] = []
@@ -155,11 +152,7 @@ class Spool:
 
     def _fsync_dir(self) -> None:
         if self.fsync:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.path)
 
     def sync(self, seq: int) -> None:
         """Return once record ``seq`` is on disk. Concurrent callers share one fsync (group commit)."""
@@ -182,13 +175,8 @@ class Spool:
             return fh.read(rec.length)
 
     def _write_checkpoint(self) -> None:  # caller holds _ck_lock
-        tmp = self.path / "checkpoint.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps({"acked": self.acked, "plans": [list(p) for p in self.plans]}))
-            fh.flush()
-            if self.fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, self.path / "checkpoint")
+        doc = {"acked": self.acked, "plans": [list(p) for p in self.plans]}
+        write_atomic(self.path / "checkpoint", json.dumps(doc).encode(), fsync=self.fsync)
 
     def set_plan(self, first: int, last: int) -> None:
         """Record a batch about to be inserted (kept until ``ack`` passes its last record)."""
