@@ -79,7 +79,7 @@ class DeadLetters:
 
     def get(self, letter_id: str) -> Letter:
         p = self.path / f"{letter_id}.json"
-        if not p.is_file() or "/" in letter_id:
+        if "/" in letter_id or "\\" in letter_id or not p.is_file():
             raise KeyError(f"no dead letter {letter_id!r} in {self.path}")
         return Letter(**json.loads(p.read_text()))
 
