@@ -37,6 +37,7 @@ from test_service_e2e import Serve
 
 from promptpulse.instrumentation import metrics_buffer
 from promptpulse.instrumentation.openai import OpenAIInstrumentor
+from promptpulse.processor.receiver import signals
 from promptpulse.testing import FakeProvider, Scenario
 
 TOKEN = "s3cret-token"
@@ -283,3 +284,9 @@ def test_server_store_and_spool_replay(tmp_path: Path) -> None:
             assert _prom(up)["metric_points_inserted_total"] == 5
         finally:
             up.stop()
+
+
+def test_insert_columns_are_the_tables_columns(serve: Serve) -> None:
+    for table, cols in signals.TABLE_COLUMNS.items():
+        have = [r[0] for r in serve.query(f"DESCRIBE TABLE {table}")]
+        assert [c for c in have if c != "TimestampTime"] == list(cols), table  # TimestampTime: the DEFAULT
