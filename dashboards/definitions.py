@@ -77,15 +77,24 @@ LATENCY_STATS = Panel("latency_stats", "Latency vs targets", "stat",
                       q.totals([(q.P50, "p50"), (q.P95, "p95"), (q.P99, "p99")]), w=8, h=4, unit="ms",
                       decimals=0, overrides=LATENCY_OVERRIDES,
                       description="Targets: p50 <1000 ms, p95 <2000 ms, p99 <5000 ms (red when missed).")
+# Calls without usage / cost (schemas/013) add nothing to the sums; the panels say how many, and per-request figures
+# divide by the calls whose numbers are known.
 TOKENS = Panel("tokens", "Tokens", "stat",
                q.totals([("sum(input_tokens)", "Input"), ("sum(output_tokens)", "Output"), (q.TOKENS, "Total"),
-                         (q.AVG_TOKENS, "Avg per request")]), w=8, h=4, unit="short", decimals=0,
-               thresholds=((BLUE, None),))
+                         (q.AVG_TOKENS, "Avg per request"), (q.CALLS_WITHOUT_USAGE, "Calls without usage")]),
+               w=8, h=4, unit="short", decimals=0, thresholds=((BLUE, None),),
+               description="Sums over the calls that report usage; avg per request = tokens / those calls. Calls "
+                           "without usage (e.g. streams without include_usage) are counted, not summed as 0.")
+COUNT_OVERRIDE = {"unit": "short", "decimals": 0}
 COST_STATS = Panel("cost_stats", "Cost", "stat",
                    q.totals([(q.COST, "Total cost"), (q.COST_PER_REQ, "Cost per request"),
-                             (f"{q.COST} / {RANGE_S} * 30 * 86400", "Projected monthly")]),
+                             (f"{q.COST} / {RANGE_S} * 30 * 86400", "Projected monthly"),
+                             (q.CALLS_WITHOUT_USAGE, "Calls without usage"), (q.CALLS_UNPRICED, "Calls unpriced")]),
                    w=8, h=4, unit="currencyUSD", decimals=4, thresholds=((BLUE, None),),
-                   description="Projected monthly = cost per second over the range x 30 days.")
+                   overrides=(("Calls without usage", COUNT_OVERRIDE), ("Calls unpriced", COUNT_OVERRIDE)),
+                   description="Projected monthly = cost per second over the range x 30 days. Cost is summed over "
+                               "the calls with a known cost; cost per request divides by those calls. Calls without "
+                               "usage and calls of a model with no price (unpriced) are counted, never priced at $0.")
 RPM_BY_PROMPT = Panel("rpm_by_prompt", "Requests per minute by prompt", "timeseries",
                       q.timeseries([(f"{q.CALLS} / ({STEP_S} / 60)", "rpm")], group="prompt_name"),
                       format="time_series", w=12, h=8, unit="reqpm", custom=TS)
@@ -204,7 +213,8 @@ COST_TABLE = Panel(
     q.breakdown([("prompt_name", "prompt"), ("model", "model"), ("provider", "provider")],
                 [(q.CALLS, "requests"), ("sum(input_tokens)", "input tokens"), ("sum(output_tokens)", "output tokens"),
                  (q.COST, "cost"), (q.COST_PER_REQ, "cost per request"),
-                 (f"100 * {q.COST} / sum({q.COST}) OVER ()", "share %")],
+                 (f"100 * {q.COST} / sum({q.COST}) OVER ()", "share %"),
+                 (q.CALLS_WITHOUT_USAGE, "calls without usage"), (q.CALLS_UNPRICED, "calls unpriced")],
                 order="cost DESC", limit=50),
     w=12, h=8, decimals=4)
 

@@ -104,9 +104,16 @@ ERRORS = "sum(errors)"
 SUCCESS_PCT = "if(sum(calls) = 0, nan, 100 * (1 - sum(errors) / sum(calls)))"
 ERROR_PCT = "if(sum(calls) = 0, nan, 100 * sum(errors) / sum(calls))"
 COST = "toFloat64(sum(cost_usd))"
-COST_PER_REQ = f"if(sum(calls) = 0, nan, {COST} / sum(calls))"
 TOKENS = "sum(input_tokens) + sum(output_tokens)"
-AVG_TOKENS = f"if(sum(calls) = 0, nan, ({TOKENS}) / sum(calls))"
+# No invented zeros (schemas/013): calls without usage / without a cost add 0 to the sums, so per-call figures divide
+# by the calls whose numbers are known (NaN when none), and panels show how many calls were left out.
+CALLS_WITHOUT_USAGE = "sum(calls_without_usage)"
+CALLS_UNPRICED = "sum(calls_unpriced)"
+CALLS_WITHOUT_COST = "sum(calls_without_cost)"
+USAGE_CALLS = f"(sum(calls) - {CALLS_WITHOUT_USAGE})"
+COST_CALLS = f"(sum(calls) - {CALLS_WITHOUT_COST})"
+COST_PER_REQ = f"if({COST_CALLS} = 0, nan, {COST} / {COST_CALLS})"
+AVG_TOKENS = f"if({USAGE_CALLS} = 0, nan, ({TOKENS}) / {USAGE_CALLS})"
 MEAN_LATENCY = "if(sum(calls) = 0, nan, sum(latency_ms_sum) / sum(calls))"
 ERROR_CATEGORIES = ("timeout", "rate_limit", "model_error", "validation", "auth", "system")
 

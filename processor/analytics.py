@@ -181,7 +181,9 @@ RAW_ROW = (
     "SELECT timestamp, toStartOfMinute(timestamp) AS bucket, service, environment, prompt_name, prompt_version, "
     f"{RAW_MODEL} AS model, provider, operation, feature, toUInt64(1) AS calls, toUInt64(status = 'error') AS errors, "
     "toFloat64(latency_ms) AS latency_ms_sum, map(promptpulse_hist_bucket(latency_ms), toUInt64(1)) AS latency_hist, "
-    "input_tokens, output_tokens, toDecimal128(cost_usd, 12) AS cost_usd, user_id, tags, error_category, trace_id, "
+    "input_tokens, output_tokens, toDecimal128(cost_usd, 12) AS cost_usd, toUInt64(NOT usage_known) AS "
+    "calls_without_usage, toUInt64(usage_known AND NOT cost_known) AS calls_unpriced, toUInt64(NOT cost_known) AS "
+    "calls_without_cost, user_id, tags, error_category, trace_id, "
     "span_id, status, error_type, http_status FROM llm_calls"
 )
 
@@ -249,6 +251,8 @@ _METRICS: tuple[tuple[str, str], ...] = (
     ("promptpulse_hist_quantiles(sumMap(latency_hist), [0.5, 0.95, 0.99])", "latency_q"),
     ("sum(input_tokens)", "input_tokens"), ("sum(output_tokens)", "output_tokens"),
     (dq.AVG_TOKENS, "avg_tokens"), ("sum(cost_usd)", "total_cost_usd"), (dq.COST_PER_REQ, "cost_per_request"),
+    (dq.CALLS_WITHOUT_USAGE, "calls_without_usage"), (dq.CALLS_UNPRICED, "calls_unpriced"),
+    (dq.CALLS_WITHOUT_COST, "calls_without_cost"),
 )
 # aliased m_* so an alias never shadows the rollup column an expression sums
 METRIC_COLUMNS = tuple((expr, f"m_{alias}") for expr, alias in _METRICS)
@@ -279,9 +283,13 @@ def metric_row(d: Mapping[str, Any]) -> dict[str, Any]:
         "p50_latency_ms": q[0], "p95_latency_ms": q[1], "p99_latency_ms": q[2],
         "input_tokens": int(d["input_tokens"] or 0), "output_tokens": int(d["output_tokens"] or 0),
         "total_tokens": int(d["input_tokens"] or 0) + int(d["output_tokens"] or 0),
-        "avg_tokens": clean(d["avg_tokens"], 4) if n else None,
-        "total_cost_usd": clean(Decimal(d["total_cost_usd"] or 0), 12),
+        "avg_tokens": clean(d["avg_tokens"], 4) if n else None,  # over the calls with usage (None: none had it)
+        "total_cost_usd": clean(Decimal(d["total_cost_usd"] or 0), 12),  # over the calls with a known cost
         "cost_per_request": clean(d["cost_per_request"], 12) if n else None,
+        # tokens and cost of these calls are unknown, not 0: left out of the sums and of the per-call figures
+        "calls_without_usage": int(d.get("calls_without_usage") or 0),
+        "calls_unpriced": int(d.get("calls_unpriced") or 0),
+        "calls_without_cost": int(d.get("calls_without_cost") or 0),
     }
 
 
@@ -312,8 +320,11 @@ SUCCESS_COLUMNS: tuple[tuple[str, str], ...] = (
     (f"sumMapIf(latency_hist, {_OK})", "s_hist"),
     (f"promptpulse_hist_quantiles(sumMapIf(latency_hist, {_OK}), [0.5, 0.95, 0.99])", "s_latency_q"),
     (f"sumIf(input_tokens + output_tokens, {_OK})", "s_tokens"), (f"sumIf(cost_usd, {_OK})", "s_cost"),
-    (f"avgIf(toFloat64(cost_usd), {_OK})", "s_cost_mean"),
-    (f"varSampStableIf(toFloat64(cost_usd), {_OK})", "s_cost_var"),
+    # per-call tokens / cost over the successful calls whose usage / cost is known (raw rows: one call each)
+    (f"sumIf(calls - calls_without_usage, {_OK})", "s_usage_calls"),
+    (f"sumIf(calls - calls_without_cost, {_OK})", "s_cost_calls"),
+    (f"avgIf(toFloat64(cost_usd), {_OK} AND calls_without_cost = 0)", "s_cost_mean"),
+    (f"varSampStableIf(toFloat64(cost_usd), {_OK} AND calls_without_cost = 0)", "s_cost_var"),
 )
 
 
@@ -354,13 +365,14 @@ def success_row(d: Mapping[str, Any]) -> dict[str, Any]:
     their values over successful calls."""
     m = metric_row(d)
     ok = int(d.get("s_calls") or 0)
+    n_usage, n_cost = int(d.get("s_usage_calls") or 0), int(d.get("s_cost_calls") or 0)
     q = [clean(float(x), 2) for x in d.get("s_latency_q") or []] if ok else [None, None, None]
     m.update({
         "successes": ok,
         "avg_latency_ms": clean(float(d["s_latency_sum"]) / ok, 3) if ok else None,
         "p50_latency_ms": q[0], "p95_latency_ms": q[1], "p99_latency_ms": q[2],
-        "avg_tokens": clean(int(d["s_tokens"] or 0) / ok, 4) if ok else None,
-        "cost_per_request": clean(float(Decimal(d["s_cost"] or 0)) / ok, 12) if ok else None,
+        "avg_tokens": clean(int(d["s_tokens"] or 0) / n_usage, 4) if n_usage else None,
+        "cost_per_request": clean(float(Decimal(d["s_cost"] or 0)) / n_cost, 12) if n_cost else None,
     })
     return m
 
@@ -432,7 +444,8 @@ COMPARE_METHOD = (
 
 _EMPTY = {"requests": 0, "errors": 0, "success_rate": None, "error_rate": None, "avg_latency_ms": None,
           "latency_q": [], "input_tokens": 0, "output_tokens": 0, "avg_tokens": None, "total_cost_usd": 0,
-          "cost_per_request": None, "s_calls": 0}
+          "cost_per_request": None, "calls_without_usage": 0, "calls_unpriced": 0, "calls_without_cost": 0,
+          "s_calls": 0}
 
 
 # ------------------------------------------------------------------------------------------------- timeseries
@@ -441,8 +454,10 @@ TIMESERIES_METRICS: dict[str, str] = {
     "p50_latency_ms": dq.P50, "p95_latency_ms": dq.P95, "p99_latency_ms": dq.P99,
     "avg_latency_ms": dq.MEAN_LATENCY, "cost": "sum(cost_usd)", "cost_per_request": dq.COST_PER_REQ,
     "tokens": dq.TOKENS, "input_tokens": "sum(input_tokens)", "output_tokens": "sum(output_tokens)",
+    "calls_without_usage": dq.CALLS_WITHOUT_USAGE, "calls_unpriced": dq.CALLS_UNPRICED,
 }
-COUNT_METRICS = ("requests", "errors", "cost", "tokens", "input_tokens", "output_tokens")  # 0 in empty buckets
+COUNT_METRICS = ("requests", "errors", "cost", "tokens", "input_tokens", "output_tokens", "calls_without_usage",
+                 "calls_unpriced")  # 0 in empty buckets
 INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400}
 GROUP_BY: dict[str, str] = {"prompt": "prompt_name", "version": "prompt_version", "model": "model",
                             "provider": "provider", "service": "service", "environment": "environment",

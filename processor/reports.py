@@ -104,7 +104,9 @@ KEY_METRICS = (("requests", "Requests"), ("success_rate", "Success rate %"), ("e
                ("avg_latency_ms", "Avg latency ms"), ("p50_latency_ms", "p50 latency ms"),
                ("p95_latency_ms", "p95 latency ms"), ("p99_latency_ms", "p99 latency ms"),
                ("total_tokens", "Tokens"), ("avg_tokens", "Tokens per call"), ("total_cost_usd", "Cost USD"),
-               ("cost_per_request", "Cost per request USD"))
+               ("cost_per_request", "Cost per request USD"),
+               # calls whose tokens / cost are unknown: left out of the sums and the per-call figures above
+               ("calls_without_usage", "Calls without usage"), ("calls_unpriced", "Calls unpriced"))
 
 
 def build_report(store: Any, period: str, *, now: dt.datetime | None = None, top: int = 5) -> dict[str, Any]:
@@ -123,6 +125,7 @@ def build_report(store: Any, period: str, *, now: dt.datetime | None = None, top
         "prompt": r["prompt"] or "(untagged)", "requests": r["requests"], "total_cost_usd": r["total_cost_usd"],
         "share_pct": round(100.0 * r["total_cost_usd"] / total_cost, 2) if total_cost else None,
         "cost_per_request": r["cost_per_request"], "avg_tokens": r["avg_tokens"],
+        "calls_without_usage": r["calls_without_usage"], "calls_unpriced": r["calls_unpriced"],
         "previous_cost_usd": prev_prompt.get(r["prompt"], {}).get("total_cost_usd"),
         "change_pct": change(r["total_cost_usd"], prev_prompt.get(r["prompt"], {}).get("total_cost_usd")),
     } for r in ranked[:top]]
@@ -250,7 +253,7 @@ def _delta(f: Mapping[str, Any]) -> str:
 def _fmt(key: str, v: Any) -> str:
     if v is None:
         return "–"
-    if key in ("requests", "total_tokens", "count"):
+    if key in ("requests", "total_tokens", "count") or key.startswith("calls_"):
         return f"{int(v):,}"
     if "cost" in key:
         return f"${v:,.6f}" if abs(v) < 1 else f"${v:,.2f}"
@@ -268,11 +271,13 @@ def _sections(doc: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[st
     key_rows = [[v["label"], _fmt(k, v["value"]), _fmt(k, v["previous"]), _chg(v["change_pct"])]
                 for k, v in m.items()]
     top = [[t["prompt"], _fmt("requests", t["requests"]), _fmt("cost", t["total_cost_usd"]),
-            _fmt("share_pct", t["share_pct"]), _fmt("cost", t["cost_per_request"]), _chg(t["change_pct"])]
+            _fmt("share_pct", t["share_pct"]), _fmt("cost", t["cost_per_request"]), _chg(t["change_pct"]),
+            f"{t['calls_without_usage']:,} / {t['calls_unpriced']:,}"]
            for t in doc["top_prompts_by_cost"]]
     alerts = [[a["rule"], a["severity"], str(a["count"]), a["last"]] for a in doc["alerts"]["by_rule"]]
     return [("Key metrics", ["Metric", "This period", "Previous", "Change"], key_rows),
-            ("Top prompts by cost", ["Prompt", "Requests", "Cost", "Share", "Cost/request", "Change"], top),
+            ("Top prompts by cost", ["Prompt", "Requests", "Cost", "Share", "Cost/request", "Change",
+                                     "No usage / unpriced"], top),
             (f"Alerts fired ({doc['alerts']['fired']})", ["Rule", "Severity", "Fired", "Last"], alerts)]
 
 

@@ -112,3 +112,74 @@ def test_openai_stream_without_include_usage_is_flagged_end_to_end(store: Store)
     assert rows == [(True, False, "unknown", 0, 0, False), (True, True, "span", 1200, 300, True)]
     assert store.query("SELECT sum(calls), sum(calls_without_usage), sum(calls_without_cost), sum(input_tokens) "
                        "FROM llm_calls_1m WHERE service = 'usage-e2e'").rows == [(2, 1, 1, 1200)]
+
+
+RANGE = {"start": (HOUR - dt.timedelta(minutes=5)).isoformat(), "end": (HOUR + dt.timedelta(minutes=5)).isoformat()}
+TOTAL_COST = sum(Decimal(e[4]) for _, e in CASES)
+
+
+def test_api_metrics_reports_calls_without_usage_and_averages_over_known(store: Store) -> None:
+    from promptpulse.processor import api
+
+    m = api.get_metrics(store, {"service": "usage", **RANGE})["metrics"]
+    assert (m["total_requests"], m["calls_without_usage"], m["calls_unpriced"], m["calls_without_cost"]) == (8, 4, 1, 4)
+    assert (m["input_tokens"], m["output_tokens"]) == (2030, 400)
+    assert m["avg_tokens"] == 2430 / 4  # the 4 calls with usage, not 2430 / 8
+    assert m["cost_per_request"] == pytest.approx(float(TOTAL_COST) / 4, rel=1e-12)
+    assert m["total_cost_usd"] == round(float(TOTAL_COST), 6)
+
+
+def test_analytics_summary_and_cohorts_leave_unknown_calls_out_of_per_call_figures(store: Store) -> None:
+    from promptpulse.processor import analytics as an
+
+    by_model = {c["cohort"]: c for c in an.cohorts(store, {"by": "model", "service": "usage", **RANGE})["cohorts"]}
+    known = by_model["gpt-4o"]
+    assert (known["requests"], known["calls_without_usage"], known["calls_unpriced"],
+            known["calls_without_cost"]) == (6, 3, 0, 2)
+    assert known["avg_tokens"] == (1200 + 0 + 30) / 3
+    assert known["cost_per_request"] == pytest.approx(float(TOTAL_COST) / 4, rel=1e-9)
+    # the unknown model: counted as unpriced, its cost per request unknown (None), not $0
+    unpriced = by_model["no-such-model-x"]
+    assert (unpriced["requests"], unpriced["calls_without_usage"], unpriced["calls_unpriced"],
+            unpriced["calls_without_cost"]) == (2, 1, 1, 2)
+    assert unpriced["cost_per_request"] is None and unpriced["avg_tokens"] == 1200.0
+    assert unpriced["total_cost_usd"] == 0  # a sum over no priced call
+    series = an.timeseries(store, {"metric": "calls_without_usage", "interval": "1h", "service": "usage", **RANGE})
+    assert sum(p["v"] for s in series["series"] for p in s["points"]) == 4
+
+
+def test_report_shows_calls_without_usage_and_unpriced(store: Store) -> None:
+    from promptpulse.processor import reports
+
+    now = dt.datetime.combine(HOUR.date() + dt.timedelta(days=1), dt.time(1), UTC)
+    doc = reports.build_report(store, "daily", now=now)
+    m = doc["metrics"]
+    # the module's calls: 8 here, plus the two end-to-end streams when that test ran first (one without usage)
+    assert m["calls_without_usage"]["value"] in (4, 5) and m["calls_unpriced"]["value"] == 1
+    assert m["avg_tokens"]["value"] == pytest.approx(m["total_tokens"]["value"]
+                                                     / (m["requests"]["value"] - m["calls_without_usage"]["value"]))
+    text = reports.render(doc, "markdown")
+    assert f"| Calls without usage | {m['calls_without_usage']['value']} |" in text
+    assert "| Calls unpriced | 1 |" in text and "No usage / unpriced" in text
+
+
+@pytest.mark.parametrize("hours", [1, 24 * 5])  # minute rollup; hourly + daily rollups
+def test_dashboard_token_and_cost_panels_count_calls_without_usage(store: Store, hours: int) -> None:
+    from promptpulse.dashboards import definitions, macros
+
+    variables = {v: macros.ALL for v in ("environment", "prompt", "version", "model", "provider")}
+    variables["service"] = ["usage"]
+    end = HOUR + dt.timedelta(minutes=30)
+    panels = definitions.all_panels()
+
+    def one(name: str) -> dict:
+        sql = macros.expand(panels[name].sql, time_from=end - dt.timedelta(hours=hours), time_to=end,
+                            variables=variables)
+        return store.query(sql).dicts()[0]
+
+    tokens = one("tokens")
+    assert (tokens["Total"], tokens["Calls without usage"]) == (2430, 4)
+    assert tokens["Avg per request"] == pytest.approx(2430 / 4)
+    cost = one("cost_stats")
+    assert (cost["Calls without usage"], cost["Calls unpriced"]) == (4, 1)
+    assert cost["Cost per request"] == pytest.approx(float(TOTAL_COST) / 4)
