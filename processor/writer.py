@@ -99,6 +99,8 @@ STORE_ERROR_CODES = frozenset({
     74, 75, 76, 159, 164, 202, 203, 209, 210, 236, 241, 242, 243, 252, 285, 286, 319, 394, 425, 497, 516,
     999, 1000,
 })
+# code 252 is also "too many parts" (merges behind: the store's problem); this one is the batch's days
+_TOO_MANY_PARTITIONS = "Too many partitions for single INSERT block"
 _CODE = re.compile(r"\bCode: (\d+)\b")
 
 
@@ -409,7 +411,8 @@ class Writer:
 
     def _about_data(self, exc: BaseException) -> bool:
         """Whether a failed insert failed on its data: not a store error code, and the store answers."""
-        if store_error_code(exc) in STORE_ERROR_CODES:
+        code = store_error_code(exc)
+        if code in STORE_ERROR_CODES and not (code == 252 and _TOO_MANY_PARTITIONS in str(exc)):
             return False
         try:
             return bool(self._get_store().ping())

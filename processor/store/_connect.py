@@ -15,7 +15,10 @@ _log = logging.getLogger(__name__)
 
 # Settings of every insert: a retried batch (same token) is dropped by the table *and* by every materialized view
 # below it, so llm_calls and the rollups are not double counted either.
-INSERT_SETTINGS = {"insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
+# max_partitions_per_insert_block: the default 100 refuses a valid request whose spans fall on over 100 days; a
+# request beyond 1,000 is refused on its data and goes to the dead letters (processor/writer.py).
+INSERT_SETTINGS = {"insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1,
+                   "max_partitions_per_insert_block": 1000}
 # Settings of every query: SELECT * on llm_calls shows its ALIAS columns (trace_id, span_id, latency_ms, ttft_ms; the
 # stored byte/bit columns behind them are MATERIALIZED, which SELECT * leaves out).
 QUERY_SETTINGS = {"asterisk_include_alias_columns": 1}

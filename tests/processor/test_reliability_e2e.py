@@ -79,3 +79,25 @@ def test_resend_after_kill_9_is_stored_once(tmp_path: Path) -> None:
 
 if __name__ == "__main__":
     sys.exit("run with pytest")
+
+
+def test_one_request_over_many_days_is_stored(tmp_path: Path) -> None:
+    """A valid request whose spans fall on 150 different days (ClickHouse refuses more than 100 partitions in one
+    insert block by default, and that refusal is not about bad data: it must not block the queue)."""
+    import time
+
+    req = encode_spans(genai_spans(150, seed=91))
+    day = 86_400 * 10**9
+    now = time.time_ns()
+    for k, sp in enumerate(req.resource_spans[0].scope_spans[0].spans):
+        sp.start_time_unix_nano = now + (k + 1) * day  # future days: the TTL never drops them during the test
+        sp.end_time_unix_nano = sp.start_time_unix_nano + 10**9
+    s = Serve(tmp_path)
+    try:
+        assert s.post(req.SerializeToString())[0] == 200
+        assert s.post(encode_spans(genai_spans(5, seed=92)).SerializeToString())[0] == 200
+        s.wait_count(155)
+        s.wait_count(155, "llm_calls")
+        assert _metrics(s)["promptpulse_deadletter_requests_total"] == 0
+    finally:
+        s.stop()
