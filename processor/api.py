@@ -178,14 +178,6 @@ def prometheus(service: Any) -> str:
         metric(f"{sig}_requests_bad_total", "counter", f"Malformed {sig} requests (400)", c[f"{sig}_bad_requests"])
         metric(f"{items}_inserted_total", "counter", f"{sig}: items inserted into the store",
                w.stats[f"inserted_{sig}"])
-    for sig, items in (("metrics", "metric_points"), ("logs", "log_records")):  # receiver.signals
-        metric(f"otlp_{sig}_requests_total", "counter", f"OTLP {sig} export requests", c[f"{sig}_requests"])
-        metric(f"{items}_accepted_total", "counter", f"{sig}: items accepted (spooled durably)", c[f"{sig}_accepted"])
-        metric(f"{items}_rejected_total", "counter", f"{sig}: items rejected as invalid (partial success)",
-               c[f"{sig}_rejected"])
-        metric(f"{sig}_requests_bad_total", "counter", f"Malformed {sig} requests (400)", c[f"{sig}_bad_requests"])
-        metric(f"{items}_inserted_total", "counter", f"{sig}: items inserted into the store",
-               w.stats[f"inserted_{sig}"])
     metric("batches_inserted_total", "counter", "Batches inserted", w.stats["inserted_batches"])
     metric("insert_failures_total", "counter", "Failed insert attempts", w.stats["insert_failures"])
     metric("spans_spooled_total", "counter", "Spans accepted while the store was down", w.stats["spooled_spans"])
