@@ -146,6 +146,20 @@ def chdb_connect(path: str) -> Any:
     return chdb.connect(path)
 
 
+def _form_fields(ctype: str, body: bytes) -> dict[str, str]:
+    """The fields of a multipart/form-data body (as ClickHouse's HTTP interface reads query and param_* from it)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body)
+    out = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            out[str(name)] = (part.get_payload(decode=True) or b"").decode()
+    return out
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: ClickHouseHTTPServer
     protocol_version = "HTTP/1.1"
@@ -200,8 +214,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         else:
             args = dict(parse_qsl(url.query, keep_blank_values=True))
-        if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        ctype = self.headers.get("Content-Type", "")
+        if ctype.startswith("application/x-www-form-urlencoded"):
             args.update(parse_qsl(body.decode(), keep_blank_values=True))
+            body = b""
+        elif ctype.startswith("multipart/form-data"):  # clickhouse-connect sends long query parameters so
+            args.update(_form_fields(ctype, body))
             body = b""
         params = {k[6:]: v for k, v in args.items() if k.startswith("param_")}
         settings = {

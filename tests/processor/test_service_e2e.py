@@ -58,7 +58,10 @@ class Serve:
     def query(self, sql: str) -> list:
         req = urllib.request.Request(f"http://127.0.0.1:{self.api}/api/query", json.dumps({"sql": sql}).encode(),
                                      method="POST")
-        return json.load(urllib.request.urlopen(req, timeout=30))["rows"]
+        try:
+            return json.load(urllib.request.urlopen(req, timeout=30))["rows"]
+        except urllib.error.HTTPError as e:  # say why
+            raise AssertionError(f"{e.code} {e.read()[:2000]!r} for {sql[:300]}") from None
 
     def wait_count(self, n: int, table: str = "otel_traces", timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
