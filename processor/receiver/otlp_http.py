@@ -5,14 +5,16 @@ backpressure, spool and dedup; only their decoder and response differ.
 Answers (OTLP/HTTP spec; docs/PROCESSOR.md):
 200 Export{Trace,Metrics,Logs}ServiceResponse (partial_success.rejected_spans / rejected_data_points /
 rejected_log_records + error_message when items were rejected or clamped) · 400 malformed body
-(google.rpc.Status) · 401 missing/wrong bearer token · 404 other paths · 405 other methods · 411 no Content-Length ·
-413 body (compressed or decompressed) over max_body_bytes · 415 other content types or encodings · 429 +
-Retry-After when the queue is full · 503 + Retry-After when the store is down and the spool is full.
-Responses use the request's content type.
+(google.rpc.Status; also bad framing, truncated gzip, too deep nesting) · 401 missing/wrong bearer token · 404 other
+paths · 405 other methods · 408 headers/body past their deadline · 411 neither Content-Length nor chunked · 413 body
+(compressed or decompressed) over max_body_bytes · 415 other content types or encodings · 429 + Retry-After when
+the queue is full · 501 transfer codings other than chunked · 503 + Retry-After when the store is down and the
+spool is full, or over max_connections. Responses use the request's content type. Framing, deadlines and the
+connection cap: processor/http_limits.py.
 
-Server: the stdlib ThreadingHTTPServer with HTTP/1.1 keep-alive. Request handling is dominated by decoding
-(~15 µs/span, ~7 ms per 512-span request) so per-request server overhead (~0.1 ms) does not matter and no
-dependency is needed.
+Server: the stdlib ThreadingHTTPServer (http_limits.GuardedServer) with HTTP/1.1 keep-alive. Request handling is
+dominated by decoding (~15 µs/span, ~7 ms per 512-span request) so per-request server overhead (~0.1 ms) does not
+matter and no dependency is needed.
 """
 
 from __future__ import annotations
