@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from . import analytics as an
+from .http_limits import HTTPError
 
 log = logging.getLogger(__name__)
 
@@ -242,12 +243,14 @@ def dispatch(h: Any, method: str, path: str, query: str) -> bool:
     try:
         store = h.service.get_store() if route.path != "/api/openapi.json" else None
         if route.method == "POST":
-            n = int(h.headers.get("Content-Length") or 0)
-            if n > 8 << 20:
-                h._send(413, {"error": "body too large"})
+            try:
+                raw = h.read_body(8 << 20, length_required=False)  # strict framing, as /api/query (http_limits)
+            except HTTPError as e:
+                h.close_connection = True
+                h._send(e.status, {"error": "body too large" if e.status == 413 else e.message})
                 return True
             try:
-                body = json.loads(h.rfile.read(n) or b"null")
+                body = json.loads(raw or b"null")
             except ValueError as e:
                 raise an.BadRequest(f"body is not JSON: {e}")
             h._send(201, an.post_scores(store, body))

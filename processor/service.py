@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from . import http_limits
 from .config import Settings
 from .deadletter import DeadLetters
 from .receiver import decode, otlp_grpc, otlp_http
@@ -79,7 +80,7 @@ class Service:
             s.host, s.otlp_grpc_port, self.ingest, max_body_bytes=s.max_body_bytes, workers=s.grpc_workers, tls=tls)
         self.grpc.start()
         self.http = otlp_http.make_server(s.host, s.otlp_http_port, self.ingest, max_body_bytes=s.max_body_bytes,
-                                          tls=tls)
+                                          tls=tls, limits=http_limits.Limits.from_settings(s))
         self.ports["http"] = self.http.server_address[1]
         self.api = _api_server(s.host, s.api_port, self, tls)
         self.ports["api"] = self.api.server_address[1]
