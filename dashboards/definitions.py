@@ -268,12 +268,16 @@ LOWEST_SCORES = Panel(
     w=24, h=8, raw=True)
 
 # comparison
-COMPARE_TABLE = Panel("compare_table", "Side by side (winner row)", "table", q.compare_pivot(), w=12, h=9,
+COMPARE_TABLE = Panel("compare_table", "Side by side (winner row)", "table", q.compare_pivot(), w=12, h=9, raw=True,
                       description="Up to 3 of the selected prompts (or versions, see Compare) with the most "
-                                  "requests. Winner: lowest sum of ranks on success, p95, avg tokens, cost/request.")
-COMPARE_RANKED = Panel("compare_ranked", "Comparison (numbers and ranks)", "table", q.compare_ranked(), w=12, h=9,
-                       decimals=4, overrides=(("success_rate", {"thresholds": SUCCESS_STEPS,
-                                                                "custom.cellOptions": {"type": "color-text"}}),))
+                                  "requests. Latency, tokens and cost over successful calls. Winner: the best "
+                                  "success rate when a two-proportion z-test against the runner-up says p < 0.05 "
+                                  "(Bonferroni over pairs), as /api/compare; otherwise no winner here — "
+                                  "/api/compare also tests p95 and cost.")
+COMPARE_RANKED = Panel("compare_ranked", "Comparison (numbers and the success-rate test)", "table",
+                       q.compare_ranked(), w=12, h=9, decimals=4, raw=True,
+                       overrides=(("success_rate", {"thresholds": SUCCESS_STEPS,
+                                                    "custom.cellOptions": {"type": "color-text"}}),))
 COMPARE_TS = {
     key: Panel(f"compare_{key}_ts", title, "timeseries", q.timeseries([(expr, key)], group=q.COMPARE_KEY),
                format="time_series", w=8, h=8, unit=unit, custom=TS)

@@ -171,32 +171,46 @@ def variable_query(column: str, *, depends: Sequence[str], table: str = "llm_cal
 
 # --- comparison (up to 3 prompts or versions) ----------------------------------------------------------------
 COMPARE_KEY = ("if('${compare_by}' = 'version', concat(prompt_name, ' v', prompt_version), prompt_name)")
+_OK = "status != 'error'"
+# Over successful calls (a failed call is fast, free and token-less: it must not flatter its version), as /api/compare
 COMPARE_METRICS: tuple[tuple[str, str], ...] = (
-    (CALLS, "requests"), (SUCCESS_PCT, "success_rate"), (P95, "p95_ms"), (AVG_TOKENS, "avg_tokens"),
-    (COST_PER_REQ, "cost_per_request"),
+    ("count()", "requests"), (f"countIf({_OK})", "successes"),
+    ("if(count() = 0, nan, 100 * countIf(status != 'error') / count())", "success_rate"),
+    (f"quantileExactIf(0.95)(latency_ms, {_OK})", "p95_ms"),
+    (f"avgIf(input_tokens + output_tokens, {_OK} AND usage_known)", "avg_tokens"),
+    (f"avgIf(toFloat64(cost_usd), {_OK} AND cost_known)", "cost_per_request"),
 )
+# two-sided z at alpha 0.05 / pairs (Bonferroni), as processor/winner.py: 2 items 1 pair, 3 items 3 pairs
+_Z_CRIT = "if(count() OVER () >= 3, 2.3940, 1.9600)"
 
 
 def compare_ranked() -> str:
-    """The (up to) 3 busiest selected prompts or versions with their metrics, per-metric ranks and overall place:
-    the lowest sum of ranks (success desc, p95 asc, avg tokens asc, cost per request asc) wins; ties go to the
-    higher success rate."""
+    """The (up to) 3 busiest selected prompts or versions, success rate first, latency/tokens/cost over successful
+    calls (raw llm_calls), and the success-rate test of processor/winner.py: the best success rate against the
+    runner-up, pooled two-proportion z. ``place`` 1 is a winner only when ``significant``; otherwise the verdict is
+    "no clear winner on success rate" and /api/compare (which also tests p95 and cost) has the rest."""
+    ranked = breakdown([(COMPARE_KEY, "series")], COMPARE_METRICS, order="requests DESC, series", limit=3,
+                       source=raw_calls())
     return (
-        "SELECT *, r_success + r_p95 + r_tokens + r_cost AS rank_sum,\n"
-        "    row_number() OVER (ORDER BY rank_sum ASC, success_rate DESC, requests DESC) AS place\n"
+        "SELECT *, row_number() OVER (ORDER BY success_rate DESC, requests DESC) AS place,\n"
+        "    if(place = 1 AND z_vs_next > z_crit, 1, 0) AS significant\n"
         "FROM (\n"
         "  SELECT *,\n"
-        "    rank() OVER (ORDER BY success_rate DESC) AS r_success, rank() OVER (ORDER BY p95_ms ASC) AS r_p95,\n"
-        "    rank() OVER (ORDER BY avg_tokens ASC) AS r_tokens, rank() OVER (ORDER BY cost_per_request ASC) AS r_cost\n"
-        "  FROM (\n"
-        + breakdown([(COMPARE_KEY, "series")], COMPARE_METRICS, order="requests DESC, series", limit=3)
-        + "\n  )\n)\nORDER BY place"
+        "    leadInFrame(successes) OVER w AS s2, leadInFrame(requests) OVER w AS n2,\n"
+        "    (successes + s2) / (requests + n2) AS pooled,\n"
+        "    if(n2 = 0 OR pooled IN (0, 1), 0, (successes / requests - s2 / n2)\n"
+        "       / sqrt(pooled * (1 - pooled) * (1 / requests + 1 / n2))) AS z_vs_next,\n"
+        f"    {_Z_CRIT} AS z_crit\n"
+        "  FROM (\n" + ranked + "\n  )\n"
+        "  WINDOW w AS (ORDER BY success_rate DESC, requests DESC ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)\n"
+        ")\nORDER BY place"
     )
 
 
 def compare_pivot() -> str:
     """The seed's comparison table: one row per metric, one column per compared prompt, and a Winner row."""
-    ordinal = "multiIf(place = 1, '1st (winner)', place = 2, '2nd', '3rd')"
+    ordinal = ("multiIf(place = 1 AND significant = 1, 'winner (success rate, p < 0.05)', place = 1, "
+               "'no clear winner on success rate: see /api/compare', '')")
     rows = [
         ("Prompt", "series"),
         ("Requests", "formatReadableQuantity(requests)"),
@@ -204,6 +218,7 @@ def compare_pivot() -> str:
         ("p95 Latency", "concat(toString(round(p95_ms)), ' ms')"),
         ("Avg Tokens", "toString(round(avg_tokens))"),
         ("Cost/Request", "concat('$', toString(round(cost_per_request, 4)))"),
+        ("Successful calls", "formatReadableQuantity(successes)"),
         ("Winner", ordinal),
     ]
     metric_names = "[" + ", ".join(f"'{name}'" for name, _ in rows) + "]"

@@ -392,22 +392,38 @@ def test_quality_panels(store) -> None:
 
 
 # --- comparison ------------------------------------------------------------------------------------------------------
+def _pooled_z(s1: int, n1: int, s2: int, n2: int) -> float:
+    p = (s1 + s2) / (n1 + n2)
+    return (s1 / n1 - s2 / n2) / math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+
+
 def test_comparison_winner_row(store) -> None:
+    """Success rate first; latency over successful calls; no crown without a significant success-rate test."""
     rows = {r["metric"]: r for r in panel(store, "compare_table")}
-    assert list(rows) == ["Prompt", "Requests", "Success Rate", "p95 Latency", "Avg Tokens", "Cost/Request", "Winner"]
+    assert list(rows) == ["Prompt", "Requests", "Success Rate", "p95 Latency", "Avg Tokens", "Cost/Request",
+                          "Successful calls", "Winner"]
     assert [rows["Prompt"][k] for k in "123"] == ["support_reply", "summarize", "classify"]
-    assert [rows["Winner"][k] for k in "123"] == ["1st (winner)", "2nd", "3rd"]
     assert [rows["Success Rate"][k] for k in "123"] == ["98%", "97%", "94%"]
+    # 196/200 vs 97/100: z = 0.53, far below 2.394 (three items: alpha 0.05 / 3 pairs)
+    assert [rows["Winner"][k] for k in "123"] == ["no clear winner on success rate: see /api/compare", "", ""]
     assert [rows["Avg Tokens"][k] for k in "123"] == ["200", "250", "300"]
     ranked = panel(store, "compare_ranked")
     assert [r["series"] for r in ranked] == ["support_reply", "summarize", "classify"]
-    assert close(ranked[2]["p95_ms"], 1810) and ranked[2]["cost_per_request"] == pytest.approx(0.02)
+    assert ranked[0]["z_vs_next"] == pytest.approx(_pooled_z(196, 200, 97, 100)) and ranked[0]["z_crit"] == 2.394
+    assert [r["significant"] for r in ranked] == [0, 0, 0]
+    ok = sorted(c.latency_ms for c in IN_RANGE if c.prompt == "classify" and not c.error)
+    assert len(ok) == 47 and ranked[2]["successes"] == 47
+    assert ranked[2]["p95_ms"] == pytest.approx(ok[int(0.95 * len(ok))], abs=0.05)  # quantileExact: element ⌊q·n⌋
+    assert ranked[2]["cost_per_request"] == pytest.approx(0.02)
 
 
 def test_comparison_by_version(store) -> None:
     ranked = panel(store, "compare_ranked", rng=dt.timedelta(days=3), prompt=["support_reply"], compare_by="version")
-    assert [(r["series"], r["requests"], r["place"]) for r in ranked] == [
-        ("support_reply v2.0.0", 180, 1), ("support_reply v2.1.0", 200, 2)]
+    assert [(r["series"], r["requests"], r["successes"], r["place"]) for r in ranked] == [
+        ("support_reply v2.0.0", 180, 180, 1), ("support_reply v2.1.0", 200, 196, 2)]
+    # 100 % vs 98 %: z = 1.907 < 1.96 (two items: one pair): not significant, so no winner
+    assert ranked[0]["z_vs_next"] == pytest.approx(_pooled_z(180, 180, 196, 200)) == pytest.approx(1.907, abs=1e-3)
+    assert ranked[0]["z_crit"] == 1.96 and ranked[0]["significant"] == 0
     series = {r["series"] for r in panel(store, "compare_p95_ts", prompt=["summarize", "classify"])}
     assert series == {"summarize", "classify"}
     by_series = group(IN_RANGE, lambda c: (c.prompt, minute(c.ts)))
