@@ -975,7 +975,9 @@ def _j_id(s: Any, n: int, name: str) -> bytes | None:
     return b if len(b) == n else None
 
 
-def decode_json(body: bytes) -> DecodeResult:
+def load_json_object(body: bytes) -> dict:
+    """An OTLP/JSON body as a dict, or DecodeError (invalid JSON, nested too deeply, not an object, an unpaired
+    surrogate). Shared by the traces, metrics and logs decoders."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as e:
@@ -991,6 +993,11 @@ def decode_json(body: bytes) -> DecodeResult:
             raise DecodeError("invalid JSON: a string holds an unpaired UTF-16 surrogate") from None
         except RecursionError:
             raise DecodeError("invalid JSON: nested too deeply") from None
+    return doc
+
+
+def decode_json(body: bytes) -> DecodeResult:
+    doc = load_json_object(body)
     try:
         return _decode_json_doc(doc)
     except DecodeError:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError as _PbDecodeError
 from google.protobuf.message import Message
 
-from .decode import _LONE_SURROGATE, MAX_TIME_NS, DecodeError, _pb_attrs, _pb_str
+from .decode import MAX_TIME_NS, DecodeError, _pb_attrs, _pb_str, load_json_object
 
 __all__ = ["MAX_TIME_NS", "DecodeError", "SignalRows", "attrs", "parse", "service_name", "value_str"]
 
@@ -80,21 +79,7 @@ def parse(body: bytes, cls: type[M], *, is_json: bool, id_paths: Sequence[Sequen
         except (_PbDecodeError, RuntimeError, ValueError) as e:
             raise DecodeError(f"malformed protobuf {cls.__name__}: {e}") from None
         return msg
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise DecodeError(f"invalid JSON: {e}") from None
-    except RecursionError:
-        raise DecodeError("invalid JSON: nested too deeply") from None
-    if not isinstance(doc, dict):
-        raise DecodeError("OTLP/JSON body must be an object")
-    if _LONE_SURROGATE.search(body):  # "\ud800" alone decodes to a str that cannot be written as UTF-8
-        try:
-            json.dumps(doc, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise DecodeError("invalid JSON: a string holds an unpaired UTF-16 surrogate") from None
-        except RecursionError:
-            raise DecodeError("invalid JSON: nested too deeply") from None
+    doc = load_json_object(body)
     for path in id_paths:
         _hex_ids(doc, path)
     try:
