@@ -255,6 +255,8 @@ class Writer:
             e = _Entry(rec, n, digest, rows if keep else None, time.monotonic(),
                        signal.name if signal is not None else "traces")
             with self._cv:
+                if not self._q:  # an idle writer gets work: the stall clock starts now, not at the last batch
+                    self._progress_t = e.t
                 self._q.append(e)
                 self.pending_spans += n
                 if keep:
@@ -451,12 +453,10 @@ class Writer:
                   e.nspans, letter.id, _short(exc))
 
     def stalled_s(self) -> float:
-        """Seconds since the last batch was done while work is pending (0 when idle or moving)."""
+        """Seconds since the last batch was done, or since work arrived at an idle writer, while work is pending
+        (0 when idle)."""
         with self._cv:
-            if not self._q:
-                self._progress_t = time.monotonic()
-                return 0.0
-            return time.monotonic() - self._progress_t
+            return time.monotonic() - self._progress_t if self._q else 0.0
 
     def stalled(self) -> bool:
         return self.stalled_s() > self.stall_after_s

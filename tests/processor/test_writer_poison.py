@@ -224,8 +224,10 @@ def test_stalled_writer_is_reported(tmp_path) -> None:
     store.down = True
     w = Writer(Spool(tmp_path), lambda: store, batch_max_age_s=0.01, stall_after_s=0.2)
     assert not w.stalled()
+    w._progress_t -= 3600  # idle for an hour (nobody asked /readyz meanwhile): new work is not stalled at once
     w.start()
     w.submit(_rows(3, 0))
+    assert w.stalled_s() < 0.2 and not w.stalled()
     _wait(lambda: w.stalled())
     store.down = False
     _wait(lambda: not w.stalled())
