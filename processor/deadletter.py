@@ -5,7 +5,7 @@ request is alone, every other request is stored) and then acks it, so bad data n
 two files in the dead-letter directory (default ``<spool dir>/deadletter``), written atomically and fsync'd before
 the ack::
 
-    <id>.json   {"id", "time", "seq", "spans", "kind": "protobuf" | "json" | "rows", "digest", "error"}
+    <id>.json   {"id", "time", "seq", "spans", "kind": "protobuf" | "json" | "rows", "digest", "error", "path"}
     <id>.bin    the spool payload as it was accepted (the request body, decompressed)
 
 ``promptpulse deadletter list|show|replay|purge`` reads them; ``replay`` inserts a letter again (after a fix or an
@@ -24,11 +24,18 @@ from typing import Any
 
 from .durable import fsync_dir, write_atomic
 
-KINDS = {b"\x01P": "protobuf", b"\x01J": "json"}
 
+def payload_kind(payload: bytes) -> tuple[str, str]:
+    """(encoding "protobuf" / "json" / "rows", OTLP/HTTP path) of a spool payload (processor.writer's format)."""
+    if payload[:1] != b"\x01":
+        return "rows", "/v1/traces"
+    kind = payload[1:2]
+    if kind in (b"P", b"J"):
+        return ("json" if kind == b"J" else "protobuf"), "/v1/traces"
+    from .receiver.signals import BY_KIND
 
-def payload_kind(payload: bytes) -> str:
-    return KINDS.get(payload[:2], "rows")
+    sig, is_json = BY_KIND[kind]
+    return ("json" if is_json else "protobuf"), sig.path
 
 
 @dataclass
@@ -40,6 +47,7 @@ class Letter:
     kind: str
     digest: str
     error: str
+    path: str = "/v1/traces"  # where `replay` sends it
 
     @property
     def token(self) -> str:
@@ -57,8 +65,9 @@ class DeadLetters:
         self.path.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(payload).hexdigest()
         now = dt.datetime.now(dt.timezone.utc)
+        kind, path = payload_kind(payload)
         letter = Letter(f"{now:%Y%m%dT%H%M%S}-{seq:012d}-{digest[:12]}", now.isoformat(timespec="seconds"), seq,
-                        spans, payload_kind(payload), digest, error[:4000])
+                        spans, kind, digest, error[:4000], path)
         write_atomic(self.path / f"{letter.id}.bin", payload, fsync=self.fsync)
         # last: a letter exists once it is listed
         write_atomic(self.path / f"{letter.id}.json", json.dumps(letter.__dict__).encode(), fsync=self.fsync)

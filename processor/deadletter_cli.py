@@ -33,7 +33,7 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def _post(endpoint: str, letter: Letter, body: bytes, token: str | None) -> tuple[int, str]:
-    req = urllib.request.Request(endpoint.rstrip("/") + "/v1/traces", data=body, method="POST",
+    req = urllib.request.Request(endpoint.rstrip("/") + letter.path, data=body, method="POST",
                                  headers={"Content-Type": _CTYPE[letter.kind]})
     if token:
         req.add_header("Authorization", "Bearer " + token)
@@ -59,8 +59,8 @@ def _run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(x.__dict__))
             else:
-                print(f"{x.id}  {x.time}  {x.kind:<8} {x.spans:>6} span(s)  {x.error[:100]}")
-        print(f"({len(letters)} letter(s), {sum(x.spans for x in letters)} span(s) in {dl.path})", file=sys.stderr)
+                print(f"{x.id}  {x.time}  {x.path:<11} {x.kind:<8} {x.spans:>6} item(s)  {x.error[:100]}")
+        print(f"({len(letters)} letter(s), {sum(x.spans for x in letters)} item(s) in {dl.path})", file=sys.stderr)
         return 0
     if args.action == "show":
         for x in letters:

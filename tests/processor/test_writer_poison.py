@@ -232,3 +232,19 @@ def test_stalled_writer_is_reported(tmp_path) -> None:
     store.down = False
     _wait(lambda: not w.stalled())
     w.stop()
+
+
+def test_dead_letters_know_their_signal(tmp_path) -> None:
+    """A dead-lettered metrics or logs body is replayed to its own path, not /v1/traces."""
+    from promptpulse.processor.deadletter import payload_kind
+
+    dl = DeadLetters(tmp_path)
+    cases = {b"\x01P": ("protobuf", "/v1/traces"), b"\x01J": ("json", "/v1/traces"),
+             b"\x01M": ("protobuf", "/v1/metrics"), b"\x01m": ("json", "/v1/metrics"),
+             b"\x01L": ("protobuf", "/v1/logs"), b"\x01l": ("json", "/v1/logs")}
+    for i, (head, want) in enumerate(cases.items()):
+        assert payload_kind(head + b"\0\0\0\0body") == want
+        letter = dl.add(i + 1, head + b"\1\0\0\0body", 1, "Code: 444")
+        assert (letter.kind, letter.path) == want
+    assert payload_kind(b"\xe3marshal") == ("rows", "/v1/traces")
+    assert sorted((x.kind, x.path) for x in dl.list()) == sorted(cases.values())
