@@ -168,9 +168,9 @@ def test_two_inserts_at_once_are_acked_in_spool_order(tmp_path) -> None:
     store = _TwoAtATime()
     sp = Spool(tmp_path)
     w = Writer(sp, lambda: store, batch_max_spans=50, batch_max_age_s=0.05)
-    w.start()
-    for i in range(4):
+    for i in range(4):  # all spooled before the writer starts: two full batches, however slow the fsyncs are
         w.submit(_rows(25, i * 25))
+    w.start()
     _wait(lambda: len(store.rows) == 50)  # the second batch is in; the first still runs
     assert store.most == 2 and [r[0] for r in store.rows] == list(range(50, 100))
     assert sp.acked == 0 and sp.plans == [(1, 2), (3, 4)]  # nothing acked past the unfinished first batch
