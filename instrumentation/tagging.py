@@ -34,6 +34,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 _current: contextvars.ContextVar[Mapping[str, AttributeValue] | None] = contextvars.ContextVar(
     "promptpulse_tags", default=None
 )
+# The prompt() blocks open in this context, innermost last: (block, tags to restore, baggage context token or None).
+_open: contextvars.ContextVar[tuple[tuple[prompt, Mapping[str, AttributeValue] | None, object | None], ...]] = (
+    contextvars.ContextVar("promptpulse_open_blocks", default=())
+)
 # The span context of the last LLM call made in this context: the default target of score().
 _last_call: contextvars.ContextVar[trace.SpanContext | None] = contextvars.ContextVar(
     "promptpulse_last_call", default=None
@@ -126,7 +130,10 @@ class prompt:  # lower-case: reads as a function at the call site, `with promptp
 
     Use as ``with prompt("support_reply", version="2.1.0", user_id=u):`` or as a decorator on sync and async
     functions. Inner blocks override outer ones key by key; ``tags`` of an inner block replace the outer tags.
+    One object may be entered by many tasks and threads at once: what a block restores on exit is kept per context.
     """
+
+    __slots__ = ("_own", "_propagate")
 
     def __init__(
         self,
@@ -143,7 +150,6 @@ class prompt:  # lower-case: reads as a function at the call site, `with promptp
     ) -> None:
         self._own = _build(name, version, user_id, session_id, conversation_id, feature, tags, attributes)
         self._propagate = _baggage_enabled if propagate is None else propagate
-        self._tokens: list[tuple[contextvars.Token[Any], object | None]] = []
 
     @property
     def attributes(self) -> Mapping[str, AttributeValue]:
@@ -152,7 +158,6 @@ class prompt:  # lower-case: reads as a function at the call site, `with promptp
     def __enter__(self) -> prompt:
         outer = _current.get()
         merged = {**outer, **self._own} if outer else dict(self._own)
-        token = _current.set(merged)
         ctx_token = None
         if self._propagate:
             ctx = context.get_current()
@@ -161,7 +166,8 @@ class prompt:  # lower-case: reads as a function at the call site, `with promptp
                 if value is not None:
                     ctx = baggage.set_baggage(key, ",".join(value) if isinstance(value, tuple) else str(value), ctx)
             ctx_token = context.attach(ctx)
-        self._tokens.append((token, ctx_token))
+        _open.set((*_open.get(), (self, outer, ctx_token)))
+        _current.set(merged)
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attributes(self._own)
@@ -173,17 +179,33 @@ class prompt:  # lower-case: reads as a function at the call site, `with promptp
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        token, ctx_token = self._tokens.pop()
+        try:
+            self._leave()
+        except Exception:  # the app must never see our failure
+            _log.debug("promptpulse.prompt: leaving the block failed", exc_info=True)
+
+    def _leave(self) -> None:
+        # This context's innermost open block of this object: another task or thread that entered the same object
+        # has its own entry in its own context, so leaving never touches (or resets a token of) another context.
+        frames = _open.get()
+        for i in range(len(frames) - 1, -1, -1):
+            if frames[i][0] is self:
+                break
+        else:
+            _log.debug("promptpulse.prompt: left a block that was not entered in this context")
+            return
+        _, outer, ctx_token = frames[i]
+        _open.set(frames[:i] + frames[i + 1 :])
+        _current.set(outer)
         if ctx_token is not None:
             context.detach(ctx_token)  # type: ignore[arg-type]
-        _current.reset(token)
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self._copy():
+                with self:
                     return await func(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
@@ -192,25 +214,17 @@ class prompt:  # lower-case: reads as a function at the call site, `with promptp
 
             @functools.wraps(func)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self._copy():
+                with self:
                     return (yield from func(*args, **kwargs))
 
             return gen_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self._copy():
+            with self:
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
-
-    def _copy(self) -> prompt:
-        # A decorated function may run concurrently with itself: each run gets its own token stack.
-        clone = prompt.__new__(prompt)
-        clone._own = self._own
-        clone._propagate = self._propagate
-        clone._tokens = []
-        return clone
 
 
 def score(
