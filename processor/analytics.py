@@ -30,9 +30,10 @@ from typing import Any
 
 from promptpulse.dashboards import queries as dq
 
-from .api import parse_time
+from .timerange import parse_time
 
 UTC = dt.timezone.utc
+TIME_HELP = "an ISO date or datetime, now, today or a relative time like -7d"
 MINUTE_TTL_DAYS = 35  # SchemaOptions.ttl_1m_days default: older minutes are gone from llm_calls_1m
 RAW_MODEL = dq.RAW_MODEL
 
@@ -99,13 +100,14 @@ def time_range(params: Mapping[str, str], default_s: int, *, now: dt.datetime | 
     """[start, end) from ISO ``start``/``end`` (dates or datetimes, UTC unless an offset is given)."""
     now = now or dt.datetime.now(UTC)
     try:
-        end = parse_time(params["end"], end=True) if _p(params, "end") else now
+        end = parse_time(params["end"], end=True, now=now) if _p(params, "end") else now
     except ValueError:
-        raise BadRequest(f"bad end {params.get('end')!r}: expected an ISO date or datetime")
+        raise BadRequest(f"bad end {params.get('end')!r}: expected {TIME_HELP}")
     try:
-        start = parse_time(params["start"]) if _p(params, "start") else end - dt.timedelta(seconds=default_s)
+        start = (parse_time(params["start"], now=now) if _p(params, "start")
+                 else end - dt.timedelta(seconds=default_s))
     except ValueError:
-        raise BadRequest(f"bad start {params.get('start')!r}: expected an ISO date or datetime")
+        raise BadRequest(f"bad start {params.get('start')!r}: expected {TIME_HELP}")
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     if start >= end:
         raise BadRequest(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
@@ -592,7 +594,7 @@ def anomalies(store: Any, params: Mapping[str, str], *, now: dt.datetime | None 
     try:
         end = parse_time(params["end"], end=True) if _p(params, "end") else (now or dt.datetime.now(UTC))
     except ValueError:
-        raise BadRequest(f"bad end {params.get('end')!r}: expected an ISO date or datetime")
+        raise BadRequest(f"bad end {params.get('end')!r}: expected {TIME_HELP}")
     end = floor(end, res)  # the latest *complete* window
     oldest = end - dt.timedelta(seconds=periods * step + window)
     if res == 60 and oldest < (now or dt.datetime.now(UTC)) - dt.timedelta(days=MINUTE_TTL_DAYS - 1):
@@ -663,7 +665,7 @@ def sla(store: Any, params: Mapping[str, str], *, now: dt.datetime | None = None
     try:
         end = parse_time(params["end"], end=True) if _p(params, "end") else (now or dt.datetime.now(UTC))
     except ValueError:
-        raise BadRequest(f"bad end {params.get('end')!r}: expected an ISO date or datetime")
+        raise BadRequest(f"bad end {params.get('end')!r}: expected {TIME_HELP}")
     end = floor(end, 60)
     start = end - dt.timedelta(seconds=window)
     src = source(params, start, end, resolution="1h" if window > dq.SWITCH_S else None, now=now, daily=True)

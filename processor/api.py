@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .http_limits import GuardedHandler, GuardedServer, HTTPError, Limits
+from .timerange import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +27,6 @@ log = logging.getLogger(__name__)
 _READ_ONLY = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN)\b",
                         re.IGNORECASE | re.DOTALL)
 FILTERS = {"version": "prompt_version", "service": "service", "environment": "environment"}
-
-
-def parse_time(s: str, *, end: bool = False) -> dt.datetime:
-    """ISO date or datetime (UTC unless an offset is given); a date-only end means the end of that day."""
-    s = s.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
-        d = dt.datetime.fromisoformat(s).replace(tzinfo=dt.timezone.utc)
-        return d + dt.timedelta(days=1) if end else d
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    d = dt.datetime.fromisoformat(s)
-    return d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)
 
 
 def metrics_query(params: dict[str, str]) -> tuple[str, str, dict[str, Any], str]:
