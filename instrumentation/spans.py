@@ -354,6 +354,9 @@ class LLMCall:
             attrs[sc.PROMPTPULSE_USAGE_MISSING] = True
         if attrs:
             self.span.set_attributes(attrs)
+            response_id = attrs.get(sc.GEN_AI_RESPONSE_ID)
+            if response_id:  # so score(call=...) finds this call from any object carrying the response id
+                tagging.remember_response_id(response_id, self.span.get_span_context())  # type: ignore[arg-type]
         self.span.end()
         # The metrics flusher builds the metric attributes and records the histograms from these values — plain
         # values, not this object: the span (and all it holds) is not kept alive until the next flush.

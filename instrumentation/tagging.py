@@ -14,9 +14,10 @@ import functools
 import inspect
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from opentelemetry import baggage, context, trace
 
@@ -86,10 +87,86 @@ def _attributes_from_baggage() -> Mapping[str, AttributeValue] | None:
 remember_call: Callable[[trace.SpanContext], object] = _last_call.set
 
 
-def last_call() -> tuple[int, int] | None:
-    """(trace_id, span_id) of the last LLM call in this context."""
+class CallRef(NamedTuple):
+    """Names one LLM call for ``score(call=...)``: its span's trace and span ids."""
+
+    trace_id: int
+    span_id: int
+
+
+def last_call() -> CallRef | None:
+    """The last LLM call started in this context (this thread or task; not calls made in child tasks or threads)."""
     span_context = _last_call.get()
-    return None if span_context is None else (span_context.trace_id, span_context.span_id)
+    return None if span_context is None else CallRef(span_context.trace_id, span_context.span_id)
+
+
+# What the SDK returned → its call's span context, so score(call=response) finds the call wherever the response went
+# (across asyncio.gather, queues, threads). Two maps, because neither alone covers every object an app holds:
+# - by identity, for the object the app got back (a response, a stream proxy, a raw response): a weak reference
+#   drops the entry when the object dies (SDK models are weak-referenceable but not hashable, so not a
+#   WeakKeyDictionary);
+# - by response id, for objects the SDK builds later from the same response (``parse()`` of a raw response, the
+#   final message of a stream helper): the last RESPONSE_IDS_MAX ids.
+RESPONSE_IDS_MAX = 10_000
+_by_response_id: dict[str, trace.SpanContext] = {}
+
+
+class _ResultRef(weakref.ref):  # type: ignore[type-arg]
+    __slots__ = ("key", "span_context")
+
+
+_by_object: dict[int, _ResultRef] = {}
+
+
+def _forget(ref: _ResultRef) -> None:
+    if _by_object.get(ref.key) is ref:
+        del _by_object[ref.key]
+
+
+def remember_result(result: object, span_context: trace.SpanContext) -> None:
+    """Map what an instrumented call returned to the app onto the call (objects without weak references: skipped)."""
+    try:
+        ref = _ResultRef(result, _forget)
+    except TypeError:
+        return
+    ref.key = key = id(result)
+    ref.span_context = span_context
+    _by_object[key] = ref
+
+
+def remember_response_id(response_id: str, span_context: trace.SpanContext) -> None:
+    ids = _by_response_id
+    ids[response_id] = span_context
+    if len(ids) > RESPONSE_IDS_MAX:
+        try:
+            del ids[next(iter(ids))]  # the oldest (dicts keep insertion order)
+        except (KeyError, RuntimeError, StopIteration):  # another thread trimmed it first
+            pass
+
+
+def call_of(obj: object) -> CallRef | None:
+    """The LLM call behind ``obj``: a response (or stream, raw response, parsed or final message) an instrumented
+    SDK call returned, a ``CallRef``, or a span / span context. None when it is none of these."""
+    if isinstance(obj, CallRef):
+        return obj
+    if isinstance(obj, trace.Span):
+        obj = obj.get_span_context()
+    if isinstance(obj, trace.SpanContext):
+        return CallRef(obj.trace_id, obj.span_id) if obj.is_valid else None
+    # The SDKs' stream helpers (anthropic MessageStream, openai ChatCompletionStream) read the stream the patched
+    # create() returned; they keep it as ``_raw_stream``.
+    for candidate in (obj, getattr(obj, "_raw_stream", None)):
+        if candidate is None:
+            continue
+        ref = _by_object.get(id(candidate))
+        if ref is not None and ref() is candidate:
+            return CallRef(ref.span_context.trace_id, ref.span_context.span_id)
+    response_id = getattr(obj, "id", None)
+    if isinstance(response_id, str):
+        span_context = _by_response_id.get(response_id)
+        if span_context is not None:
+            return CallRef(span_context.trace_id, span_context.span_id)
+    return None
 
 
 def _build(
@@ -233,21 +310,41 @@ def score(
     *,
     label: str | None = None,
     comment: str | None = None,
+    call: object | None = None,
     trace_id: int | str | None = None,
     span_id: int | str | None = None,
     tracer_provider: trace.TracerProvider | None = None,
 ) -> bool:
     """Record a quality score or user feedback for an LLM call.
 
-    The score travels as a tiny span named ``gen_ai.evaluation {name}`` whose parent is the evaluated call (the last
-    LLM call in this context unless ``trace_id``/``span_id`` say otherwise) and whose attributes are
+    Which call: ``call=`` the response the SDK returned (or its stream, raw response, parsed or final message), a
+    ``CallRef`` from ``last_call()``, or a span; else ``trace_id``/``span_id``; else the last LLM call started in
+    this context — the current thread or asyncio task, never a call made in a child task (``asyncio.gather``,
+    ``create_task``) or another thread.
+
+    The score travels as a tiny span named ``gen_ai.evaluation {name}`` whose parent is the evaluated call and whose
+    attributes are
     ``gen_ai.evaluation.name``, ``gen_ai.evaluation.score.value``, ``.score.label`` and ``.explanation``.
     The processor stores these in ``llm_scores``. Returns False (and logs) when there is no call to attach to.
     """
     try:
-        target = _resolve_target(trace_id, span_id)
+        if call is not None:
+            if trace_id is not None or span_id is not None:
+                raise ValueError("score(): give call= or trace_id/span_id, not both")
+            target = call_of(call)
+            if target is None:
+                _log.warning(
+                    "promptpulse.score(%r): %s is not a response of an instrumented LLM call", name, type(call).__name__
+                )
+                return False
+        else:
+            target = _resolve_target(trace_id, span_id)
         if target is None:
-            _log.warning("promptpulse.score(%r): no LLM call in this context and no trace_id/span_id given", name)
+            _log.warning(
+                "promptpulse.score(%r): no LLM call in this context; pass call=<the response> (e.g. after "
+                "asyncio.gather) or trace_id/span_id",
+                name,
+            )
             return False
         parent = trace.NonRecordingSpan(
             trace.SpanContext(target[0], target[1], is_remote=True, trace_flags=trace.TraceFlags(0x01))
@@ -270,6 +367,9 @@ def score(
         span.add_event(sc.GEN_AI_EVALUATION_RESULT_EVENT, attributes=attrs)
         span.end()
         return True
+    except ValueError as exc:  # a misuse: say so plainly, still without raising into the app
+        _log.warning("promptpulse.score(%r): %s", name, exc)
+        return False
     except Exception:  # the app must never see our failure
         _log.debug("promptpulse.score failed", exc_info=True)
         return False

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from opentelemetry import context
 from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
 
+from promptpulse.instrumentation import tagging
 from promptpulse.instrumentation.spans import LLMCall, Telemetry
 
 _log = logging.getLogger(__name__)
@@ -75,7 +76,9 @@ def _fail(call: LLMCall, exc: BaseException) -> None:
 
 def _finish(endpoint: Endpoint, call: LLMCall, result: Any) -> Any:
     try:
-        return endpoint.finish(call, result)
+        returned = endpoint.finish(call, result)
+        tagging.remember_result(returned, call.span.get_span_context())  # for score(call=<what the app got>)
+        return returned
     except Exception:
         _log.debug("promptpulse: reading the result failed", exc_info=True)
         try:
