@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-DATASOURCE_UID = "promptpulse-clickhouse"  # dashboards/provisioning/datasources/clickhouse.yaml
+from .grafana import DATASOURCE_UID, PLUGIN_MIN_VERSION
+
 FOLDER = "PromptPulse"
 NOW = "{now:DateTime64(3)}"
 T_END = f"toStartOfMinute({NOW})"
@@ -311,9 +312,21 @@ def grafana_query(rule: AlertRule) -> str:
     """What Grafana runs: the rule's SQL with literal defaults, reduced to label columns (strings) and ``value``
     (Grafana alerting turns each row of a table into one alert instance: string columns are labels, the one numeric
     column is the value)."""
-    labels = [lab.split(" AS ")[-1] for lab in rule.labels]
+    labels = label_names(rule)
     cols = ", ".join(f"CAST(toString({lab}) AS String) AS {lab}" for lab in labels)
     return f"SELECT {cols}, toFloat64(value) AS value\nFROM (\n{rule.literal_sql()}\n)"
+
+
+def label_names(rule: AlertRule) -> list[str]:
+    return [lab.split(" AS ")[-1] for lab in rule.labels]
+
+
+def summary_template(rule: AlertRule) -> str:
+    """The notification summary: the title, each label by name (``{{ $labels }}`` would print a Go map) and the
+    value; severity is left out (it is the notification's own field)."""
+    shown = [lab for lab in label_names(rule) if lab != "severity"]
+    labels = ", ".join(f"{lab}={{{{ $labels.{lab} }}}}" for lab in shown)
+    return f"{rule.title}: {labels}: value {{{{ printf \"%.4g\" $values.A.Value }}}}"
 
 
 def _rule_doc(rule: AlertRule) -> dict[str, Any]:
@@ -324,7 +337,8 @@ def _rule_doc(rule: AlertRule) -> dict[str, Any]:
         "condition": "B",
         "data": [
             {"refId": "A", "relativeTimeRange": {"from": 600, "to": 0}, "datasourceUid": DATASOURCE_UID,
-             "model": {"refId": "A", "editorType": "sql", "format": 1, "queryType": "table",
+             "model": {"refId": "A", "pluginVersion": PLUGIN_MIN_VERSION, "editorType": "sql", "format": 1,
+                       "queryType": "table",
                        "rawSql": grafana_query(rule), "intervalMs": 60000, "maxDataPoints": 43200}},
             {"refId": "B", "relativeTimeRange": {"from": 0, "to": 0}, "datasourceUid": "__expr__",
              "model": {"refId": "B", "type": "math", "expression": "$A == $A",
@@ -335,7 +349,7 @@ def _rule_doc(rule: AlertRule) -> dict[str, Any]:
         "for": rule.pending,
         "labels": {"team": "promptpulse", "rule": rule.name}
         | ({} if rule.severity == "per-row" else {"severity": rule.severity}),
-        "annotations": {"summary": rule.title + ": {{ $labels }} value {{ $values.A.Value }}",
+        "annotations": {"summary": summary_template(rule),
                         "description": rule.summary + f" Parameters: {thresholds}.",
                         "sql_file": f"dashboards/alerts/{rule.name}.sql"},
         "isPaused": False,

@@ -181,8 +181,9 @@ COST_PER_REQ_TS = Panel("cost_per_request_ts", "Cost per request", "timeseries",
 COST_PIE = Panel("cost_pie", "Cost share by prompt", "piechart",
                  q.breakdown([("prompt_name", "prompt")], [(q.COST, "cost")], order="cost DESC"),
                  w=12, h=8, unit="currencyUSD", decimals=2)
-TODAY = "toStartOfDay(" + TO + ")"
-MONTH = "toDateTime(toStartOfMonth(" + TO + "))"
+# Day and month boundaries are UTC, as in the API, reports and alerts ($__toTime is a DateTime in the server's zone)
+TODAY = f"toStartOfDay({TO}, 'UTC')"
+MONTH = f"toDateTime(toStartOfMonth(toDateTime({TO}, 'UTC')), 'UTC')"
 BUDGET_TODAY = Panel(
     "budget_today", "Daily budget", "stat",
     q.totals([(q.COST, "Spent today"), (BUDGET, "Budget"), (f"if({BUDGET} = 0, nan, 100 * {q.COST} / {BUDGET})",
@@ -197,13 +198,13 @@ MONTH_PROJECTION = Panel(
     q.totals([(q.COST, "Month to date"),
               (f"{q.COST} / greatest({TO} - {MONTH}, 1) * (toDateTime(addMonths({MONTH}, 1)) - {MONTH})",
                "Projected month"),
-              (f"{BUDGET} * toDayOfMonth(toLastDayOfMonth({TO}))", "Monthly budget")],
+              (f"{BUDGET} * toDayOfMonth(toLastDayOfMonth({MONTH}))", "Monthly budget")],
              source=q.rollup(MONTH, TO, length=f"({TO} - {MONTH})")),
     w=8, h=4, unit="currencyUSD", decimals=2, thresholds=((BLUE, None),),
     description="Spend since the 1st, projected at the month's rate so far.")
 DAILY_SPEND = Panel(
     "daily_spend", "Daily spend vs budget", "timeseries",
-    f"SELECT\n    toStartOfDay(bucket) AS time,\n    {q.COST} AS spend,\n    any({BUDGET}) AS budget\n"
+    f"SELECT\n    toStartOfDay(bucket, 'UTC') AS time,\n    {q.COST} AS spend,\n    any({BUDGET}) AS budget\n"
     f"FROM {q.rollup()}\nGROUP BY time\nORDER BY time",
     format="time_series", w=12, h=8, unit="currencyUSD",
     custom=BARS, overrides=(("budget", {"custom.drawStyle": "line", "custom.lineStyle": {"fill": "dash",
@@ -330,7 +331,7 @@ BURN_TS = Panel("burn_rate_ts", "Burn rate over time", "timeseries",
                 custom={**TS, "thresholdsStyle": {"mode": "dashed"}})
 SLA_DAILY = Panel(
     "sla_daily", "Daily compliance", "table",
-    f"SELECT\n    toDate(bucket) AS day,\n    {q.CALLS} AS requests,\n    {q.SUCCESS_PCT} AS `availability %`,\n"
+    f"SELECT\n    toDate(bucket, 'UTC') AS day,\n    {q.CALLS} AS requests,\n    {q.SUCCESS_PCT} AS `availability %`,\n"
     f"    {q.P95} AS `p95 ms`,\n"
     f"    `availability %` >= 100 * {SLO} AND `p95 ms` < {q.P95_TARGET_MS} AND `availability %` >= "
     f"{q.SUCCESS_HEALTHY} AS meeting\n"

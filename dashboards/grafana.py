@@ -1,5 +1,6 @@
-"""The dashboard model (Dashboard, Panel, Variable) and its rendering to Grafana 10/11 dashboard JSON for the
-grafana-clickhouse-datasource plugin (v4 query model). The data source is the ``${datasource}`` variable."""
+"""The dashboard model (Dashboard, Panel, Variable) and its rendering to Grafana 11/12 dashboard JSON for the
+grafana-clickhouse-datasource plugin (v4 query model). The data source is the ``${datasource}`` variable, which
+defaults to the provisioned data source (uid ``promptpulse-clickhouse``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PLUGIN_ID = "grafana-clickhouse-datasource"
+# The oldest plugin whose macros the queries are written for: 4.0.3 made $__fromTime/$__toTime/$__timeFilter
+# DateTime (epoch seconds) again and added the _ms variants (4.0.0-4.0.2 rendered DateTime64(3)).
+PLUGIN_MIN_VERSION = "4.0.3"
+GRAFANA_MIN_VERSION = "11.0.0"
+# dashboards/provisioning/datasources/clickhouse.yaml; the alert rules pin it too
+DATASOURCE_UID = "promptpulse-clickhouse"
+DATASOURCE_NAME = "PromptPulse ClickHouse"
 DS_REF = {"type": PLUGIN_ID, "uid": "${datasource}"}
 SCHEMA_VERSION = 39
 # plugin v4: Format.TIMESERIES = 0, Format.TABLE = 1
@@ -123,6 +131,8 @@ def render_panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         "targets": [{
             "refId": "A",
             "datasource": DS_REF,
+            # without pluginVersion the plugin takes a target for a v3 query and migrates it when the editor opens
+            "pluginVersion": PLUGIN_MIN_VERSION,
             "editorType": "sql",
             "format": FORMAT[panel.format],
             "queryType": QUERY_TYPE[panel.format],
@@ -164,13 +174,16 @@ def layout(panels: tuple[Panel, ...]) -> list[tuple[Panel, int, int]]:
 
 
 def render_dashboard(dash: Dashboard) -> dict[str, Any]:
+    # Defaults to the provisioned data source (as the alert rules are); Grafana falls back to the default ClickHouse
+    # data source when that uid does not exist.
     datasource_var = {"name": "datasource", "label": "Data source", "type": "datasource", "query": PLUGIN_ID,
-                      "regex": "", "hide": 0, "refresh": 1, "current": {}, "options": []}
+                      "regex": "", "hide": 0, "refresh": 1, "options": [],
+                      "current": {"selected": True, "text": DATASOURCE_NAME, "value": DATASOURCE_UID}}
     return {
         "__inputs": [],
         "__requires": [
-            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
-            {"type": "datasource", "id": PLUGIN_ID, "name": "ClickHouse", "version": "4.0.0"},
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": GRAFANA_MIN_VERSION},
+            {"type": "datasource", "id": PLUGIN_ID, "name": "ClickHouse", "version": PLUGIN_MIN_VERSION},
         ],
         "uid": dash.uid,
         "title": dash.title,

@@ -3,9 +3,10 @@
 Used by the tests (every panel and variable query runs on chDB) and reusable by anything that wants to run a
 dashboard query outside Grafana. Order, as in Grafana + plugin v4:
 
-1. frontend: ``$__conditionalAll(condition, $var)`` becomes ``condition``, or ``1=1`` when ``$var`` is All
-   (``$__all``) or empty;
-2. frontend: template variables ``${var:singlequote}`` (``'a','b'``), ``${var:csv}``, ``${var}``, ``$var``;
+1. frontend (plugin): ``$__conditionalAll(condition, $var)`` becomes ``condition``, or ``1=1`` when ``$var`` is
+   All (``$__all``) or empty;
+2. frontend (Grafana): template variables ``${var:singlequote}`` (``'a','b'``, ``'`` escaped as ``\\'``),
+   ``${var:csv}``, ``${var:raw}``, and ``${var}`` / ``$var`` in the plugin's default format;
 3. backend (pkg/macros/macros.go): ``$__timeFilter(col)`` -> ``col >= toDateTime(from) AND col <= toDateTime(to)``
    (epoch seconds), ``$__timeFilter_ms(col)`` (``fromUnixTimestamp64Milli``), ``$__fromTime`` / ``$__toTime``
    (``toDateTime(epoch s)``), ``$__fromTime_ms`` / ``$__toTime_ms``, ``$__dateFilter(col)``,
@@ -59,52 +60,90 @@ def _args(sql: str, open_paren: int) -> tuple[list[str], int]:
     raise ValueError(f"unbalanced parentheses after position {open_paren}")
 
 
-def _is_all(value: VariableValue | None) -> bool:
+def _macro_args(sql: str, open_paren: int) -> list[str] | None:
+    """The plugin's getMacroArgs: split at top-level commas by counting parentheses only (quotes are not
+    special); arguments are not trimmed. None when the parenthesis is not closed."""
+    args, depth, last = [], 0, open_paren + 1
+    for match in re.finditer(r"[(),]", sql[open_paren:]):
+        ch, pos = match.group(0), open_paren + match.start()
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 1:
+            args.append(sql[last:pos])
+            last = pos + 1
+        if depth == 0:
+            args.append(sql[last:pos])
+            return args
+    return None
+
+
+def _current_text(value: VariableValue | None) -> str | None:
+    """``current.value.toString()`` in the plugin: an array joins with commas."""
     if value is None:
-        return True
-    if isinstance(value, str):
-        return value in ("", ALL)
-    return len(value) == 0 or ALL in value
+        return None
+    return value if isinstance(value, str) else ",".join(value)
 
 
 def apply_conditional_all(sql: str, variables: Mapping[str, VariableValue]) -> str:
+    """The plugin's applyConditionalAll (src/data/CHDatasource.ts), innermost-last: ``$__conditionalAll(cond, $v)``
+    becomes ``1=1`` when ``$v``'s current value is ``$__all`` or empty, else ``cond``. A variable the dashboard does
+    not have keeps ``cond``; a call without exactly two arguments stops the expansion (the SQL is left as is)."""
     macro = "$__conditionalAll("
     while (pos := sql.rfind(macro)) != -1:
-        args, end = _args(sql, pos + len(macro) - 1)
-        if len(args) != 2:
-            raise ValueError(f"$__conditionalAll takes 2 arguments, got {args}")
-        match = re.search(r"\$\{?(\w+)", args[1])
-        if match is None:
-            raise ValueError(f"$__conditionalAll: no variable in {args[1]!r}")
-        phrase = "1=1" if _is_all(variables.get(match.group(1))) else args[0]
-        sql = sql[:pos] + phrase + sql[end:]
+        args = _macro_args(sql, pos + len(macro) - 1)
+        if args is None or len(args) != 2:
+            return sql
+        match = re.search(r"(?<=\$\{)\w+(?=\})|(?<=\$)\w+", args[1].strip())
+        phrase = args[0]
+        if match and _current_text(variables.get(match.group(0))) in ("", ALL):
+            phrase = "1=1"
+        sql = sql.replace(f"{macro}{args[0]},{args[1]})", phrase, 1)
     return sql
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def singlequote(value: VariableValue) -> str:
+    """Grafana's ``:singlequote`` format (scenes formatRegistry): each value in single quotes, ``'`` escaped as
+    ``\\'`` and nothing else (a backslash is passed through as is), joined with commas."""
+    values = [value] if isinstance(value, str) else list(value)
+    return ",".join("'" + v.replace("'", "\\'") + "'" for v in values)
+
+
+def plugin_format(value: VariableValue) -> str:
+    """The plugin's default format for ``$var`` / ``${var}`` without a format: an array becomes ``'a','b'`` (no
+    escaping), a single value is inserted as is."""
+    return value if isinstance(value, str) else "'" + "','".join(value) + "'"
+
+
+def _is_all(value: VariableValue) -> bool:
+    return value == ALL if isinstance(value, str) else ALL in value
 
 
 def interpolate(sql: str, variables: Mapping[str, VariableValue],
                 all_values: Mapping[str, Sequence[str]] | None = None) -> str:
-    def values(name: str) -> list[str]:
-        value = variables[name]
-        if _is_all(value) and not (isinstance(value, str) and value == ""):
+    """Grafana's template variable replacement with the plugin's default format. A variable set to All takes the
+    values of all its options (``all_values``), as Grafana does for a variable without a custom all value."""
+    def value(name: str) -> VariableValue:
+        val = variables[name]
+        if _is_all(val):
             if all_values is None or name not in all_values:
                 raise KeyError(f"variable {name!r} is All and its options were not given")
             return list(all_values[name])
-        return [value] if isinstance(value, str) else list(value)
+        return val
 
     def sub(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(3)
         fmt = match.group(2)
         if name.startswith("__") or name not in variables:
             return match.group(0)  # Grafana globals and plugin macros are left for the next step
-        vals = values(name)
+        val = value(name)
         if fmt == "singlequote":
-            return ",".join(_quote(v) for v in vals)
-        if fmt in ("csv", None, "raw"):
-            return ",".join(vals)
+            return singlequote(val)
+        if fmt in ("csv", "raw"):
+            return val if isinstance(val, str) else ",".join(val)
+        if fmt is None:
+            return plugin_format(val)
         raise ValueError(f"unsupported variable format {fmt!r}")
 
     return _VAR.sub(sub, sql)
@@ -136,7 +175,7 @@ def expand_macros(sql: str, time_from: dt.datetime, time_to: dt.datetime, interv
         out.append(sql[pos:match.start()])
         if name in ("dateTimeFilter", "dt"):
             args, end = _args(sql, match.end())
-            d, t = args
+            d, t = (expand_macros(a, time_from, time_to, interval_s) for a in args)  # nested macros (plugin 4.20)
             out.append(f"({d} >= toDate('{frm:%Y-%m-%d}') AND {d} <= toDate('{to:%Y-%m-%d}')) AND "
                        f"({t} >= toDateTime({fs}) AND {t} <= toDateTime({ts}))")
             pos = end
@@ -144,7 +183,7 @@ def expand_macros(sql: str, time_from: dt.datetime, time_to: dt.datetime, interv
             args, end = _args(sql, match.end())
             if len(args) != 1:
                 raise ValueError(f"$__{name} takes 1 argument")
-            out.append(with_args[name](args[0]))
+            out.append(with_args[name](expand_macros(args[0], time_from, time_to, interval_s)))
             pos = end
         elif name in simple:
             out.append(simple[name])

@@ -88,9 +88,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         s.close()
 
 
-def run(store, sql: str, rng: dt.timedelta = dt.timedelta(hours=1), interval_s: int = 60, **variables) -> list[dict]:
+def run(store, sql: str, rng: dt.timedelta = dt.timedelta(hours=1), interval_s: int = 60, tz: str = "",
+        **variables) -> list[dict]:
+    """The panel's rows; ``tz`` runs it as on a ClickHouse server in that time zone."""
     expanded = macros.expand(sql, time_from=T0 - rng, time_to=T0, interval_s=interval_s,
                              variables=ALL_VARS | variables)
+    if tz:
+        expanded += f"\nSETTINGS session_timezone = '{tz}'"
     return store.query(expanded).dicts()
 
 
@@ -359,6 +363,26 @@ def test_budget_and_projection(store) -> None:
     assert proj["Month to date"] == pytest.approx(mtd)
     assert proj["Projected month"] == pytest.approx(mtd / max((T0 - month).total_seconds(), 1)
                                                     * (next_month - month).total_seconds())
+
+
+def test_day_and_month_boundaries_are_utc(store) -> None:
+    """On a server whose zone puts local midnight one hour before the range end, "today" and the month still start
+    at 00:00 UTC (issue 12 §4)."""
+    offset = (1 - T0.hour) % 24
+    offset = offset - 24 if offset > 14 else offset  # UTC offset in [-12, 14] with local midnight at T0 - 1 h
+    tz = f"Etc/GMT{-offset:+d}"  # POSIX sign: Etc/GMT-5 is UTC+5
+    day = T0.replace(hour=0)
+    spent = sum(c.cost for c in CALLS if day <= c.ts < T0)
+    assert one(store, "budget_today", daily_budget="5", tz=tz)["Spent today"] == pytest.approx(spent)
+    month = T0.replace(day=1, hour=0)
+    next_month = (month + dt.timedelta(days=32)).replace(day=1)
+    mtd = sum(c.cost for c in CALLS if month <= c.ts < T0)
+    proj = one(store, "month_projection", tz=tz)
+    assert proj["Projected month"] == pytest.approx(mtd / max((T0 - month).total_seconds(), 1)
+                                                    * (next_month - month).total_seconds())
+    assert proj["Monthly budget"] == pytest.approx(100 * (next_month - month).days)
+    daily = panel(store, "daily_spend", tz=tz, rng=dt.timedelta(hours=3))
+    assert {r["time"].replace(tzinfo=UTC) for r in daily} <= {day, day - dt.timedelta(days=1)}
 
 
 # --- quality -------------------------------------------------------------------------------------------------------
