@@ -21,7 +21,7 @@ from typing import Any
 from .grafana import DATASOURCE_UID, PLUGIN_MIN_VERSION
 
 FOLDER = "PromptPulse"
-NOW = "{now:DateTime64(3)}"
+NOW = "{now:DateTime64(3, 'UTC')}"
 T_END = f"toStartOfMinute({NOW})"
 _PARAM = re.compile(r"\{(\w+):([^{}]+)\}")
 
@@ -57,7 +57,7 @@ class AlertRule:
         head = [f"-- {self.title}",
                 f"-- rule: {self.name}; severity: {self.severity}; labels: {', '.join(self.labels)}",
                 f"-- {self.summary}", "-- Returns the firing series only: labels, value, threshold (and context).",
-                "-- Parameters (defaults):", "--   now DateTime64(3): evaluation time (Grafana: now64(3))"]
+                "-- Parameters (defaults):", "--   now DateTime64(3, 'UTC'): evaluation time (Grafana: now64(3))"]
         head += [f"--   {p.name} {p.type} = {p.default}: {p.doc}" for p in self.params]
         return "\n".join(head) + "\n" + self.sql.strip() + "\n"
 

@@ -63,7 +63,7 @@ def _report(store: Any, params: dict[str, str]) -> Any:
 
     period = an._choice(params, "period", reports.PERIODS, "daily")
     fmt = an._choice(params, "format", reports.FORMATS, "json")
-    doc = reports.build_report(store, period)
+    doc = reports.build_report(store, period, **{k: params[k] for k in ("date", "start", "end") if params.get(k)})
     return doc if fmt == "json" else reports.render(doc, fmt)
 
 
@@ -205,6 +205,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/report", "The periodic report (see `promptpulse report`): key metrics and change vs the "
           "previous period, top prompts by cost, alerts fired, recommendations", _report,
           (Param("period", "report period", enum=("daily", "weekly", "monthly"), default="daily"),
+           Param("date", "the period holding this UTC date (YYYY-MM-DD, today, yesterday, -3d); so far if not over"),
+           Param("start", "or a range: start (ISO date or datetime, now, today, -7d)"),
+           Param("end", "range end (exclusive; default now)"),
            Param("format", "json document or rendered text", enum=("json", "markdown", "html"), default="json")),
           responses={"200": "report", **ERR}),
     Route("GET", "/api/openapi.json", "This OpenAPI 3.1 document", _openapi, tag="meta"),

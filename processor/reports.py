@@ -41,13 +41,16 @@ import ssl
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from . import analytics as an
+from . import timerange as tr
 
 log = logging.getLogger("promptpulse.reports")
 UTC = dt.timezone.utc
@@ -59,30 +62,85 @@ SUCCESS_DROP_PTS = 2.0
 TOKENS_GROWTH_PCT = 20.0
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """A report's range [start, end) and the range it is compared with; ``partial`` when it ends at now."""
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+    pstart: dt.datetime
+    pend: dt.datetime
+    partial: bool = False
+
+
 def period_bounds(period: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime, dt.datetime]:
     """(start, end, previous start, previous end) of the last complete period before ``now``."""
-    today = dt.datetime(now.year, now.month, now.day, tzinfo=UTC)
+    today = tr.day_start(now)
     if period == "daily":
         end, days = today, 1
     elif period == "weekly":
         end, days = today, 7
     elif period == "monthly":
-        end = dt.datetime(now.year, now.month, 1, tzinfo=UTC)
-        start = _month_before(end)
-        return start, end, _month_before(start), start
+        end = tr.month_start(now)
+        start = tr.add_months(end, -1)
+        return start, end, tr.add_months(start, -1), start
     else:
         raise an.BadRequest(f"unknown period {period!r}; expected one of {', '.join(PERIODS)}")
     start = end - dt.timedelta(days=days)
     return start, end, start - dt.timedelta(days=days), start
 
 
-def _month_before(t: dt.datetime) -> dt.datetime:
-    return dt.datetime(t.year - 1, 12, 1, tzinfo=UTC) if t.month == 1 else dt.datetime(t.year, t.month - 1, 1,
-                                                                                       tzinfo=UTC)
+def bounds(period: str, now: dt.datetime, *, date: str | None = None, start: str | None = None,
+           end: str | None = None) -> Bounds:
+    """The range a report covers (UTC). No ``date`` and no range: the last complete period. ``date`` (YYYY-MM-DD,
+    ``today``, ``yesterday`` or ``-3d``): that day, the ISO week (Monday to Monday) or the calendar month holding it;
+    when that period has not ended it runs to now ("so far") and is compared with the same stretch of the period
+    before. ``start``/``end`` (any time processor/timerange.py accepts; ``end`` defaults to now): that range,
+    compared with the equally long range just before it."""
+    if period not in PERIODS:
+        raise an.BadRequest(f"unknown period {period!r}; expected one of {', '.join(PERIODS)}")
+    if date and (start or end):
+        raise an.BadRequest("give a date or a range (from/to), not both")
+    if start or end:
+        if not start:
+            raise an.BadRequest("a range needs its start (from)")
+        try:
+            t1 = tr.parse_time(end, end=True, now=now) if end else now
+        except ValueError:
+            raise an.BadRequest(f"bad end {end!r}: expected {tr.HELP}")
+        try:
+            t0 = tr.parse_time(start, now=now)
+        except ValueError:
+            raise an.BadRequest(f"bad start {start!r}: expected {tr.HELP}")
+        t0, t1 = t0.astimezone(UTC), t1.astimezone(UTC)
+        if t0 >= t1:
+            raise an.BadRequest(f"start ({t0.isoformat()}) must be before end ({t1.isoformat()})")
+        return Bounds("custom", t0, t1, t0 - (t1 - t0), t0, partial=t1 > now)
+    if not date:
+        return Bounds(period, *period_bounds(period, now))
+    try:
+        day = tr.parse_date(date, now=now)
+    except ValueError:
+        raise an.BadRequest(f"bad date {date!r}: expected YYYY-MM-DD, today, yesterday or a relative day like -3d")
+    if period == "daily":
+        t0, t1, p0 = day, day + dt.timedelta(days=1), day - dt.timedelta(days=1)
+    elif period == "weekly":
+        t0 = tr.week_start(day)
+        t1, p0 = t0 + dt.timedelta(days=7), t0 - dt.timedelta(days=7)
+    else:
+        t0 = tr.month_start(day)
+        t1, p0 = tr.add_months(t0, 1), tr.add_months(t0, -1)
+    if t0 > now:
+        raise an.BadRequest(f"the {period} period of {date} has not started yet")
+    if t1 <= now:
+        return Bounds(period, t0, t1, p0, t0)
+    return Bounds(period, t0, now, p0, min(p0 + (now - t0), t0), partial=True)
 
 
 def _src(start: dt.datetime, end: dt.datetime, where: str = "") -> an.Source:
-    s = an.source({}, start, end, resolution="1h", daily=True)  # whole-range aggregates
+    # whole hours come from the rollups (whole days from llm_calls_1d); a range cut mid-hour reads the calls
+    aligned = start.timestamp() % 3600 == 0 and end.timestamp() % 3600 == 0
+    s = an.source({}, start, end, resolution="1h", daily=True, raw=not aligned)  # whole-range aggregates
     if where:
         s.sql = f"(SELECT * FROM {s.sql} WHERE {where})"
     return s
@@ -109,9 +167,15 @@ KEY_METRICS = (("requests", "Requests"), ("success_rate", "Success rate %"), ("e
                ("calls_without_usage", "Calls without usage"), ("calls_unpriced", "Calls unpriced"))
 
 
-def build_report(store: Any, period: str, *, now: dt.datetime | None = None, top: int = 5) -> dict[str, Any]:
+def build_report(store: Any, period: str, *, now: dt.datetime | None = None, top: int = 5, date: str | None = None,
+                 start: str | None = None, end: str | None = None) -> dict[str, Any]:
+    """The report of ``bounds(period, now, date=, start=, end=)``."""
     now = now or dt.datetime.now(UTC)
-    start, end, pstart, pend = period_bounds(period, now)
+    return _build(store, bounds(period, now, date=date, start=start, end=end), now, top)
+
+
+def _build(store: Any, b: Bounds, now: dt.datetime, top: int) -> dict[str, Any]:
+    start, end, pstart, pend = b.start, b.end, b.pstart, b.pend
     cur = _metrics(store, start, end)[0]
     prev = _metrics(store, pstart, pend)[0]
     metrics = {k: {"label": label, "value": cur[k], "previous": prev[k], "change_pct": change(cur[k], prev[k])}
@@ -132,8 +196,8 @@ def build_report(store: Any, period: str, *, now: dt.datetime | None = None, top
     alerts = _alerts(store, start, end)
     recs = recommendations(store, start, end, pstart, by_prompt, prev_prompt, total_cost)
     return {
-        "title": f"PromptPulse {period} report",
-        "period": {"name": period, "start": start.isoformat(), "end": end.isoformat()},
+        "title": f"PromptPulse {b.name} report" if b.name != "custom" else "PromptPulse report",
+        "period": {"name": b.name, "start": start.isoformat(), "end": end.isoformat(), "partial": b.partial},
         "previous_period": {"start": pstart.isoformat(), "end": pend.isoformat()},
         "generated_at": now.isoformat(),
         "metrics": metrics,
@@ -281,14 +345,24 @@ def _sections(doc: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[st
             (f"Alerts fired ({doc['alerts']['fired']})", ["Rule", "Severity", "Fired", "Last"], alerts)]
 
 
+def span(p: Mapping[str, Any]) -> str:
+    """'2026-11-23 to 2026-11-24' for whole days (the end is exclusive), else to the minute, in UTC."""
+    t0, t1 = dt.datetime.fromisoformat(p["start"]), dt.datetime.fromisoformat(p["end"])
+    if all(t.timestamp() % 86400 == 0 for t in (t0, t1)):
+        text = f"{t0:%Y-%m-%d} to {t1:%Y-%m-%d}"
+    else:
+        text = f"{t0:%Y-%m-%d %H:%M} to {t1:%Y-%m-%d %H:%M} UTC"
+    return text + (" (so far)" if p.get("partial") else "")
+
+
 def render(doc: Mapping[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(doc, indent=2, default=str)
-    head = f"{doc['title']}: {doc['period']['start'][:10]} to {doc['period']['end'][:10]}"
+    head = f"{doc['title']}: {span(doc['period'])}"
+    prev = span(doc["previous_period"])
     recs = [r["message"] for r in doc["recommendations"]] or ["Nothing to flag this period."]
     if fmt == "markdown":
-        out = [f"# {head}", "", f"Compared with {doc['previous_period']['start'][:10]} to "
-                                f"{doc['previous_period']['end'][:10]}.", ""]
+        out = [f"# {head}", "", f"Compared with {prev}.", ""]
         for title, cols, rows in _sections(doc):
             out += [f"## {title}", ""]
             if rows:
@@ -305,8 +379,7 @@ def render(doc: Mapping[str, Any], fmt: str) -> str:
                "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
                "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style>",
                "</head><body>", f"<h1>{e(head)}</h1>",
-               f"<p>Compared with {e(doc['previous_period']['start'][:10])} to "
-               f"{e(doc['previous_period']['end'][:10])}.</p>"]
+               f"<p>Compared with {e(prev)}.</p>"]
         for title, cols, rows in _sections(doc):
             out.append(f"<h2>{e(title)}</h2>")
             if rows:
@@ -341,7 +414,7 @@ def channel_config(how: str, *, reports_cfg: Mapping[str, Any] | None = None,
         if isinstance(t, Mapping) and t.get("type") == how:
             return n, expand_env(dict(t))
     raise ValueError(f"no {how} channel configured: add one to [reports.channels] (or [alerts.channels]), "
-                     f"or pass --webhook-url / --smtp-host and --to")
+                     f"or pass --webhook-url / --smtp-host and --mail-to")
 
 
 def send(doc: Mapping[str, Any], how: str, channel: Mapping[str, Any], *, fmt: str = "markdown",
@@ -506,16 +579,23 @@ def start_scheduler(service: Any) -> ReportScheduler | None:
 
 # ------------------------------------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--period", choices=PERIODS, default="daily")
+    p.add_argument("--period", choices=PERIODS, default="daily",
+                   help="without --date or --from: the last complete day, 7 days or calendar month (UTC)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--date", help="the day, ISO week or month (per --period) holding this UTC date: YYYY-MM-DD, "
+                                     "today, yesterday or -3d; a period not yet over is reported so far "
+                                     "(--date today: today so far)")
+    when.add_argument("--from", dest="start", metavar="FROM", help=f"range start: {tr.HELP}")
+    p.add_argument("--to", dest="end", metavar="TO", help="range end (exclusive; default now), as --from")
     p.add_argument("--format", choices=FORMATS, default="markdown")
     p.add_argument("--send", choices=("email", "webhook"), help="also deliver it (channel from the config file, or "
-                                                                "--webhook-url / --smtp-host --to)")
+                                                                "--webhook-url / --smtp-host --mail-to)")
     p.add_argument("--channel", help="channel name in [reports.channels] or [alerts.channels]")
     p.add_argument("--webhook-url", dest="webhook_url")
     p.add_argument("--smtp-host", dest="smtp_host")
     p.add_argument("--smtp-port", dest="smtp_port", type=int)
-    p.add_argument("--to", action="append", help="email recipient (repeatable)")
-    p.add_argument("--from", dest="sender", default="promptpulse@localhost")
+    p.add_argument("--mail-to", dest="mail_to", action="append", help="email recipient (repeatable)")
+    p.add_argument("--mail-from", dest="sender", default="promptpulse@localhost", help="email sender")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.add_argument("--api", help="API URL of a running service (default: try http://127.0.0.1:<api_port>)")
     p.add_argument("--data-dir", dest="data_dir", help="open this data dir directly (no service may own it)")
@@ -524,8 +604,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config")
 
 
-def _from_api(url: str, period: str, token: str | None) -> dict[str, Any]:
-    req = urllib.request.Request(f"{url.rstrip('/')}/api/report?period={period}&format=json")
+def _from_api(url: str, params: Mapping[str, str], token: str | None) -> dict[str, Any]:
+    query = urllib.parse.urlencode({**params, "format": "json"})
+    req = urllib.request.Request(f"{url.rstrip('/')}/api/report?{query}")
     if token:
         req.add_header("Authorization", "Bearer " + token)
     try:
@@ -540,12 +621,15 @@ def run(args: argparse.Namespace) -> int:
 
     s = load({"data_dir": args.data_dir, "clickhouse_url": args.clickhouse_url, "auth_token": args.auth_token},
              config_file=args.config)
+    if args.end and not args.start:
+        raise SystemExit("promptpulse report: --to needs --from")
+    when = {k: v for k, v in (("date", args.date), ("start", args.start), ("end", args.end)) if v}
     doc = None
     if not args.data_dir and not args.clickhouse_url:
         urls = [args.api] if args.api else [f"http://{s.host}:{s.api_port}"]
         for url in urls:
             try:
-                doc = _from_api(url, args.period, s.auth_token)
+                doc = _from_api(url, {"period": args.period, **when}, s.auth_token)
                 break
             except (urllib.error.URLError, ConnectionError) as e:
                 if args.api:
@@ -555,7 +639,9 @@ def run(args: argparse.Namespace) -> int:
 
         store = open_store(data_dir=s.data_dir, clickhouse_url=s.clickhouse_url)
         try:
-            doc = build_report(store, args.period)
+            doc = build_report(store, args.period, **when)
+        except an.BadRequest as e:
+            raise SystemExit(f"promptpulse report: {e}")
         finally:
             store.close()
     text = render(doc, args.format)
@@ -568,7 +654,8 @@ def run(args: argparse.Namespace) -> int:
         if args.webhook_url or args.smtp_host:
             name = "cli"
             ch = ({"type": "webhook", "url": args.webhook_url} if args.send == "webhook" else
-                  {"type": "email", "host": args.smtp_host or "localhost", "to": args.to or [], "from": args.sender,
+                  {"type": "email", "host": args.smtp_host or "localhost", "to": args.mail_to or [],
+                   "from": args.sender,
                    **({"port": args.smtp_port} if args.smtp_port else {})})
         else:
             try:

@@ -3,14 +3,14 @@
 -- Cost of the last hour vs the median cost of the same hour of the week over the previous weeks.
 -- Returns the firing series only: labels, value, threshold (and context).
 -- Parameters (defaults):
---   now DateTime64(3): evaluation time (Grafana: now64(3))
+--   now DateTime64(3, 'UTC'): evaluation time (Grafana: now64(3))
 --   window_s UInt32 = 3600: evaluation window in seconds (complete minutes ending at now)
 --   weeks UInt16 = 4: baseline: the same window in each of the previous N weeks
 --   ratio Float64 = 1.5: fire above ratio x expected
 --   min_cost_usd Float64 = 0.01: ignore windows cheaper than this
 --   min_periods UInt16 = 2: fire only with at least this many baseline periods of history
 --   mad_k Float64 = 3.0: and only when the change exceeds mad_k x 1.4826 x MAD of the history
-WITH toStartOfMinute({now:DateTime64(3)}) AS t_end
+WITH toStartOfMinute({now:DateTime64(3, 'UTC')}) AS t_end
 SELECT service, prompt_name, current AS value, {ratio:Float64} * baseline AS threshold, baseline, mad, current_n, periods, history
 FROM (
     SELECT service, prompt_name,

@@ -3,10 +3,10 @@
 -- Calls answered with HTTP 500-599 in the window (the rollups' http_5xx counter).
 -- Returns the firing series only: labels, value, threshold (and context).
 -- Parameters (defaults):
---   now DateTime64(3): evaluation time (Grafana: now64(3))
+--   now DateTime64(3, 'UTC'): evaluation time (Grafana: now64(3))
 --   window_s UInt32 = 300: evaluation window in seconds (complete minutes ending at now)
 --   max_5xx UInt32 = 0: fire when more 5xx than this
-WITH toStartOfMinute({now:DateTime64(3)}) AS t_end
+WITH toStartOfMinute({now:DateTime64(3, 'UTC')}) AS t_end
 SELECT
     service, environment, prompt_name, model, provider,
     sum(http_5xx) AS value,

@@ -3,13 +3,13 @@
 -- Average score of the last 24 h vs the median of the daily averages of the previous days, per score name and prompt (llm_scores_1m: scores attributed to their calls at insert time; unattributed ones left out).
 -- Returns the firing series only: labels, value, threshold (and context).
 -- Parameters (defaults):
---   now DateTime64(3): evaluation time (Grafana: now64(3))
+--   now DateTime64(3, 'UTC'): evaluation time (Grafana: now64(3))
 --   window_s UInt32 = 86400: evaluation window in seconds (complete minutes ending at now)
 --   days UInt16 = 14: baseline: the previous N days
 --   drop_pct Float64 = 5.0: fire when the average is this many percent below baseline
 --   min_scores UInt32 = 10: scores needed in a window
 --   min_periods UInt16 = 2: fire only with at least this many baseline periods of history
-WITH toStartOfMinute({now:DateTime64(3)}) AS t_end
+WITH toStartOfMinute({now:DateTime64(3, 'UTC')}) AS t_end
 SELECT score_name, service, prompt_name, current AS value, baseline * (1 - {drop_pct:Float64} / 100) AS threshold, baseline, mad, current_n, periods, history
 FROM (
     SELECT score_name, service, prompt_name,

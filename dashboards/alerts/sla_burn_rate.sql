@@ -3,7 +3,7 @@
 -- Burn rate = error ratio / (1 - SLO). Critical when both 1h and 5m burn above 14.4x (2% of a 30-day budget in an hour); warning when both 6h and 30m burn above 6x.
 -- Returns the firing series only: labels, value, threshold (and context).
 -- Parameters (defaults):
---   now DateTime64(3): evaluation time (Grafana: now64(3))
+--   now DateTime64(3, 'UTC'): evaluation time (Grafana: now64(3))
 --   slo_target Float64 = 0.999: availability SLO (ratio)
 --   fast_long_s UInt32 = 3600: fast burn: long window
 --   fast_short_s UInt32 = 300: fast burn: short window
@@ -12,7 +12,7 @@
 --   slow_short_s UInt32 = 1800: slow burn: short window
 --   slow_burn Float64 = 6.0: slow burn threshold
 --   min_calls UInt32 = 10: ignore series with fewer calls in the window
-WITH toStartOfMinute({now:DateTime64(3)}) AS t_end, 1 - {slo_target:Float64} AS budget
+WITH toStartOfMinute({now:DateTime64(3, 'UTC')}) AS t_end, 1 - {slo_target:Float64} AS budget
 SELECT service, window, severity, least(burn_long, burn_short) AS value, threshold, burn_long, burn_short, n_calls
 FROM (
     SELECT service, '1h/5m' AS window, 'critical' AS severity, {fast_burn:Float64} AS threshold,

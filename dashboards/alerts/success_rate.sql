@@ -3,12 +3,12 @@
 -- Successful calls / calls over the last 5 minutes; severity critical below 90%, warning below 95%.
 -- Returns the firing series only: labels, value, threshold (and context).
 -- Parameters (defaults):
---   now DateTime64(3): evaluation time (Grafana: now64(3))
+--   now DateTime64(3, 'UTC'): evaluation time (Grafana: now64(3))
 --   window_s UInt32 = 300: evaluation window in seconds (complete minutes ending at now)
 --   warning_below Float64 = 95.0: warning when success % is below
 --   critical_below Float64 = 90.0: critical when success % is below
 --   min_calls UInt32 = 10: ignore series with fewer calls in the window
-WITH toStartOfMinute({now:DateTime64(3)}) AS t_end
+WITH toStartOfMinute({now:DateTime64(3, 'UTC')}) AS t_end
 SELECT
     service, environment, prompt_name, model, provider,
     sum(calls) AS n_calls,

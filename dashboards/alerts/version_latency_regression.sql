@@ -3,14 +3,14 @@
 -- Median latency of each prompt version in the last hour vs the prompt's median latency in the same hour of the previous days (all versions): catches a new version that is slower.
 -- Returns the firing series only: labels, value, threshold (and context).
 -- Parameters (defaults):
---   now DateTime64(3): evaluation time (Grafana: now64(3))
+--   now DateTime64(3, 'UTC'): evaluation time (Grafana: now64(3))
 --   window_s UInt32 = 3600: evaluation window in seconds (complete minutes ending at now)
 --   days UInt16 = 7: baseline: the same hour on each of the previous N days
 --   quantile Float64 = 0.5: latency quantile compared (0.5 = median)
 --   ratio Float64 = 1.2: fire above ratio x baseline
 --   min_calls UInt32 = 20: ignore series with fewer calls in the window
 --   min_periods UInt16 = 2: fire only with at least this many baseline periods of history
-WITH toStartOfMinute({now:DateTime64(3)}) AS t_end
+WITH toStartOfMinute({now:DateTime64(3, 'UTC')}) AS t_end
 SELECT cur.service AS service, cur.prompt_name AS prompt_name, cur.prompt_version AS prompt_version,
     cur.v AS value, base.baseline * {ratio:Float64} AS threshold, base.baseline AS baseline,
     cur.n AS current_n, base.periods AS periods, base.history AS history

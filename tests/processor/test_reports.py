@@ -84,7 +84,7 @@ def test_key_metrics_and_change(report: dict[str, Any]) -> None:
     cur = summary([c for c in CALLS if in_(c, CUR, T0)])
     prev = summary([c for c in CALLS if in_(c, PREV, CUR)])
     m = report["metrics"]
-    assert report["period"] == {"name": "daily", "start": CUR.isoformat(), "end": T0.isoformat()}
+    assert report["period"] == {"name": "daily", "start": CUR.isoformat(), "end": T0.isoformat(), "partial": False}
     assert m["requests"]["value"] == cur["requests"] == 90 and m["requests"]["previous"] == prev["requests"] == 80
     assert m["requests"]["change_pct"] == pytest.approx(12.5)
     assert m["total_cost_usd"]["value"] == pytest.approx(float(cur["total_cost_usd"]), abs=1e-9)
