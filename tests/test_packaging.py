@@ -57,6 +57,8 @@ def test_wheel_contains_packages_and_data(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "promptpulse/instrumentation/prices/prices.csv" in names
     assert "promptpulse/instrumentation/spans.py" in names
+    for static in (ROOT / "processor" / "console" / "static").rglob("*.*"):  # the console page and uPlot + licence
+        assert f"promptpulse/processor/console/{static.relative_to(ROOT / 'processor' / 'console')}" in names
     for sql in (ROOT / "schemas").glob("*.sql"):
         assert f"promptpulse/schemas/{sql.name}" in names
     for dashboard in (ROOT / "dashboards").glob("*.json"):

@@ -1,0 +1,166 @@
+"""Run a dashboard panel's SQL (dashboards/definitions.py, the same text Grafana runs) for the console.
+
+The panel text is never built from user input: dashboard variables become ClickHouse query parameters
+(``{v_service_0:String}``), the time range and interval are validated numbers expanded by dashboards/macros.py. So a
+number on the console and in Grafana come from one SQL string and cannot differ.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...dashboards import definitions as defs
+from ...dashboards import macros
+from ...dashboards.grafana import Panel, Variable
+
+# Multi-value filter variables (query variables of the dashboards) and single-value settings.
+FILTER_VARIABLES: dict[str, Variable] = {v.name: v for v in defs.FILTER_VARIABLES}
+SETTINGS: dict[str, Variable] = {v.name: v for v in (defs.COMPARE_BY, defs.SLO_TARGET, defs.DAILY_BUDGET)}
+SCORE_VARIABLE = defs.SCORE_NAME
+MAX_RANGE = dt.timedelta(days=400)
+# Panel steps: the smallest of these that gives at most ~200 points (Grafana's maxDataPoints does the same job).
+STEPS_S = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 7 * 86400)
+MAX_POINTS = 200
+
+_QUOTED_VAR = re.compile(r"'\$\{(\w+)\}'")
+_LIST_VAR = re.compile(r"\$\{(\w+):singlequote\}")
+_ANY_VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
+
+
+class PanelError(ValueError):
+    """Bad panel parameters (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class PanelParams:
+    start: dt.datetime
+    end: dt.datetime
+    filters: Mapping[str, Sequence[str]] = field(default_factory=dict)  # variable -> values (empty: All)
+    settings: Mapping[str, str] = field(default_factory=dict)  # compare_by, slo_target, daily_budget
+    score_name: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise PanelError("start and end need a time zone")
+        if not self.start < self.end:
+            raise PanelError("start must be before end")
+        if self.end - self.start > MAX_RANGE:
+            raise PanelError(f"the range is longer than {MAX_RANGE.days} days")
+        for name in self.filters:
+            if name not in FILTER_VARIABLES:
+                raise PanelError(f"unknown filter {name!r}")
+
+    @property
+    def interval_s(self) -> int:
+        span = (self.end - self.start).total_seconds()
+        return next((s for s in STEPS_S if span / s <= MAX_POINTS), STEPS_S[-1])
+
+
+def catalog() -> dict[str, Panel]:
+    return defs.all_panels()
+
+
+def _setting(name: str, settings: Mapping[str, str]) -> str:
+    var = SETTINGS[name]
+    value = settings.get(name, var.default)
+    if var.kind == "custom":
+        options = [o.strip() for o in var.query.split(",")]
+        if value not in options:
+            raise PanelError(f"{name} must be one of {', '.join(options)}")
+    else:
+        try:
+            number = float(value)
+        except ValueError:
+            raise PanelError(f"{name} must be a number")
+        if not math.isfinite(number) or number < 0 or (name == "slo_target" and not 0 < number < 100):
+            raise PanelError(f"{name} is out of range")
+    return value
+
+
+def bind(sql: str, p: PanelParams) -> tuple[str, dict[str, Any]]:
+    """The panel SQL with its variables as query parameters and its time macros expanded; and the parameters."""
+    params: dict[str, Any] = {}
+    values: dict[str, Sequence[str] | str] = {name: list(p.filters.get(name, ())) or macros.ALL
+                                              for name in FILTER_VARIABLES}
+    values[SCORE_VARIABLE.name] = list(p.score_name) or macros.ALL
+    sql = macros.apply_conditional_all(sql, values)
+
+    def quoted(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in SETTINGS:
+            raise PanelError(f"panel needs the unsupported setting {name!r}")
+        params[f"v_{name}"] = _setting(name, p.settings)
+        return f"{{v_{name}:String}}"
+
+    def listed(m: re.Match[str]) -> str:
+        name = m.group(1)
+        chosen = values.get(name)
+        if not isinstance(chosen, list):
+            raise PanelError(f"panel needs values for {name!r}")
+        for i, v in enumerate(chosen):
+            params[f"v_{name}_{i}"] = v
+        return ", ".join(f"{{v_{name}_{i}:String}}" for i in range(len(chosen)))
+
+    sql = _LIST_VAR.sub(listed, _QUOTED_VAR.sub(quoted, sql))
+    left = [m.group(1) or m.group(2) for m in _ANY_VAR.finditer(sql) if not (m.group(1) or m.group(2)).startswith("__")]
+    if left:
+        raise PanelError(f"panel uses variables the console does not bind: {', '.join(sorted(set(left)))}")
+    return macros.expand_macros(sql, p.start, p.end, p.interval_s), params
+
+
+def cell(v: Any) -> Any:
+    """JSON-safe value: NaN/inf -> null (unknown, never 0), times -> epoch seconds, decimals -> float."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, decimal.Decimal):
+        return float(v) if v.is_finite() else None
+    if isinstance(v, dt.datetime):
+        return (v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)).timestamp()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, list | tuple):
+        return [cell(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): cell(x) for k, x in v.items()}
+    return v
+
+
+def run(store: Any, key: str, p: PanelParams) -> dict[str, Any]:
+    panel = catalog().get(key)
+    if panel is None:
+        raise KeyError(key)
+    sql, params = bind(panel.sql, p)
+    t0 = time.perf_counter()
+    result = store.query(sql, params)
+    return {"columns": list(result.column_names), "rows": [[cell(v) for v in r] for r in result.rows],
+            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+
+def describe(panel: Panel) -> dict[str, Any]:
+    """What the page needs to draw a panel as Grafana does: type, unit, decimals, thresholds (from the same
+    definition)."""
+    return {"key": panel.key, "title": panel.title, "type": panel.type, "format": panel.format, "unit": panel.unit,
+            "decimals": panel.decimals, "description": panel.description, "raw": panel.raw,
+            "thresholds": [[c, v] for c, v in panel.thresholds],
+            "stacked": bool(panel.custom.get("stacking")), "bars": panel.custom.get("drawStyle") == "bars",
+            "fields": panel.options.get("reduceOptions", {}).get("fields", ""),
+            "overrides": {name: {k: ([[c, v] for c, v in val] if k == "thresholds" else val)
+                                 for k, val in props.items()} for name, props in panel.overrides}}
+
+
+def options(store: Any, p: PanelParams) -> dict[str, list[str]]:
+    """The values each filter variable offers in the range, narrowed by the filters before it (as Grafana)."""
+    out: dict[str, list[str]] = {}
+    for name, var in FILTER_VARIABLES.items():
+        sql, params = bind(var.query, PanelParams(p.start, p.end, {k: v for k, v in p.filters.items() if k != name}))
+        out[name] = [str(r[0]) for r in store.query(sql, params).rows]
+    return out

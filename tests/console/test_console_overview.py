@@ -1,0 +1,118 @@
+"""Overview KPIs in a real browser: the numbers shown are the API's (the dashboards' panel SQL) and the seed's,
+presets change them, thresholds colour them as the seed says, unknown usage is counted, and auth is enforced."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import pytest
+from conftest import TOKEN, Page
+from console_seed import HOUR, NO_USAGE, totals
+
+pytestmark = pytest.mark.slow
+
+
+def get(base: str, path: str, params: dict[str, Any] | None = None, token: str | None = TOKEN) -> tuple[int, Any]:
+    url = base + path + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_last_hour_kpis_equal_the_api_and_the_seed(page: Page) -> None:
+    pg = page.open("?range=1h")
+    want = totals(HOUR)
+    assert want["requests"] == 60 and want["errors"] == 2 and want["calls_without_usage"] == NO_USAGE
+    assert page.kpi("Requests") == "60"
+    assert page.kpi("Success rate") == "96.67 %"
+    assert "green" in pg.get_attribute('[data-kpi="Success rate"]', "class")
+    assert page.kpi("Error rate") == "3.33 %"
+    assert page.value("Input") == want["input_tokens"] == 35 * 100 + 20 * 1000
+    assert page.kpi("Input") == "23.5 K"
+    assert page.value("Output") == want["output_tokens"] == 35 * 20 + 20 * 200
+    assert page.kpi("Calls without usage") == "5"
+    assert "5 call(s) without usage not counted" in pg.inner_text('[data-kpi="Input"] .note')
+    assert page.value("Total cost") == pytest.approx(float(want["cost"]), rel=1e-9)
+    assert page.kpi("Total cost") == f"${float(want['cost']):.4f}"
+    # cost per request divides by the 55 calls with a known cost, never by 60
+    assert page.value("Cost per request") == pytest.approx(float(want["cost"]) / 55, rel=1e-9)
+    # the page shows what the API answers for the same range
+    start, end = pg.evaluate("range().map((d) => d.toISOString())")
+    code, doc = get(page.base, "/api/panels/data", {"keys": "requests,success_rate,latency_stats", "start": start,
+                                                     "end": end})
+    assert code == 200, doc
+    assert doc["panels"]["requests"]["rows"] == [[60]]
+    assert doc["panels"]["success_rate"]["rows"][0][0] == pytest.approx(100 * 58 / 60)
+    p50, p95, p99 = doc["panels"]["latency_stats"]["rows"][0]
+    assert page.kpi("p95") == f"{p95:,.0f} ms"
+    assert page.kpi("p50") == f"{p50:,.0f} ms"
+    assert page.kpi("p99") == f"{p99:,.0f} ms"
+    page.shot("overview-1h")
+
+
+def test_presets_change_the_numbers_and_colours(page: Page) -> None:
+    pg = page.open("?range=1h")
+    assert page.kpi("Requests") == "60"
+    pg.click('[data-preset="24h"]')
+    page.wait_loaded(2)
+    want = totals(24 * HOUR)
+    assert want["requests"] == 160 and want["errors"] == 22
+    assert page.kpi("Requests") == "160"
+    assert page.kpi("Success rate") == "86.25 %"
+    assert "red" in pg.get_attribute('[data-kpi="Success rate"]', "class")  # < 90 %: critical
+    pg.click('[data-preset="7d"]')
+    page.wait_loaded(3)
+    assert page.kpi("Requests") == "360"
+    assert "range=7d" in pg.url
+    page.shot("overview-7d")
+
+
+def test_filters_change_the_numbers(page: Page) -> None:
+    pg = page.open("?range=1h")
+    pg.select_option('[data-filter="service"]', "docs-bot")
+    page.wait_loaded(2)
+    assert page.kpi("Requests") == "20"
+    assert page.kpi("Success rate") == "100.00 %"
+    assert "service=docs-bot" in pg.url
+
+
+def test_empty_range_says_what_to_do(page: Page) -> None:
+    pg = page.open("?range=1h&service=no-such-service")
+    text = pg.inner_text("#overview")
+    assert "No LLM calls in this range" in text and "OTEL_EXPORTER_OTLP_ENDPOINT" in text
+    assert pg.locator("#overview .tile").count() == 0
+
+
+def test_token_is_asked_for_and_nothing_leaks_without_it(page: Page) -> None:
+    pg = page.page
+    pg.goto(f"{page.base}/console/")
+    pg.wait_for_selector("#auth-form", state="visible")
+    assert pg.locator(".tile").count() == 0
+    pg.fill("#auth-token", "wrong")
+    pg.click("#auth-form button")
+    pg.wait_for_selector("#auth-error", state="visible")
+    assert pg.locator(".tile").count() == 0
+    for path in ("/api/panels", "/api/panels/data?keys=requests", "/api/panels/requests", "/api/panels/options"):
+        code, _ = get(page.base, path, token=None)
+        assert code == 401, path
+        code, _ = get(page.base, path, token="wrong")
+        assert code == 401, path
+    page.errors.clear()  # the refused requests log 401s in the page's console; those are the point here
+    pg.fill("#auth-token", TOKEN)
+    pg.click("#auth-form button")
+    page.wait_loaded()
+    assert pg.locator(".tile").count() > 0
+
+
+def test_open_server_needs_no_token(browser: Any, open_server: Any) -> None:
+    p = Page(browser, open_server.url)
+    p.open("?range=1h", token=None)
+    assert p.kpi("Requests") == "60"
+    p.close()
