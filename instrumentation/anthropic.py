@@ -11,6 +11,15 @@ with the request, and the ``MessageStream`` the manager builds reads from our pr
 ``text_stream``, events, ``get_final_message()`` without iterating, ``break`` then leaving the ``with`` block,
 ``close()``, an error, or dropping it (garbage collection) — the proxy ends the span exactly once.
 
+Raw responses. ``with_raw_response``/``with_streaming_response`` results (how ChatAnthropic calls the SDK) go through
+``raw.finish_raw``: a non-streamed body already in memory is read at once; otherwise the span ends when the app
+parses the response — a parsed stream is proxied like any other, so id, TTFT, usage and cost come from its events —
+reads its JSON, closes it (the ``with`` block's exit) or drops it.
+
+Provider. ``gen_ai.provider.name`` follows the client: ``AnthropicBedrock`` (and the other ``anthropic.lib.bedrock``/
+``aws`` clients) → ``aws.bedrock``, ``AnthropicVertex`` (and ``google_cloud``) → ``gcp.vertex_ai``,
+``AnthropicFoundry`` → ``azure.ai.inference``, every other client → ``anthropic``.
+
 Usage. Anthropic's ``input_tokens`` excludes the cache, so ``gen_ai.usage.input_tokens`` = input + cache read + cache
 creation (contract 1). ``message_start`` carries the input and cache numbers; ``message_delta`` usage is cumulative,
 so the last one seen replaces — never adds to — what came before. A stream that ended before ``message_delta``
@@ -51,7 +60,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext
 
-from promptpulse.instrumentation import common, patching, streams, wrappers
+from promptpulse.instrumentation import common, patching, raw, streams, wrappers
 from promptpulse.instrumentation import fingerprint as fp
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
@@ -62,8 +71,10 @@ _INSTRUMENTS = ("anthropic >= 0.40",)
 
 # Filled at instrument time from the installed SDK.
 _SENTINEL_TYPES: tuple[type, ...] = ()
-_SYNC_STREAM_TYPES: tuple[type, ...] = ()
+_STREAM_TYPES: tuple[type, ...] = ()
 _ASYNC_STREAM_TYPES: tuple[type, ...] = ()
+_RESPONSE_TYPES: tuple[type, ...] = ()  # with_raw_response / with_streaming_response results
+_ASYNC_RESPONSE: tuple[type, ...] = ()
 
 # Our live call spans (weakly held): the SDK-span and retry hooks act only when one of these is current.
 _our_spans: weakref.WeakSet[Span] = weakref.WeakSet()
@@ -159,6 +170,33 @@ def _target(instance: Any) -> tuple[str | None, int | None]:
         _targets.clear()
     _targets[id(url)] = (url, host, port)
     return host, port
+
+
+# The SDK's cloud clients (anthropic.lib.*) → gen_ai.provider.name; by module, so no cloud module is imported here.
+_PROVIDER_BY_CLIENT_MODULE: tuple[tuple[str, str], ...] = (
+    ("anthropic.lib.bedrock", sc.PROVIDER_AWS_BEDROCK),  # AnthropicBedrock, AnthropicBedrockMantle
+    ("anthropic.lib.aws", sc.PROVIDER_AWS_BEDROCK),
+    ("anthropic.lib.vertex", sc.PROVIDER_GCP_VERTEX_AI),
+    ("anthropic.lib.google_cloud", sc.PROVIDER_GCP_VERTEX_AI),
+    ("anthropic.lib.foundry", sc.PROVIDER_AZURE_AI_INFERENCE),
+)
+_providers: dict[type, str] = {}
+
+
+def _provider(instance: Any) -> str:
+    """The provider the client talks to: Anthropic's API, or the cloud that serves Claude."""
+    cls = type(getattr(instance, "_client", None))
+    found = _providers.get(cls)
+    if found is None:
+        found = sc.PROVIDER_ANTHROPIC
+        for klass in cls.__mro__:
+            module = klass.__module__
+            match = next((p for prefix, p in _PROVIDER_BY_CLIENT_MODULE if module.startswith(prefix)), None)
+            if match is not None:
+                found = match
+                break
+        _providers[cls] = found
+    return found
 
 
 # --- reading responses -------------------------------------------------------------------------------------------
@@ -301,7 +339,7 @@ class _MessagesEndpoint:
         host, port = _target(instance)
         call = telemetry.start(
             sc.OPERATION_CHAT,
-            sc.PROVIDER_ANTHROPIC,
+            _provider(instance),
             model,
             stream=stream,
             server_address=host,
@@ -324,27 +362,31 @@ class _MessagesEndpoint:
         return call
 
     def finish(self, call: LLMCall, result: Any) -> Any:
-        capture = self.capture
-        if isinstance(result, _SYNC_STREAM_TYPES):
-            return streams.SyncStreamProxy(result, call, _StreamState(capture))
-        if isinstance(result, _ASYNC_STREAM_TYPES):
-            return streams.AsyncStreamProxy(result, call, _StreamState(capture))
-        http_response = getattr(result, "http_response", None)
-        if http_response is not None and not call.stream and _MESSAGE_TYPE is not None:
-            # with_raw_response (ChatAnthropic calls the SDK this way, sync and async): the body is already in
-            # memory; read a copy of it, so the app's own parse() is untouched. A body not yet read is left alone.
-            try:
-                call.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, http_response.status_code)
-                _read_message(call, _MESSAGE_TYPE.model_validate(http_response.json()), capture)
-            except Exception:
-                _log.debug("promptpulse: reading a raw Anthropic response failed", exc_info=True)
-            call.end()
-            return result
-        # A Message (or ParsedMessage / BetaMessage). Anything else (a raw stream) ends without usage, which
-        # LLMCall.end reports as missing.
-        _read_message(call, result, capture)
+        if isinstance(result, _STREAM_TYPES):
+            return self.wrap_stream(call, result)
+        if _RESPONSE_TYPES and isinstance(result, _RESPONSE_TYPES):
+            # with_raw_response / with_streaming_response (ChatAnthropic calls the SDK this way, sync and async).
+            return raw.finish_raw(call, result, self, sync_parse=False, is_async=isinstance(result, _ASYNC_RESPONSE))
+        # A Message (or ParsedMessage / BetaMessage).
+        _read_message(call, result, self.capture)
         call.end()
         return result
+
+    # raw.RawReader
+    def is_stream(self, result: Any) -> bool:
+        return isinstance(result, _STREAM_TYPES)
+
+    def wrap_stream(self, call: LLMCall, stream: Any) -> Any:
+        if isinstance(stream, _ASYNC_STREAM_TYPES):
+            return streams.AsyncStreamProxy(stream, call, _StreamState(self.capture))
+        return streams.SyncStreamProxy(stream, call, _StreamState(self.capture))
+
+    def read(self, call: LLMCall, result: Any) -> None:
+        _read_message(call, result, self.capture)
+
+    def read_json(self, call: LLMCall, body: Any) -> None:
+        if _MESSAGE_TYPE is not None and isinstance(body, Mapping):
+            _read_message(call, _MESSAGE_TYPE.model_validate(body), self.capture)
 
 
 def _manager_request_attr(manager: Any) -> str | None:
@@ -432,15 +474,17 @@ _MESSAGE_TYPE: Any = None
 
 
 def _load_sdk_types() -> None:
-    global _SENTINEL_TYPES, _SYNC_STREAM_TYPES, _ASYNC_STREAM_TYPES, _MESSAGE_TYPE
+    global _SENTINEL_TYPES, _STREAM_TYPES, _ASYNC_STREAM_TYPES, _MESSAGE_TYPE, _RESPONSE_TYPES, _ASYNC_RESPONSE
     from anthropic import _types
+    from anthropic._response import AsyncAPIResponse, BaseAPIResponse
     from anthropic._streaming import AsyncStream, Stream
     from anthropic.types import Message
 
     _MESSAGE_TYPE = Message
-
-    _SYNC_STREAM_TYPES = (Stream,)
+    _STREAM_TYPES = (Stream, AsyncStream)
     _ASYNC_STREAM_TYPES = (AsyncStream,)
+    _RESPONSE_TYPES = (BaseAPIResponse,)
+    _ASYNC_RESPONSE = (AsyncAPIResponse,)
     _SENTINEL_TYPES = tuple(t for t in (getattr(_types, "Omit", None), getattr(_types, "NotGiven", None)) if t)
 
 

@@ -17,15 +17,13 @@ attributes are built from the keyword arguments the app actually passed.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import wrapt
 from opentelemetry import trace
 
-from promptpulse.instrumentation import common, patching, streams, wrappers
+from promptpulse.instrumentation import common, patching, raw, streams, wrappers
 from promptpulse.instrumentation import fingerprint as fp
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.spans import LLMCall, Telemetry
@@ -449,32 +447,22 @@ class _Endpoint:
             return streams.AsyncStreamProxy(stream, call, handler)
         return streams.SyncStreamProxy(stream, call, handler)
 
-    # with_raw_response / with_streaming_response
-    def finish_raw(self, call: LLMCall, raw: Any) -> Any:
-        call.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, getattr(raw, "status_code", None))
-        retries = getattr(raw, "retries_taken", 0)
-        if retries:
-            call.set_attribute(sc.PROMPTPULSE_RETRY_COUNT, retries)
+    # with_raw_response / with_streaming_response: raw.RawReader
+    def is_stream(self, result: Any) -> bool:
+        return isinstance(result, self.sdk.stream_types)
+
+    def read_json(self, call: LLMCall, body: Any) -> None:
+        _read_json_body(call, body)
+
+    def finish_raw(self, call: LLMCall, response: Any) -> Any:
         legacy, async_response = self.sdk.legacy_response, self.sdk.async_response
-        if legacy is not None and isinstance(raw, legacy):
-            if call.stream:
-                return _LegacyRawProxy(raw, call, self)
-            # with_raw_response: the body is already in memory. parse() caches its result on the response, so the
-            # app's own parse() later returns this very object.
-            try:
-                self.read(call, raw.parse())
-            except Exception:
-                # e.g. .parse()'s post-parser refusing a truncated answer: the app will see that error from its
-                # own parse(); usage still comes from the body.
-                try:
-                    _read_json_body(call, raw.http_response.json())
-                except Exception:
-                    pass
-            call.end()
-            return raw
-        if async_response is not None and isinstance(raw, async_response):
-            return _AsyncRawProxy(raw, call, self)
-        return _SyncRawProxy(raw, call, self)
+        return raw.finish_raw(
+            call,
+            response,
+            self,
+            sync_parse=legacy is not None and isinstance(response, legacy),
+            is_async=async_response is not None and isinstance(response, async_response),
+        )
 
 
 class _ChatEndpoint(_Endpoint):
@@ -691,110 +679,6 @@ class _ResponsesStreamHandler:
             call.capture(
                 sc.GEN_AI_OUTPUT_MESSAGES, [_output_message(response.output_text, _responses_finish(response))]
             )
-
-
-# --- raw responses ------------------------------------------------------------------------------------------------
-def _end_quietly(call: LLMCall, state: str | None = None) -> None:
-    try:
-        call.end(stream_state=state)
-    except Exception:
-        _log.debug("promptpulse: ending a raw-response span failed", exc_info=True)
-
-
-class _RawProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
-    """Stands in for an SDK raw response; ends the call when the app parses, reads JSON, closes, or drops it."""
-
-    def __init__(self, wrapped: Any, call: LLMCall, endpoint: _Endpoint) -> None:
-        super().__init__(wrapped)
-        self._self_call = call
-        self._self_endpoint = endpoint
-        self._self_stream: Any = None
-        self._self_finalizer = weakref.finalize(self, _end_quietly, call, streams.ABANDONED)
-
-    def _self_parsed(self, result: Any) -> Any:
-        call = self._self_call
-        if call.ended:
-            return result
-        try:
-            if isinstance(result, self._self_endpoint.sdk.stream_types):
-                if self._self_stream is None or self._self_stream.__wrapped__ is not result:
-                    self._self_finalizer.detach()
-                    self._self_stream = self._self_endpoint.wrap_stream(call, result)
-                return self._self_stream
-            if not call.stream:
-                self._self_finalizer.detach()
-                self._self_endpoint.read(call, result)
-                call.end()
-        except Exception:
-            _log.debug("promptpulse: reading a raw response failed", exc_info=True)
-        return result
-
-    def _self_json(self, body: Any) -> None:
-        call = self._self_call
-        if call.ended or call.stream:
-            return
-        try:
-            self._self_finalizer.detach()
-            _read_json_body(call, body)
-            call.end()
-        except Exception:
-            _log.debug("promptpulse: reading a raw response failed", exc_info=True)
-
-    def _self_closed(self) -> None:
-        call = self._self_call
-        if call.ended or self._self_stream is not None:
-            return
-        self._self_finalizer.detach()
-        if not call.stream:
-            # The app read the body itself (read()/text()/iter_*): take the usage from it if it is in memory.
-            try:
-                _read_json_body(call, self.__wrapped__.http_response.json())
-            except Exception:
-                pass
-        _end_quietly(call, streams.CLOSED if call.stream else None)
-
-
-class _LegacyRawProxy(_RawProxyBase):
-    """``with_raw_response`` of a streamed call (sync or async client): ``parse()`` is sync and gives the stream."""
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        return self._self_parsed(self.__wrapped__.parse(*args, **kwargs))
-
-
-class _SyncRawProxy(_RawProxyBase):
-    """``with_streaming_response`` (sync): nothing is read until the app asks."""
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        return self._self_parsed(self.__wrapped__.parse(*args, **kwargs))
-
-    def json(self) -> Any:
-        body = self.__wrapped__.json()
-        self._self_json(body)
-        return body
-
-    def close(self) -> None:
-        try:
-            self.__wrapped__.close()
-        finally:
-            self._self_closed()
-
-
-class _AsyncRawProxy(_RawProxyBase):
-    """``with_streaming_response`` (async)."""
-
-    async def parse(self, *args: Any, **kwargs: Any) -> Any:
-        return self._self_parsed(await self.__wrapped__.parse(*args, **kwargs))
-
-    async def json(self) -> Any:
-        body = await self.__wrapped__.json()
-        self._self_json(body)
-        return body
-
-    async def close(self) -> None:
-        try:
-            await self.__wrapped__.close()
-        finally:
-            self._self_closed()
 
 
 # SDK classes, bound at instrument time (the module itself imports without the SDK: its host table is shared).

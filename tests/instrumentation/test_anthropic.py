@@ -293,6 +293,86 @@ def test_create_stream_break_then_close(instrumented: Any, client: anthropic.Ant
     _assert_cut_short(_only_span(otel), "interrupted")
 
 
+# --- raw responses: with_raw_response / with_streaming_response ------------------------------------------------
+def test_raw_response_stream_parse(instrumented: Any, client: anthropic.Anthropic, otel: Any) -> None:
+    """ChatAnthropic.stream's path: the span follows the events, not the headers."""
+    response = client.messages.with_raw_response.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True)
+    assert otel.spans() == []  # the body is still on the wire
+    stream = response.parse()
+    assert isinstance(stream, anthropic.Stream)
+    assert [e.type for e in stream][-1] == "message_stop"
+    span = _only_span(otel)
+    _assert_streamed_ok(otel, span)
+    assert span.attributes[sc.GEN_AI_RESPONSE_ID].startswith("msg_")
+    assert span.attributes[sc.HTTP_RESPONSE_STATUS_CODE] == 200
+
+
+def test_raw_response_plain(instrumented: Any, client: anthropic.Anthropic, otel: Any) -> None:
+    response = client.messages.with_raw_response.create(model=MODEL, max_tokens=64, messages=MESSAGES)
+    span = _only_span(otel)  # the body was read with the headers
+    message = response.parse()
+    assert span.attributes[sc.GEN_AI_RESPONSE_ID] == message.id
+    assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
+    _assert_full_usage(otel, span)
+
+
+@pytest.mark.parametrize("how", ["iterate", "break", "no_parse"])
+def test_streaming_response_stream(instrumented: Any, client: anthropic.Anthropic, otel: Any, how: str) -> None:
+    with client.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=64, messages=MESSAGES, stream=True
+    ) as response:
+        assert otel.spans() == []
+        if how == "iterate":
+            assert [e.type for e in response.parse()][-1] == "message_stop"
+        elif how == "break":
+            for _event in response.parse():
+                break
+    span = _only_span(otel)
+    if how == "iterate":
+        _assert_streamed_ok(otel, span)
+    elif how == "break":
+        _assert_cut_short(span, "interrupted")
+        assert span.attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    else:
+        assert span.attributes[sc.PROMPTPULSE_STREAM_STATE] == "closed"
+        assert span.attributes[sc.PROMPTPULSE_USAGE_MISSING] is True
+
+
+def test_streaming_response_plain(instrumented: Any, client: anthropic.Anthropic, otel: Any) -> None:
+    with client.messages.with_streaming_response.create(model=MODEL, max_tokens=64, messages=MESSAGES) as response:
+        assert otel.spans() == []
+        message = response.parse()
+    span = _only_span(otel)
+    assert span.attributes[sc.GEN_AI_RESPONSE_ID] == message.id
+    _assert_full_usage(otel, span)
+
+
+async def test_async_raw_response_stream(instrumented: Any, aclient: anthropic.AsyncAnthropic, otel: Any) -> None:
+    response = await aclient.messages.with_raw_response.create(
+        model=MODEL, max_tokens=64, messages=MESSAGES, stream=True
+    )
+    stream = await response.parse()
+    assert isinstance(stream, anthropic.AsyncStream)
+    assert [e.type async for e in stream][-1] == "message_stop"
+    _assert_streamed_ok(otel, _only_span(otel))
+
+
+async def test_async_streaming_response(instrumented: Any, aclient: anthropic.AsyncAnthropic, otel: Any) -> None:
+    async with aclient.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=64, messages=MESSAGES, stream=True
+    ) as response:
+        assert [e.type async for e in await response.parse()][-1] == "message_stop"
+    _assert_streamed_ok(otel, _only_span(otel))
+    otel.clear()
+    async with aclient.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=64, messages=MESSAGES
+    ) as response:
+        message = await response.parse()
+    span = _only_span(otel)
+    assert span.attributes[sc.GEN_AI_RESPONSE_ID] == message.id
+    _assert_full_usage(otel, span)
+
+
 # --- streams: messages.stream() ----------------------------------------------------------------------------------
 def _consume_text(stream: Any) -> str:
     return "".join(stream.text_stream)
@@ -568,3 +648,24 @@ def test_instrument_twice_and_uninstrument_restores(fake: FakeProvider, otel: An
     client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
     (span,) = otel.spans()
     assert span.instrumentation_scope.name == "com.anthropic.sdk.python"
+
+
+# --- the provider follows the client -------------------------------------------------------------------------------
+def test_provider_follows_the_cloud_client(instrumented: Any, fake: FakeProvider, otel: Any) -> None:
+    bedrock = anthropic.AnthropicBedrock(
+        base_url=fake.url, aws_access_key="a", aws_secret_key="b", aws_region="us-east-1", max_retries=0
+    )
+    message = bedrock.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+    span = _only_span(otel)
+    assert span.attributes[sc.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+    assert span.attributes[sc.GEN_AI_RESPONSE_ID] == message.id
+    otel.clear()
+    vertex = anthropic.AnthropicVertex(
+        base_url=fake.url, region="us-east5", project_id="p", access_token="t", max_retries=0
+    )
+    with pytest.raises(anthropic.NotFoundError):  # the fake serves no Vertex routes; the span is the point
+        vertex.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+    assert _only_span(otel).attributes[sc.GEN_AI_PROVIDER_NAME] == "gcp.vertex_ai"
+    otel.clear()
+    anthropic.Anthropic(**_client_kwargs(fake, otel)).messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+    assert _only_span(otel).attributes[sc.GEN_AI_PROVIDER_NAME] == "anthropic"

@@ -153,6 +153,40 @@ def test_chat_anthropic_in_chain(instrumented, otel, fake_provider) -> None:
     assert a[sc.PROMPTPULSE_COST_USD] == pytest.approx((800 * 1.00 + 100 * 5.00) / 1_000_000)
 
 
+def _claude(fake_provider: FakeProvider) -> Any:
+    langchain_anthropic = pytest.importorskip("langchain_anthropic")
+    return langchain_anthropic.ChatAnthropic(  # messages.with_raw_response.create(stream=True).parse()
+        model="claude-haiku-4-5", base_url=fake_provider.anthropic_base_url, api_key="sk-ant-fake", max_retries=0
+    )
+
+
+def _assert_claude_stream_span(otel: Any) -> None:
+    (llm,) = llm_spans(otel)
+    a = dict(llm.attributes or {})
+    assert a[sc.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert a[sc.GEN_AI_REQUEST_STREAM] is True
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+    assert a[sc.GEN_AI_RESPONSE_ID].startswith("msg_")
+    assert a[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert (a[sc.GEN_AI_USAGE_INPUT_TOKENS], a[sc.GEN_AI_USAGE_OUTPUT_TOKENS]) == (800, 100)
+    assert a[sc.PROMPTPULSE_COST_USD] == pytest.approx((800 * 1.00 + 100 * 5.00) / 1_000_000)
+    assert a[sc.PROMPTPULSE_CHAIN_NAME] == "support_chain"
+
+
+def test_chat_anthropic_stream(instrumented, otel, fake_provider) -> None:
+    fake_provider.set_scenario(USAGE)
+    text = "".join(chain_of(_claude(fake_provider)).stream({"topic": "billing", "question": "Why?"}))
+    assert text.startswith("Hello")
+    _assert_claude_stream_span(otel)
+
+
+async def test_chat_anthropic_astream(instrumented, otel, fake_provider) -> None:
+    fake_provider.set_scenario(USAGE)
+    pieces = [p async for p in chain_of(_claude(fake_provider)).astream({"topic": "billing", "question": "Why?"})]
+    assert "".join(pieces).startswith("Hello")
+    _assert_claude_stream_span(otel)
+
+
 def test_model_alone_and_after_uninstrument(otel, fake_provider, model) -> None:
     lc, oai = LangChainInstrumentor(), OpenAIInstrumentor()
     for inst in (lc, oai):
