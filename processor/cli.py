@@ -210,6 +210,7 @@ from . import demo as _demo  # noqa: E402 - light; the demo's heavy imports happ
 
 register("demo", _demo.HELP, _demo.add_arguments, _demo.run)
 from . import deadletter_cli as _deadletter_cli  # noqa: E402, F401 - registers `promptpulse deadletter`
+from . import evaluation_cli as _evaluation_cli  # noqa: E402, F401 - registers `promptpulse eval`
 from .alerts import cli as _alerts_cli  # noqa: E402, F401 - registers `promptpulse alerts`
 
 

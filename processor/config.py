@@ -50,6 +50,8 @@ class Settings:
     alerts: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     # The [reports] table (schedule, time, format, send, channel): processor/reports.py.
     reports: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    # The [evaluation] table (rules, interval_s): promptpulse/evaluation/rules.py, docs/EVALUATION.md.
+    evaluation: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def deadletter_path(self) -> Path:
@@ -92,6 +94,8 @@ def load(flags: dict[str, Any] | None = None, *, config_file: str | None = None,
             values["alerts"] = doc["alerts"]
         if isinstance(doc.get("reports"), dict):
             values["reports"] = doc["reports"]
+        if isinstance(doc.get("evaluation"), dict):
+            values["evaluation"] = doc["evaluation"]
         doc = {**{k: v for k, v in doc.items() if not isinstance(v, dict)}, **doc.get("processor", {})}
         for k, v in doc.items():
             k = k.replace("-", "_")
@@ -99,7 +103,7 @@ def load(flags: dict[str, Any] | None = None, *, config_file: str | None = None,
                 raise ValueError(f"{path}: unknown setting {k!r}")
             values[k] = _coerce(k, v)
     for name in _FIELDS:
-        if name in ("alerts", "reports"):
+        if name in ("alerts", "reports", "evaluation"):
             continue
         v = env.get("PROMPTPULSE_" + name.upper())
         if v is not None and v != "":

@@ -41,6 +41,7 @@ class Service:
         self.http = self.grpc = self.api = None
         self.alerts: Any = None  # AlertScheduler (processor/alerts), started with the API
         self.reports: Any = None  # ReportScheduler (processor/reports.py) when [reports] schedule is set
+        self.evaluation: Any = None  # EvaluationScheduler (processor/evaluation.py) when [evaluation] has rules
         self.ports: dict[str, int] = {}
 
     def get_store(self) -> Any:
@@ -92,6 +93,9 @@ class Service:
         from . import reports
 
         self.reports = reports.start_scheduler(self)  # [reports] schedule = daily | weekly | monthly
+        from . import evaluation
+
+        self.evaluation = evaluation.start_scheduler(self)  # [[evaluation.rules]] with runs = "processor"
         log.info("promptpulse serving: OTLP/gRPC %s:%d, OTLP/HTTP %s:%d, API %s:%d, store %s, spool %s",
                  s.host, self.ports["grpc"], s.host, self.ports["http"], s.host, self.ports["api"],
                  "clickhouse " + _redact(s.clickhouse_url) if s.clickhouse_url else f"embedded {s.data_dir}",
@@ -105,6 +109,8 @@ class Service:
             self.alerts.stop()
         if self.reports:
             self.reports.stop()
+        if self.evaluation:
+            self.evaluation.stop()
         if self.grpc:
             self.grpc.stop(grace=5).wait(6)
         if self.http:
