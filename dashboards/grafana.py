@@ -96,7 +96,7 @@ def _panel_options(panel: Panel) -> dict[str, Any]:
                            "calcs": ["mean", "max", "lastNotNull"]},
                 "tooltip": {"mode": "multi", "sort": "desc"}}
     elif panel.type == "table":
-        base = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
+        base = {"showHeader": True, "cellHeight": "sm"}  # no footer: Grafana 12 dropped the option
     elif panel.type == "piechart":
         base = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
                 "pieType": "pie", "legend": {"displayMode": "table", "placement": "right", "showLegend": True,
@@ -145,7 +145,7 @@ def render_variable(var: Variable) -> dict[str, Any]:
     if var.kind == "query":
         all_current = {"selected": True, "text": ["All"], "value": ["$__all"]} if var.multi else {}
         return {"name": var.name, "label": var.label, "type": "query", "datasource": DS_REF,
-                "query": var.query, "definition": var.query, "refresh": 2, "sort": 1, "regex": "",
+                "query": var.query, "refresh": 2, "sort": 1, "regex": "",
                 "multi": var.multi, "includeAll": var.include_all, "current": all_current, "hide": 0,
                 "options": []}
     if var.kind == "custom":
@@ -194,15 +194,16 @@ def render_dashboard(dash: Dashboard) -> dict[str, Any]:
         "schemaVersion": SCHEMA_VERSION,
         "version": 1,
         "time": {"from": dash.time_from, "to": "now"},
+        # quick_ranges are the time picker's presets (time_options is not in the schema any more)
         "timepicker": {"refresh_intervals": [REFRESH, "1m", "5m", "15m", "1h"],
-                       "time_options": list(TIME_OPTIONS),
                        "quick_ranges": [{"display": f"Last {o}", "from": f"now-{o}", "to": "now"}
                                         for o in TIME_OPTIONS]},
         "refresh": REFRESH,
         "timezone": "",
         "liveNow": False,
         "links": [{"title": "PromptPulse", "type": "dashboards", "tags": ["promptpulse"], "asDropdown": True,
-                   "includeVars": True, "keepTime": True, "icon": "external link"}],
+                   "includeVars": True, "keepTime": True, "icon": "external link", "targetBlank": False,
+                   "tooltip": "Other PromptPulse dashboards"}],
         "annotations": {"list": [{"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
                                   "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
                                   "name": "Annotations & Alerts", "type": "dashboard"}]},

@@ -132,7 +132,8 @@ def test_dashboard_json_model() -> None:
     assert len(definitions.DASHBOARDS) == 6
     for dash in definitions.DASHBOARDS:
         doc = json.loads((build.PACKAGE_DIR / dash.filename).read_text())
-        assert doc["refresh"] == "30s" and doc["timepicker"]["time_options"] == ["1h", "24h", "7d", "30d"]
+        assert doc["refresh"] == "30s"
+        assert [r["from"] for r in doc["timepicker"]["quick_ranges"]] == ["now-1h", "now-24h", "now-7d", "now-30d"]
         names = [v["name"] for v in doc["templating"]["list"]]
         assert names[:7] == ["datasource", "service", "environment", "prompt", "version", "model", "provider"]
         ds = doc["templating"]["list"][0]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 
+import pytest
 import yaml
 
 from promptpulse.dashboards import alerts, build, definitions, grafana
@@ -65,3 +68,50 @@ def test_alert_summaries_name_their_labels() -> None:
         "Error rate above 5% for 5 minutes: service={{ $labels.service }}, environment={{ $labels.environment }}, "
         "prompt_name={{ $labels.prompt_name }}, model={{ $labels.model }}, provider={{ $labels.provider }}: "
         "value {{ printf \"%.4g\" $values.A.Value }}")
+
+
+# --- checked as Grafana checks it -------------------------------------------------------------------------------
+def _panels_by_dashboard() -> dict[str, set[int]]:
+    return {doc["uid"]: {p["id"] for p in doc["panels"]} | {q["id"] for p in doc["panels"] for q in p.get("panels", [])}
+            for doc in _docs()}
+
+
+def test_alert_rules_match_grafanas_rule_types() -> None:
+    from grafana_alerting_types import check_rules
+
+    doc = yaml.safe_load(alerts.grafana_rules_yaml())
+    assert check_rules(doc, datasource_uids={grafana.DATASOURCE_UID}, panels=_panels_by_dashboard()) == []
+    # and the check can fail: each mistake below is reported
+    rule = doc["groups"][0]["rules"][0]
+    rule["keepFiringfor"] = "5m"
+    rule["for"] = "5 minutes"
+    rule["noDataState"] = "Ok"
+    rule["condition"] = "C"
+    rule["data"][0]["datasourceUid"] = "clickhouse"
+    doc["groups"][0]["interval"] = "15s"
+    errors = check_rules(doc, datasource_uids={grafana.DATASOURCE_UID}, panels=_panels_by_dashboard())
+    assert len(errors) == 6, errors
+
+
+SCHEMA_CHECK = build.PACKAGE_DIR / "schema-check"
+
+
+def _run_schema_check(directory) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", str(SCHEMA_CHECK / "check.mjs"), str(directory)], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (SCHEMA_CHECK / "node_modules").is_dir(),
+                    reason="needs node and `npm ci` in dashboards/schema-check (.ci/run does both)")
+def test_dashboards_type_check_against_grafana_schema(tmp_path) -> None:
+    """Every dashboard against @grafana/schema 11.6 and 12.4 (dashboards/schema-check/check.mjs); a broken copy
+    fails."""
+    ok = _run_schema_check(build.PACKAGE_DIR)
+    assert ok.returncode == 0, ok.stderr
+    assert "6 dashboards type-check" in ok.stdout
+    doc = json.loads((build.PACKAGE_DIR / "promptpulse-overview.json").read_text())
+    stat = next(p for p in doc["panels"] if p["type"] == "stat")
+    stat["options"]["colorMode"] = "bogus"
+    (tmp_path / "broken.json").write_text(json.dumps(doc))
+    bad = _run_schema_check(tmp_path)
+    assert bad.returncode == 1 and "'\"bogus\"' is not assignable" in bad.stderr.replace("Type ", ""), bad.stderr
