@@ -519,6 +519,7 @@ class AnthropicInstrumentor(common.Instrumentor):
     """``opentelemetry-instrument`` loads this through the ``promptpulse_anthropic`` entry point."""
 
     _INSTRUMENTS = _INSTRUMENTS
+    _SDK_MODULE = "anthropic"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         _load_sdk_types()

@@ -367,6 +367,7 @@ class BedrockInstrumentor(common.Instrumentor):
     """``opentelemetry-instrument`` loads this through the ``promptpulse_bedrock`` entry point."""
 
     _INSTRUMENTS = _INSTRUMENTS
+    _SDK_MODULE = "botocore.client"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         return [patching.Patch("botocore.client", "BaseClient._make_api_call", _api_call_wrapper(telemetry))]

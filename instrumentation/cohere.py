@@ -178,6 +178,7 @@ class CohereInstrumentor(common.Instrumentor):
     """``opentelemetry-instrument`` loads this through the ``promptpulse_cohere`` entry point."""
 
     _INSTRUMENTS = _INSTRUMENTS
+    _SDK_MODULE = "cohere"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         return _patches(telemetry)

@@ -3,9 +3,11 @@ SDKs whose calls are described by a few functions (read the request, read the re
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from promptpulse import __version__
@@ -13,6 +15,8 @@ from promptpulse.instrumentation import fingerprint as fp
 from promptpulse.instrumentation import patching, streams
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
+
+_log = logging.getLogger(__name__)
 
 
 def get(obj: Any, key: str) -> Any:
@@ -22,24 +26,33 @@ def get(obj: Any, key: str) -> Any:
 
 # --- instrumentors -------------------------------------------------------------------------------------------------
 class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """An instrumentor that wraps SDK methods: subclasses name their SDK requirement and list their patches.
+    """An instrumentor that wraps SDK methods: subclasses name their SDK requirement, the module whose import means
+    the SDK is in use, and list their patches.
 
-    Telemetry is scoped to the subclass's module. Never instantiated itself (``BaseInstrumentor`` is a singleton per
-    class).
+    ``instrument()`` imports no SDK: ``patches()`` runs when the app imports ``_SDK_MODULE`` (now, if it already
+    has), and each patch is applied when its own module is imported (``patching.LazyPatcher``). An installed SDK
+    outside ``_INSTRUMENTS`` gets one warning and no patches. Telemetry is scoped to the subclass's module. Never
+    instantiated itself (``BaseInstrumentor`` is a singleton per class).
     """
 
     _INSTRUMENTS: tuple[str, ...] = ()
-    _applied: list[patching.Patch] | None = None
+    _SDK_MODULE: str = ""
+    _patcher: patching.LazyPatcher | None = None
     telemetry: Telemetry | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return self._INSTRUMENTS
 
+    def _check_dependency_conflicts(self) -> None:
+        return None  # checked in _instrument, the same way for instrument() and opentelemetry-instrument
+
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         raise NotImplementedError
 
     def _instrument(self, **kwargs: Any) -> None:
-        if self._applied:  # never wrap twice, whatever BaseInstrumentor's bookkeeping says
+        if self._patcher is not None:  # never wrap twice, whatever BaseInstrumentor's bookkeeping says
+            return
+        if not supported(type(self).__name__, self._INSTRUMENTS):
             return
         telemetry = self.telemetry = Telemetry(
             type(self).__module__,
@@ -48,12 +61,34 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
             meter_provider=kwargs.get("meter_provider"),
             capture_content=kwargs.get("capture_content"),
         )
-        self._applied = patching.apply(self.patches(telemetry))
+        patcher = self._patcher = patching.LazyPatcher(type(self).__name__)
+        patcher.when_imported(self._SDK_MODULE, lambda _module: self._on_sdk_import(telemetry, patcher))
+
+    def _on_sdk_import(self, telemetry: Telemetry, patcher: patching.LazyPatcher) -> None:
+        """The app imported the SDK: register its patches (each applied when its module is imported)."""
+        patcher.apply(self.patches(telemetry))
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        applied, self._applied = self._applied, None
-        if applied:
-            patching.revert(applied)
+        patcher, self._patcher = self._patcher, None
+        if patcher is not None:
+            patcher.revert()
+
+
+def supported(owner: str, requirements: Collection[str]) -> bool:
+    """False, with one warning, when an SDK in ``requirements`` is installed at a version outside its range. Reads
+    package metadata only (no SDK import). Not installed is not a warning: nothing will import it."""
+    conflict = get_dependency_conflicts(requirements)
+    if conflict is None:
+        return True
+    if conflict.found:
+        _log.warning(
+            "promptpulse: %s supports %s, but %s is installed: nothing is instrumented",
+            owner,
+            conflict.required,
+            conflict.found,
+        )
+        return False
+    return True
 
 
 # --- a generic endpoint --------------------------------------------------------------------------------------------

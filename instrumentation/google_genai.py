@@ -279,6 +279,7 @@ class GoogleGenAIInstrumentor(common.Instrumentor):
     """``opentelemetry-instrument`` loads this through the ``promptpulse_google_genai`` entry point."""
 
     _INSTRUMENTS = _INSTRUMENTS
+    _SDK_MODULE = "google.genai"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         return _patches(telemetry)

@@ -72,6 +72,7 @@ class GroqInstrumentor(common.Instrumentor):
     """``opentelemetry-instrument`` loads this through the ``promptpulse_groq`` entry point."""
 
     _INSTRUMENTS = _INSTRUMENTS
+    _SDK_MODULE = "groq"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         return oa.sdk_patches(telemetry, _bind_sdk(), _METHODS, "groq")

@@ -35,7 +35,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from promptpulse import __version__
-from promptpulse.instrumentation import errors, patching, spans
+from promptpulse.instrumentation import common, errors, patching, spans
 from promptpulse.instrumentation import semconv as sc
 
 _log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _run_name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -
 
 
 def _make_handler_class(base: type) -> type:
-    """The handler, a ``BaseCallbackHandler`` subclass made at instrument time (LangChain is imported only then)."""
+    """The handler, a ``BaseCallbackHandler`` subclass made when the app imports LangChain."""
 
     class Handler(base):  # type: ignore[misc, valid-type]
         run_inline = True  # called in the run's own thread/task: no executor hop
@@ -172,25 +172,30 @@ _child_config_var: Any = None
 
 
 class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """``opentelemetry-instrument`` loads this through the ``promptpulse_langchain`` entry point."""
+    """``opentelemetry-instrument`` loads this through the ``promptpulse_langchain`` entry point.
 
-    _applied: list[patching.Patch] | None = None
+    Like the SDK instrumentors it imports nothing of LangChain: the handler is made when the app imports
+    ``langchain_core.callbacks.base`` (``patching.LazyPatcher``)."""
+
+    _patcher: patching.LazyPatcher | None = None
     handler: Any = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _INSTRUMENTS
 
-    def _instrument(self, **kwargs: Any) -> None:
-        global _child_config_var
-        if self._applied:
-            return
-        from langchain_core.callbacks import BaseCallbackHandler
-        from langchain_core.runnables.config import var_child_runnable_config
+    def _check_dependency_conflicts(self) -> None:
+        return None  # checked in _instrument (common.supported), as for the SDK instrumentors
 
-        _child_config_var = var_child_runnable_config
-        handler_cls = _make_handler_class(BaseCallbackHandler)
+    def _instrument(self, **kwargs: Any) -> None:
+        if self._patcher is not None or not common.supported(type(self).__name__, _INSTRUMENTS):
+            return
         tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"))
-        handler = self.handler = handler_cls(tracer)
+        patcher = self._patcher = patching.LazyPatcher(type(self).__name__)
+        patcher.when_imported("langchain_core.runnables.config", _bind_child_config)
+        patcher.when_imported("langchain_core.callbacks.base", lambda base: self._join(base, tracer, patcher))
+
+    def _join(self, base: Any, tracer: trace.Tracer, patcher: patching.LazyPatcher) -> None:
+        handler = self.handler = _make_handler_class(base.BaseCallbackHandler)(tracer)
 
         def join_manager(wrapped: Any, instance: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
             result = wrapped(*args, **kw)
@@ -201,14 +206,14 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 _log.debug("promptpulse: could not add the LangChain handler", exc_info=True)
             return result
 
-        self._applied = patching.apply(
-            [patching.Patch("langchain_core.callbacks.base", "BaseCallbackManager.__init__", join_manager)]
-        )
+        patcher.apply([patching.Patch("langchain_core.callbacks.base", "BaseCallbackManager.__init__", join_manager)])
         spans.context_sources.append(handler.context_source)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        applied, self._applied = self._applied, None
+        patcher, self._patcher = self._patcher, None
         handler, self.handler = self.handler, None
+        if patcher is not None:
+            patcher.revert()
         if handler is not None:
             handler.enabled = False  # managers made meanwhile may still hold it: make it inert
             for run_id in list(handler.runs):
@@ -217,5 +222,8 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 spans.context_sources.remove(handler.context_source)
             except ValueError:
                 pass
-        if applied:
-            patching.revert(applied)
+
+
+def _bind_child_config(config_module: Any) -> None:
+    global _child_config_var
+    _child_config_var = config_module.var_child_runnable_config

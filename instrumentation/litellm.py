@@ -227,6 +227,7 @@ class LiteLLMInstrumentor(common.Instrumentor):
     """``opentelemetry-instrument`` loads this through the ``promptpulse_litellm`` entry point."""
 
     _INSTRUMENTS = _INSTRUMENTS
+    _SDK_MODULE = "litellm"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         patches = []

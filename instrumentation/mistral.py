@@ -188,6 +188,7 @@ class MistralInstrumentor(common.Instrumentor):
     """``opentelemetry-instrument`` loads this through the ``promptpulse_mistral`` entry point."""
 
     _INSTRUMENTS = _INSTRUMENTS
+    _SDK_MODULE = "mistralai"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         return _patches(telemetry)

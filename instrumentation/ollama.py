@@ -211,6 +211,7 @@ class OllamaInstrumentor(common.Instrumentor):
     """``opentelemetry-instrument`` loads this through the ``promptpulse_ollama`` entry point."""
 
     _INSTRUMENTS = _INSTRUMENTS
+    _SDK_MODULE = "ollama"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         patches = []
@@ -219,13 +220,11 @@ class OllamaInstrumentor(common.Instrumentor):
             patches.append(patching.Patch("ollama._client", name, make(telemetry, endpoint_cls(telemetry))))
         return patches
 
-    def _instrument(self, **kwargs: Any) -> None:
-        if not self._applied:
-            super()._instrument(**kwargs)
-            _rebind_module_functions()
+    def _on_sdk_import(self, telemetry: Telemetry, patcher: patching.LazyPatcher) -> None:
+        super()._on_sdk_import(telemetry, patcher)  # ollama imports ollama._client: patched by now
+        _rebind_module_functions()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        applied = self._applied
-        super()._uninstrument(**kwargs)
-        if applied:
+        patcher, self._patcher = self._patcher, None
+        if patcher is not None and patcher.revert():
             _rebind_module_functions()

@@ -811,6 +811,7 @@ class OpenAIInstrumentor(common.Instrumentor):
     """``opentelemetry-instrument`` loads this through the ``promptpulse_openai`` entry point."""
 
     _INSTRUMENTS = _INSTRUMENTS
+    _SDK_MODULE = "openai"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         patches = sdk_patches(telemetry, _bind_sdk_types(), _METHODS, "openai")

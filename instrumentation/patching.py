@@ -1,14 +1,17 @@
-"""Symmetric wrap/unwrap of SDK methods for the instrumentors (``_instrument``/``_uninstrument``)."""
+"""Symmetric wrap/unwrap of SDK methods for the instrumentors, applied lazily: a patch is applied when the app imports
+the module it patches (wrapt's post-import hooks), so instrumenting imports no SDK and an SDK the app never imports
+costs nothing but a registered hook."""
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import ModuleType
 
 from opentelemetry.instrumentation.utils import unwrap
-from wrapt import wrap_function_wrapper
+from wrapt import register_post_import_hook, resolve_path, wrap_function_wrapper
 
 from promptpulse.instrumentation.wrappers import WrapperFn
 
@@ -20,27 +23,78 @@ class Patch:
     module: str  # e.g. "openai.resources.chat.completions"
     name: str  # e.g. "Completions.create"
     wrapper: WrapperFn
+    # Present only in some supported SDK versions (an alternative path, a newer method): missing is not a warning.
+    optional: bool = False
 
 
-def apply(patches: Iterable[Patch]) -> list[Patch]:
-    """Wrap what exists in the installed SDK version; return what was wrapped (for ``revert``)."""
-    applied = []
-    for patch in patches:
-        try:
-            wrap_function_wrapper(patch.module, patch.name, patch.wrapper)
-            applied.append(patch)
-        except (ImportError, AttributeError):
-            _log.debug("promptpulse: %s.%s not in this SDK version; skipped", patch.module, patch.name)
-    return applied
+class LazyPatcher:
+    """One instrumentor's patches, applied as their modules are imported.
 
+    wrapt has no way to unregister a post-import hook, so every hook checks ``armed``: ``revert()`` disarms the hooks
+    not yet fired (they do nothing if their module is imported later) and unwraps what was applied. A patcher is used
+    for one instrument/uninstrument cycle; instrumenting again makes a new one.
+    """
 
-def revert(patches: Iterable[Patch]) -> None:
-    for patch in patches:
-        owner_path, _, attr = patch.name.rpartition(".")
-        try:
-            owner = importlib.import_module(patch.module)
-            for part in owner_path.split(".") if owner_path else ():
-                owner = getattr(owner, part)
-            unwrap(owner, attr)
-        except (ImportError, AttributeError):
-            _log.debug("promptpulse: could not unwrap %s.%s", patch.module, patch.name)
+    def __init__(self, owner: str) -> None:
+        self.owner = owner  # the instrumentor's name, for the one warning
+        self.armed = True
+        self.applied: list[tuple[ModuleType, Patch]] = []
+        self.missing: list[str] = []
+        self._lock = threading.Lock()
+
+    def when_imported(self, module: str, hook: Callable[[ModuleType], None]) -> None:
+        """``hook(module)`` once ``module`` is imported (now if it already is), unless reverted first. An exception in
+        the hook is logged: it must never fail the app's import."""
+
+        def guarded(mod: ModuleType) -> None:
+            if not self.armed:
+                return
+            try:
+                hook(mod)
+            except Exception:
+                _log.warning("promptpulse: %s could not patch %s", self.owner, module, exc_info=True)
+
+        register_post_import_hook(guarded, module)
+
+    def apply(self, patches: Iterable[Patch]) -> None:
+        """Wrap each patch's method when its module is imported; warn once about required methods not found."""
+        by_module: dict[str, list[Patch]] = {}
+        for patch in patches:
+            by_module.setdefault(patch.module, []).append(patch)
+        for module, group in by_module.items():
+            self.when_imported(module, lambda mod, group=group: self._wrap(mod, group))  # type: ignore[misc]
+
+    def _wrap(self, module: ModuleType, patches: list[Patch]) -> None:
+        missing = []
+        with self._lock:
+            if not self.armed:
+                return
+            for patch in patches:
+                try:
+                    wrap_function_wrapper(module, patch.name, patch.wrapper)
+                    self.applied.append((module, patch))
+                except AttributeError:
+                    if not patch.optional:
+                        missing.append(f"{patch.module}.{patch.name}")
+                    _log.debug("promptpulse: %s.%s not in this SDK version; skipped", patch.module, patch.name)
+            first = missing and not self.missing
+            self.missing.extend(missing)
+        if first:
+            _log.warning(
+                "promptpulse: %s: this SDK version has no %s; those calls get no span",
+                self.owner,
+                ", ".join(missing),
+            )
+
+    def revert(self) -> bool:
+        """Disarm the hooks not yet fired and unwrap what was applied; True when something was unwrapped."""
+        with self._lock:
+            self.armed = False
+            applied, self.applied = self.applied, []
+        for module, patch in reversed(applied):
+            try:
+                owner, attr, _ = resolve_path(module, patch.name)
+                unwrap(owner, attr)
+            except (ImportError, AttributeError):
+                _log.debug("promptpulse: could not unwrap %s.%s", patch.module, patch.name)
+        return bool(applied)

@@ -1,0 +1,96 @@
+"""What PromptPulse's instrumentors add to an auto-instrumented app's start-up, in milliseconds.
+
+Runs ``opentelemetry-instrument python -c "import openai"`` (or ``--app``) as fresh processes, alternating two
+settings in one run: PromptPulse's entry points disabled (``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` lists all ten)
+and enabled. Exporters are ``none``, so nothing but the instrumentors differs. Reports, on the wall clock and in
+CPU time (user + system of the child, less disturbed by a loaded machine), the median of each and the difference of
+the medians; ``--imports`` also lists the LLM SDK modules each setting ends up importing.
+
+    .venv/bin/python bench/bench_startup.py                        # 15 pairs, the app imports openai
+    .venv/bin/python bench/bench_startup.py --runs 31 --app "import anthropic"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from importlib.metadata import entry_points
+from pathlib import Path
+
+SDK_MODULES = ("openai", "anthropic", "google.genai", "botocore", "mistralai", "cohere", "litellm", "ollama", "groq")
+SDK_MODULES += ("langchain_core",)
+
+
+def promptpulse_entry_points() -> list[str]:
+    names = (ep.name for ep in entry_points(group="opentelemetry_instrumentor"))
+    return sorted(name for name in names if name.startswith("promptpulse_"))
+
+
+def environment(disabled: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = ",".join(promptpulse_entry_points()) if disabled else ""
+    return env
+
+
+def command(app: str) -> list[str]:
+    cli = Path(sys.executable).with_name("opentelemetry-instrument")
+    return [str(cli), sys.executable, "-c", app]
+
+
+def run_once(app: str, disabled: bool) -> tuple[float, float]:
+    """(wall, CPU) seconds of one process; CPU (user + system, from the kernel) is what a shared machine's load
+    disturbs least."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command(app), env=environment(disabled), check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def imported(app: str, disabled: bool) -> list[str]:
+    probe = f"{app}\nimport sys, json\nprint(json.dumps([m for m in {SDK_MODULES!r} if m in sys.modules]))"
+    done = subprocess.run(command(probe), env=environment(disabled), check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=15, help="pairs of processes (disabled, enabled), alternating")
+    parser.add_argument("--app", default="import openai", help="the program opentelemetry-instrument runs")
+    parser.add_argument("--imports", action="store_true", help="also list the SDK modules each setting imports")
+    args = parser.parse_args()
+
+    run_once(args.app, True)  # warm the file cache and the .pyc files
+    run_once(args.app, False)
+    samples: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for i in range(args.runs):
+        order = (True, False) if i % 2 == 0 else (False, True)  # ABBA: drift hits both sides alike
+        for disabled in order:
+            samples[disabled].append(run_once(args.app, disabled))
+    result: dict[str, object] = {"app": args.app, "runs": args.runs}
+    for clock, index in (("wall", 0), ("cpu", 1)):
+        off = [s[index] * 1000 for s in samples[True]]
+        on = [s[index] * 1000 for s in samples[False]]
+        result[clock] = {
+            "disabled_median_ms": round(statistics.median(off), 1),
+            "enabled_median_ms": round(statistics.median(on), 1),
+            "added_ms": round(statistics.median(on) - statistics.median(off), 1),
+            "disabled_range_ms": [round(min(off), 1), round(max(off), 1)],
+            "enabled_range_ms": [round(min(on), 1), round(max(on), 1)],
+        }
+    if args.imports:
+        result["disabled_imports"] = imported(args.app, True)
+        result["enabled_imports"] = imported(args.app, False)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
