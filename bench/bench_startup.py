@@ -4,7 +4,9 @@ Runs ``opentelemetry-instrument python -c "import openai"`` (or ``--app``) as fr
 settings in one run: PromptPulse's entry points disabled (``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` lists all ten)
 and enabled. Exporters are ``none``, so nothing but the instrumentors differs. Reports, on the wall clock and in
 CPU time (user + system of the child, less disturbed by a loaded machine), the median of each and the difference of
-the medians; ``--imports`` also lists the LLM SDK modules each setting ends up importing.
+the medians, and the time nine plain processes each take to load and instrument() the ten instrumentors (our part
+alone, without the noise of two whole interpreter start-ups); ``--imports`` also lists the LLM SDK modules each
+setting ends up importing.
 
     .venv/bin/python bench/bench_startup.py                        # 15 pairs, the app imports openai
     .venv/bin/python bench/bench_startup.py --runs 31 --app "import anthropic"
@@ -19,6 +21,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -32,8 +35,14 @@ def promptpulse_entry_points() -> list[str]:
     return sorted(name for name in names if name.startswith("promptpulse_"))
 
 
-def environment(disabled: bool) -> dict[str, str]:
-    env = dict(os.environ)
+# Byte-code cached as in an installed package (this machine sets PYTHONDONTWRITEBYTECODE, and an editable install's
+# modules would otherwise be compiled on every start), outside the work tree.
+PYCACHE = str(Path(tempfile.gettempdir()) / "promptpulse-bench-pycache")
+
+
+def environment(disabled: bool = True) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE
     env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
     env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = ",".join(promptpulse_entry_points()) if disabled else ""
     return env
@@ -61,6 +70,29 @@ def imported(app: str, disabled: bool) -> list[str]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+INSTRUMENT_ALL = """
+import time
+# What opentelemetry-instrument has imported before it loads the instrumentors.
+import opentelemetry.distro, opentelemetry.instrumentation.auto_instrumentation._load, opentelemetry.sdk.trace
+import opentelemetry.sdk.metrics, opentelemetry.instrumentation.instrumentor, opentelemetry.instrumentation.utils
+from importlib.metadata import entry_points
+t0 = time.perf_counter()
+for ep in entry_points(group="opentelemetry_instrumentor"):
+    if ep.name.startswith("promptpulse_"):
+        ep.load()().instrument()
+print((time.perf_counter() - t0) * 1000)
+"""
+
+
+def instrument_all_ms() -> float:
+    """Inside one plain process that has imported what opentelemetry-instrument imports first: load the ten entry
+    points and instrument() them (our part of start-up alone)."""
+    done = subprocess.run(
+        [sys.executable, "-c", INSTRUMENT_ALL], env=environment(), check=True, capture_output=True, text=True
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=15, help="pairs of processes (disabled, enabled), alternating")
@@ -86,6 +118,8 @@ def main() -> None:
             "disabled_range_ms": [round(min(off), 1), round(max(off), 1)],
             "enabled_range_ms": [round(min(on), 1), round(max(on), 1)],
         }
+    instrument_all_ms()  # warm
+    result["instrument_all_in_process_median_ms"] = round(statistics.median(instrument_all_ms() for _ in range(9)), 1)
     if args.imports:
         result["disabled_imports"] = imported(args.app, True)
         result["enabled_imports"] = imported(args.app, False)
