@@ -1,24 +1,19 @@
-"""HTTP API (api_port, default 8321): /api/metrics, /api/query, /healthz, /readyz, /metrics (Prometheus).
+"""What the HTTP API's built-in endpoints compute: /api/metrics, /api/query, /readyz, /metrics (Prometheus).
 
-Bearer auth as for OTLP (all paths but /healthz). SQL is parameterised; /api/query runs one statement that
-processor/sql_guard.py admits (the engine's parser; only the project's tables, no table functions or functions
-that reach files, URLs or other servers, no settings) with ``readonly=1`` and row, time and memory limits.
+The routes are in processor/api_app.py (FastAPI), served by processor/api_server.py (uvicorn). SQL is
+parameterised; /api/query runs one statement that processor/sql_guard.py admits (the engine's parser; only the
+project's tables, no table functions or functions that reach files, URLs or other servers, no settings) with
+``readonly=1`` and row, time and memory limits.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import logging
 import re
-import ssl
-import time
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from .http_limits import GuardedHandler, GuardedServer, HTTPError, Limits
 from .timerange import parse_time
 
 log = logging.getLogger(__name__)
@@ -111,7 +106,7 @@ def run_read_only(store: Any, sql: str) -> tuple[list[str], list[tuple]]:
     return sql_guard.run(store, sql)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     if isinstance(o, (dt.datetime, dt.date)):
         return o.isoformat()
     if isinstance(o, decimal.Decimal):
@@ -195,105 +190,3 @@ def prometheus(service: Any) -> str:
     lines.append(f"promptpulse_insert_duration_seconds_sum {h.sum}")
     lines.append(f"promptpulse_insert_duration_seconds_count {h.count}")
     return "\n".join(lines) + "\n"
-
-
-class _Handler(GuardedHandler):
-    server_version = "promptpulse"
-    service: Any
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)
-
-    def _send(self, code: int, body: Any, ctype: str = "application/json") -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body, default=_json_default).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _auth(self) -> bool:
-        if self.service.ingest.authorized(self.headers.get("Authorization")):
-            return True
-        self._send(401, {"error": "missing or invalid bearer token"})
-        return False
-
-    def do_GET(self) -> None:
-        u = urlsplit(self.path)
-        if u.path == "/healthz":
-            return self._send(200, {"status": "ok"})
-        if not self._auth():
-            return None
-        store_fn: Callable[[], Any] = self.service.get_store
-        if u.path == "/readyz":
-            ok, doc = readiness(self.service)
-            return self._send(200 if ok else 503, doc)
-        if u.path == "/metrics":
-            return self._send(200, prometheus(self.service).encode(), "text/plain; version=0.0.4")
-        if u.path == "/api/metrics":
-            params = {k: v[-1] for k, v in parse_qs(u.query).items()}
-            try:
-                return self._send(200, get_metrics(store_fn(), params))
-            except ValueError as e:
-                return self._send(400, {"error": str(e)})
-            except Exception as e:
-                log.exception("metrics query failed")
-                return self._send(503, {"error": f"store: {e}"})
-        if u.path == "/api/alerts":  # the built-in evaluator: rules and states; ?dry_run=1 evaluates now
-            alerts = getattr(self.service, "alerts", None)
-            if alerts is None:
-                return self._send(404, {"error": "the alert evaluator is not running ([alerts] enabled = false)"})
-            ev = alerts.evaluator
-            if parse_qs(u.query).get("dry_run", ["0"])[-1] in ("1", "true"):
-                return self._send(200, {"would": [t.__dict__ for t in ev.evaluate_once(dry_run=True)],
-                                        "errors": ev.dry_run_errors})
-            return self._send(200, {"rules": ev.status()})
-        from . import api_routes  # analytics endpoints: one routing table, also the OpenAPI document
-
-        if api_routes.dispatch(self, "GET", u.path, u.query):
-            return None
-        return self._send(404, {"error": "not found"})
-
-    def do_POST(self) -> None:
-        u = urlsplit(self.path)
-        if not self._auth():
-            return None
-        if u.path != "/api/query":
-            from . import api_routes
-
-            if api_routes.dispatch(self, "POST", u.path, u.query):
-                return None
-            return self._send(404, {"error": "not found"})
-        try:
-            raw = self.read_body(1 << 20, length_required=False)
-        except HTTPError as e:  # bad framing, over 1 MiB, deadline: answer and close
-            self.close_connection = True
-            return self._send(e.status, {"error": "query too large" if e.status == 413 else e.message})
-        try:
-            doc = json.loads(raw or b"{}")
-            sql = doc["sql"]
-            t0 = time.perf_counter()
-            cols, rows = run_read_only(self.service.get_store(), sql)
-        except (ValueError, KeyError, TypeError) as e:
-            return self._send(400, {"error": str(e)})
-        except Exception as e:
-            return self._send(400, {"error": str(e)[:2000]})
-        self._send(200, {"columns": cols, "rows": rows, "elapsed_ms": round((time.perf_counter() - t0) * 1e3, 2)})
-
-
-class _Server(GuardedServer):
-    pass
-
-
-def make_server(host: str, port: int, service: Any, *, tls: tuple[str, str] | None = None,
-                limits: Limits | None = None) -> GuardedServer:
-    """``limits``: default from ``service.settings`` (the http_* settings) when it has them."""
-    limits = limits or Limits.from_settings(getattr(service, "settings", None))
-    ctx = None
-    if tls:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(*tls)
-    return _Server((host, port), type("APIHandler", (_Handler,), {"service": service}), limits=limits,
-                   ssl_context=ctx)

@@ -95,10 +95,10 @@ def _query_api(url: str, sql: str, token: str | None) -> tuple[list[str], list[l
 
 def _print(cols: list[str], rows: list[Any], fmt: str) -> None:
     if fmt == "json":
-        from .api import _json_default
+        from .api import json_default
 
         for r in rows:
-            print(json.dumps(dict(zip(cols, r, strict=False)), default=_json_default))
+            print(json.dumps(dict(zip(cols, r, strict=False)), default=json_default))
     elif fmt == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(cols)

@@ -1,5 +1,6 @@
-"""HTTP/1.1 request edges shared by the stdlib servers (OTLP/HTTP receiver, API): strict body framing, deadlines,
-a connection cap, bearer parsing, bounded gunzip. docs/PROCESSOR.md ("HTTP edges") has the answers as a table.
+"""HTTP/1.1 request edges of the stdlib OTLP/HTTP receiver: strict body framing, deadlines, a connection cap, bounded
+gunzip; and the bearer parsing every server shares (the API on uvicorn keeps its own edges: processor/api_server.py).
+docs/PROCESSOR.md ("HTTP edges") has the answers as a table.
 
 Deadlines are total, not per recv: a reaper thread per server shuts the read side of a connection whose deadline
 has passed, which wakes the handler thread blocked in recv (it then sees EOF, answers 408 when it still can and

@@ -44,6 +44,11 @@ class Service:
         self.evaluation: Any = None  # EvaluationScheduler (processor/evaluation.py) when [evaluation] has rules
         self.ports: dict[str, int] = {}
 
+    @property
+    def store(self) -> Any:
+        """The store (see get_store); what API routes reach as ``request.app.state.service.store``."""
+        return self.get_store()
+
     def get_store(self) -> Any:
         """The store, opened (and the schema applied) on first use; raises while it cannot be reached."""
         if self._store is not None and self._schema_applied:
@@ -83,10 +88,12 @@ class Service:
         self.http = otlp_http.make_server(s.host, s.otlp_http_port, self.ingest, max_body_bytes=s.max_body_bytes,
                                           tls=tls, limits=http_limits.Limits.from_settings(s))
         self.ports["http"] = self.http.server_address[1]
-        self.api = _api_server(s.host, s.api_port, self, tls)
+        from .api_server import make_server as api_server  # FastAPI on uvicorn, in a thread of its own
+
+        self.api = api_server(s.host, s.api_port, self, tls=tls)
         self.ports["api"] = self.api.server_address[1]
-        for srv in (self.http, self.api):
-            threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+        threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+        self.api.start()
         from .alerts import start_scheduler
 
         self.alerts = start_scheduler(self)  # the [alerts] rules every alerts.interval_s (default 60 s)
@@ -147,12 +154,6 @@ class Service:
             pass
         self.stop()
         time.sleep(0)
-
-
-def _api_server(host: str, port: int, service: Service, tls: tuple[str, str] | None) -> Any:
-    from . import api
-
-    return api.make_server(host, port, service, tls=tls)
 
 
 def _redact(url: str | None) -> str:

@@ -170,7 +170,7 @@ CALLS = _seed()
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from promptpulse.processor import api as api_mod
+    from promptpulse.processor import api_server
     from promptpulse.processor.store.embedded import EmbeddedStore
     from promptpulse.processor.store.schema import SchemaOptions
 
@@ -180,7 +180,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         insert(store, CALLS)
         svc = SimpleNamespace(get_store=lambda: store,
                               ingest=SimpleNamespace(authorized=lambda h: h == f"Bearer {TOKEN}"))
-        srv = api_mod.make_server("127.0.0.1", 0, svc)
+        srv = api_server.make_server("127.0.0.1", 0, svc)
         threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         yield f"http://127.0.0.1:{srv.server_address[1]}"
         srv.shutdown()

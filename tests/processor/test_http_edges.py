@@ -20,7 +20,7 @@ from fakes import FakeStore, genai_spans
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from promptpulse.processor import api as api_mod
-from promptpulse.processor import http_limits
+from promptpulse.processor import api_server, http_limits
 from promptpulse.processor.http_limits import Limits
 from promptpulse.processor.receiver import decode, otlp_http
 from promptpulse.processor.spool import Spool
@@ -428,10 +428,12 @@ def test_write_to_closed_connection_logs_one_line(recv: Receiver, monkeypatch: p
     recv.export_ok()
 
 
-# --- the API server -------------------------------------------------------------------------------------------
+# --- the API server (FastAPI on uvicorn: processor/api_server.py, processor/api_middleware.py) -------------------
 
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+API_LIMITS = Limits(header_timeout_s=1, body_timeout_s=1, idle_timeout_s=1, max_connections=20, retry_after_s=3)
+
+
+def _api(monkeypatch: pytest.MonkeyPatch, limits: Limits = API_LIMITS, tls: tuple[str, str] | None = None) -> Any:
     seen: list[str] = []
 
     def run_read_only(_store: Any, sql: str) -> tuple[list[str], list[tuple]]:  # the SQL guard is not tested here
@@ -442,12 +444,17 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     store = SimpleNamespace()
     ingest = otlp_http.Ingest(SimpleNamespace(), auth_token=TOKEN)  # type: ignore[arg-type]
     svc = SimpleNamespace(get_store=lambda: store, ingest=ingest, settings=None)
-    srv = api_mod.make_server("127.0.0.1", 0, svc, limits=Limits(header_timeout_s=1, body_timeout_s=1,
-                                                                  idle_timeout_s=1, max_connections=20))
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield SimpleNamespace(port=srv.server_address[1], seen=seen, srv=srv)
-    srv.shutdown()
-    srv.server_close()
+    srv = api_server.make_server("127.0.0.1", 0, svc, limits=limits, tls=tls)
+    srv.start()
+    return SimpleNamespace(port=srv.server_address[1], seen=seen, srv=srv)
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    a = _api(monkeypatch)
+    yield a
+    a.srv.shutdown()
+    a.srv.server_close()
 
 
 def _query(body: bytes, headers: list[tuple[str, str]] | None = None, length: bool = True,
@@ -456,38 +463,120 @@ def _query(body: bytes, headers: list[tuple[str, str]] | None = None, length: bo
                    token=None, length=length)
 
 
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
 def test_api_query_framing(api: Any) -> None:
     q = json.dumps({"sql": "SELECT 1"}).encode()
     assert send(api.port, _query(q))[0] == 200
-    assert send(api.port, _query(q, [("Content-Length", "-1")], length=False))[0] == 400
-    assert send(api.port, _query(q, [("Content-Length", str(len(q)))]))[0] == 400
-    assert send(api.port, _query(b"x" * ((1 << 20) + 1)))[0] == 413
+    status, headers, body = send(api.port, _query(q, [("Content-Length", "-1")], length=False))
+    assert (status, headers["connection"]) == (400, "close") and json.loads(body)["error"].startswith("invalid HTTP")
+    # a repeated Content-Length: the same value is one length (RFC 9112 §6.3, h11); two different ones are a 400
+    assert send(api.port, _query(q, [("Content-Length", str(len(q) + 1))]))[0] == 400
+    assert send(api.port, _query(q, [("Content-Length", str(len(q)))]))[0] == 200
+    status, headers, body = send(api.port, _query(b"x" * ((1 << 20) + 1)))
+    assert (status, json.loads(body), headers["connection"]) == (413, {"error": "query too large"}, "close")
+    big = chunked(b"x" * ((1 << 20) + 1), 1 << 16)
+    status, _, body = send(api.port, _query(big, [("Transfer-Encoding", "chunked")], length=False))
+    assert (status, json.loads(body)) == (413, {"error": "query too large"})
     status, _, body = send(api.port, _query(chunked(q, 3), [("Transfer-Encoding", "chunked")], length=False))
     assert status == 200 and json.loads(body)["rows"] == [[1]]
+    assert send(api.port, _query(q, [("Transfer-Encoding", "gzip, chunked")], length=False))[0] == 400
+    status, headers, body = send(api.port, _query(chunked(q, 3), [("Transfer-Encoding", "chunked"),
+                                                                 ("Content-Length", "5")], length=False))
+    assert (status, headers["connection"], json.loads(body)) == (
+        400, "close", {"error": "Content-Length together with Transfer-Encoding"})
     assert send(api.port, _query(q, auth=f"BEARER {TOKEN}"))[0] == 200
-    assert send(api.port, _query(q, auth="Bearer nope"))[0] == 401
-    assert api.seen == ["SELECT 1"] * 3
+    status, headers, body = send(api.port, _query(q, auth="Bearer nope"))
+    assert (status, headers["www-authenticate"], json.loads(body)) == (
+        401, "Bearer", {"error": "missing or invalid bearer token"})
+    assert api.seen == ["SELECT 1"] * 4
+
+
+def test_api_scores_body_limit_is_8_mib(api: Any) -> None:
+    big = b"[" + b" " * (8 << 20) + b"]"
+    req = request(big, [("Authorization", f"Bearer {TOKEN}")], path="/api/scores", ctype="application/json",
+                  token=None)
+    status, _, body = send(api.port, req, timeout=20)
+    assert (status, json.loads(body)) == (413, {"error": "body too large"})
+
+
+def test_api_auth_covers_every_api_path_but_not_healthz(api: Any) -> None:
+    for path in ("/api/openapi.json", "/api/anything", "/readyz", "/metrics"):
+        assert send(api.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())[0] == 401, path
+    assert send(api.port, HEALTHZ)[0] == 200
+    assert send(api.port, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 404
 
 
 def test_api_stalled_connections_are_closed(api: Any) -> None:
-    assert send(api.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200  # the reaper thread is up
+    assert send(api.port, HEALTHZ)[0] == 200
     _wait(lambda: api.srv.active == 0)
-    base = threading.active_count()
-    socks = _stalled(api.port, 10, b"GET /healthz HTTP/1.1\r\n")
-    _wait(lambda: threading.active_count() >= base + 10)
+    t0 = time.monotonic()
+    heads = _stalled(api.port, 10, b"GET /healthz HTTP/1.1\r\n")  # inside the headers
+    bodies = _stalled(api.port, 5, _query(b'{"sql": ', [("Content-Length", "100")], length=False))  # inside the body
+    idle = _stalled(api.port, 5, b"")  # nothing at all
+    _wait(lambda: api.srv.active == 20)
     try:
-        assert all(_closed_by_server(s).startswith(b"HTTP/1.1 408") for s in socks)
+        assert all(_closed_by_server(s).startswith(b"HTTP/1.1 408") for s in heads + bodies)
+        assert all(_closed_by_server(s) == b"" for s in idle)
     finally:
-        for s in socks:
+        for s in heads + bodies + idle:
             s.close()
-    _wait(lambda: threading.active_count() <= base, 3)
-    assert send(api.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+    assert time.monotonic() - t0 < 4  # 1 s deadlines
+    _wait(lambda: api.srv.active == 0, 3)
+    assert send(api.port, HEALTHZ)[0] == 200
+
+
+def test_api_trickle_and_idle_keep_alive(api: Any) -> None:
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as s:  # a header byte every 0.3 s
+        t0 = time.monotonic()
+        try:
+            for b in HEALTHZ:
+                s.send(bytes([b]))
+                time.sleep(0.3)
+                if time.monotonic() - t0 > 5:
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() - t0 < 2.5
+        assert _closed_by_server(s).startswith(b"HTTP/1.1 408")
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as s:
+        s.sendall(HEALTHZ)
+        assert read_response(s)[0] == 200
+        t0 = time.monotonic()
+        assert _closed_by_server(s) == b""  # idle after a response: closed without an answer
+        assert 0.9 < time.monotonic() - t0 < 2.5
+
+
+def test_api_endless_headers_are_400(api: Any) -> None:
+    # h11_max_incomplete_event_size: headers still not ended after 64 KiB are refused, not buffered on
+    status, headers, body = send(api.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (70 << 10))
+    assert (status, headers["connection"]) == (400, "close") and b"invalid HTTP request" in body
+    assert send(api.port, HEALTHZ)[0] == 200
+
+
+def test_api_connection_limit_answers_503_and_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _api(monkeypatch, Limits(header_timeout_s=5, body_timeout_s=5, idle_timeout_s=5, max_connections=4,
+                                 retry_after_s=3))
+    try:
+        held = _stalled(a.port, 4, b"")
+        _wait(lambda: a.srv.active == 4)
+        with socket.create_connection(("127.0.0.1", a.port), timeout=5) as s:
+            got = _closed_by_server(s)
+        assert got.startswith(b"HTTP/1.1 503") and b"Retry-After: 3\r\n" in got and b"Connection: close" in got
+        assert a.srv.refused == 1
+        for s in held:
+            s.close()
+        _wait(lambda: a.srv.active == 0)
+        assert send(a.port, HEALTHZ)[0] == 200
+    finally:
+        a.srv.shutdown()
+        a.srv.server_close()
 
 
 # --- TLS ------------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def tls_receiver(tmp_path: Any) -> Iterator[tuple[Any, Any]]:
+def _cert(tmp_path: Any) -> tuple[Any, Any]:
     import shutil
     import subprocess
 
@@ -496,6 +585,34 @@ def tls_receiver(tmp_path: Any) -> Iterator[tuple[Any, Any]]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-days", "1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_api_over_tls(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    cert, key = _cert(tmp_path)
+    a = _api(monkeypatch, tls=(str(cert), str(key)))
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.check_hostname = False
+    try:
+        silent = socket.create_connection(("127.0.0.1", a.port), timeout=5)  # TCP only: no ClientHello
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", a.port), timeout=5)) as s:
+            s.sendall(_query(json.dumps({"sql": "SELECT 1"}).encode()))
+            status, _, body = read_response(s)
+            assert status == 200 and json.loads(body)["rows"] == [[1]]
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", a.port), timeout=5)) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")  # stalls inside the headers: over TLS the 408 is sent too
+            assert _closed_by_server(s).startswith(b"HTTP/1.1 408")
+        silent.close()
+    finally:
+        a.srv.shutdown()
+        a.srv.server_close()
+
+
+@pytest.fixture
+def tls_receiver(tmp_path: Any) -> Iterator[tuple[Any, Any]]:
+    cert, key = _cert(tmp_path)
     store = FakeStore()
     writer = Writer(Spool(tmp_path / "spool", fsync=False), lambda: store, batch_max_age_s=0.02)
     writer.start()

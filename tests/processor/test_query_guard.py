@@ -300,12 +300,12 @@ def test_project_tables_come_from_the_schema() -> None:
 
 def test_refusals_over_http(stores: dict[str, Any]) -> None:
     """The API server answers 400 with the refusal, 200 with the rows; the guard is the one on every path."""
-    from promptpulse.processor import api as api_mod
+    from promptpulse.processor import api_server
 
     store = stores["embedded"]
     svc = SimpleNamespace(get_store=lambda: store,
                           ingest=SimpleNamespace(authorized=lambda h: h == f"Bearer {TOKEN}"))
-    srv = api_mod.make_server("127.0.0.1", 0, svc)
+    srv = api_server.make_server("127.0.0.1", 0, svc)
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     url = f"http://127.0.0.1:{srv.server_address[1]}/api/query"
 
