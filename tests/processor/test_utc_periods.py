@@ -133,12 +133,12 @@ def test_daily_budget_alert_counts_from_utc_midnight(store: Any) -> None:
 
 
 def test_cli_date_and_range_through_the_api_and_the_data_dir(store: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from promptpulse.processor import api as api_mod
+    from promptpulse.processor import api_server
     from promptpulse.processor.cli import main
 
     day = D.date().isoformat()
     svc = SimpleNamespace(get_store=lambda: store, ingest=SimpleNamespace(authorized=lambda h: True))
-    srv = api_mod.make_server("127.0.0.1", 0, svc)
+    srv = api_server.make_server("127.0.0.1", 0, svc)
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         api = f"http://127.0.0.1:{srv.server_address[1]}"
