@@ -72,7 +72,7 @@ def _read_usage(call: LLMCall, usage: Any, *, embeddings: bool = False) -> bool:
         return False
     call.set_usage(
         input_tokens=inp or 0,
-        output_tokens=0 if embeddings else out or 0,
+        output_tokens=None if embeddings else out or 0,
         cache_read_tokens=_num(get(usage, "cached_tokens")),
     )
     return True

@@ -229,11 +229,11 @@ def _read_embeddings(call: LLMCall, result: Any) -> None:
     embeddings = getattr(result, "embeddings", None) or ()
     numbers = _usage_numbers(getattr(result, "usage_metadata", None))
     if numbers is not None:
-        call.set_usage(input_tokens=numbers[0], output_tokens=0)
+        call.set_usage(input_tokens=numbers[0])
     else:  # Vertex AI predict: per-embedding statistics
         counts = [getattr(getattr(e, "statistics", None), "token_count", None) for e in embeddings]
         if counts and all(isinstance(c, (int, float)) for c in counts):
-            call.set_usage(input_tokens=int(sum(counts)), output_tokens=0)  # type: ignore[arg-type]
+            call.set_usage(input_tokens=int(sum(counts)))  # type: ignore[arg-type]
     values = getattr(embeddings[0], "values", None) if embeddings else None
     if isinstance(values, Sequence):
         call.set_attribute(sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, len(values))

@@ -206,7 +206,7 @@ class _EmbeddingEndpoint(_CompletionEndpoint):
         call.set_response(model=getattr(result, "model", None))
         usage = getattr(result, "usage", None)
         if usage is not None:
-            call.set_usage(input_tokens=usage.prompt_tokens or 0, output_tokens=0)
+            call.set_usage(input_tokens=usage.prompt_tokens or 0)
 
 
 # (module, function, endpoint class, async). litellm re-exports main's functions at the package top level, and

@@ -174,7 +174,7 @@ class _EmbedEndpoint(_Endpoint):
     def read(self, call: LLMCall, result: Any) -> None:
         call.set_response(model=result.model)
         if result.prompt_eval_count is not None:
-            call.set_usage(input_tokens=result.prompt_eval_count, output_tokens=0)
+            call.set_usage(input_tokens=result.prompt_eval_count)
         embeddings = result.embeddings
         if embeddings:
             call.set_attribute(sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, len(embeddings[0]))

@@ -548,7 +548,7 @@ class _EmbeddingsEndpoint(_Endpoint):
         call.set_response(model=result.model)
         usage = result.usage
         if usage is not None:
-            call.set_usage(input_tokens=usage.prompt_tokens, output_tokens=0)
+            call.set_usage(input_tokens=usage.prompt_tokens)
 
 
 class _ResponsesEndpoint(_Endpoint):

@@ -7,7 +7,6 @@ and one ``set_attributes`` at the end, cost is a memoised lookup, and nothing he
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +17,7 @@ from opentelemetry import context, trace
 from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
-from promptpulse.instrumentation import errors, metrics_buffer, tagging
+from promptpulse.instrumentation import content, errors, metrics_buffer, tagging
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.pricing import PriceTable, default_table
 
@@ -129,9 +128,8 @@ class Telemetry:
         )
 
     def truncate(self, value: Any) -> str:
-        text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-        limit = self.content_max_chars
-        return text if len(text) <= limit else text[:limit] + "…[truncated]"
+        """JSON of at most ``content_max_chars``, cut inside the structure so it stays JSON."""
+        return content.to_json(value, self.content_max_chars)
 
 
 class LLMCall:
@@ -332,7 +330,8 @@ class LLMCall:
             input_tokens = self.input_tokens or 0
             output_tokens = self.output_tokens or 0
             attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
-            attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+            if self.operation != sc.OPERATION_EMBEDDINGS:  # the spec defines only input tokens for embeddings
+                attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
             if self.cache_read_tokens:
                 attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_tokens
             if self.cache_creation_tokens:
@@ -367,7 +366,7 @@ class LLMCall:
             now - self._started_at,
             ttfc,
             self.input_tokens if tokens else None,
-            self.output_tokens if tokens else None,
+            self.output_tokens if tokens and self.operation != sc.OPERATION_EMBEDDINGS else None,
             self.operation,
             self.provider,
             self.request_model,

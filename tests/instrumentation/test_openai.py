@@ -161,8 +161,12 @@ def test_embeddings_completions_and_responses(instrumented, otel, fake, client) 
     assert a[sc.GEN_AI_OPERATION_NAME] == "embeddings"
     assert a[sc.GEN_AI_REQUEST_ENCODING_FORMATS] == ("float",)
     assert a[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 16
-    assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == 1000 and a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 0
+    # The spec defines only input tokens for embeddings: no output count on the span, no output metric point.
+    assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == 1000 and sc.GEN_AI_USAGE_OUTPUT_TOKENS not in a
     assert a[sc.PROMPTPULSE_COST_USD] == pytest.approx(1000 * EMBEDDING_3_SMALL_INPUT / 1e6)
+    points = otel.histogram(sc.METRIC_TOKEN_USAGE)
+    points = [p for p in points if p.attributes[sc.GEN_AI_OPERATION_NAME] == "embeddings"]
+    assert [(p.attributes[sc.GEN_AI_TOKEN_TYPE], p.sum, p.count) for p in points] == [("input", 1000, 1)]
 
     a = attrs(comp)
     assert a[sc.GEN_AI_OPERATION_NAME] == "text_completion"
@@ -227,6 +231,9 @@ def test_stream_without_usage_says_so_and_request_is_unchanged(instrumented, ote
     a = attrs(otel.only_span())
     assert a[sc.PROMPTPULSE_USAGE_MISSING] is True
     assert sc.GEN_AI_USAGE_INPUT_TOKENS not in a and sc.PROMPTPULSE_COST_USD not in a
+    assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in a  # unknown, never 0
+    assert otel.histogram(sc.METRIC_TOKEN_USAGE) == []  # no token point at all; the duration point stays
+    assert len(otel.histogram(sc.METRIC_OPERATION_DURATION)) == 1
     assert "stream_options" not in fake.requests[-1].body
 
 
@@ -252,6 +259,29 @@ def test_stream_ends_early(instrumented, otel, client, how: str) -> None:
     span = otel.only_span()
     assert attrs(span)[sc.PROMPTPULSE_STREAM_STATE] == state
     assert attrs(span)[sc.PROMPTPULSE_USAGE_MISSING] is True
+
+
+def test_stream_broken_out_of_then_resumed(instrumented, otel, fake, client) -> None:
+    """Decided: a break ends the span at once (most apps that break are done, and a span must not wait for a stream
+    the app may hold for long). Reading on afterwards works exactly as without PromptPulse, but what arrives later —
+    the usage chunk included — is not added to the ended span: it stays interrupted, usage unknown."""
+    fake.set_scenario(USAGE)
+    stream = _stream(client)
+    first = None
+    for chunk in stream:
+        first = chunk
+        break
+    (span,) = otel.spans()
+    rest = list(stream)
+    assert first.choices[0].delta.content is not None
+    assert "".join(c.choices[0].delta.content or "" for c in [first, *rest] if c.choices) == fake.scenario.text
+    assert rest[-1].usage.prompt_tokens == 1000  # the app still gets the usage chunk
+    assert otel.spans() == [span]
+    a = attrs(span)
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "interrupted"
+    assert a[sc.PROMPTPULSE_USAGE_MISSING] is True
+    assert sc.GEN_AI_USAGE_INPUT_TOKENS not in a and sc.PROMPTPULSE_COST_USD not in a
+    assert [p.attributes[sc.GEN_AI_TOKEN_TYPE] for p in otel.histogram(sc.METRIC_TOKEN_USAGE)] == []
 
 
 def test_stream_context_exit_without_iterating(instrumented, otel, client) -> None:
@@ -604,7 +634,7 @@ def test_content_off_by_default(instrumented, otel, client) -> None:
 
 def test_content_on_and_truncated(otel, fake, client, monkeypatch) -> None:
     monkeypatch.setenv(CAPTURE_CONTENT_ENV, "true")
-    monkeypatch.setenv(CONTENT_MAX_CHARS_ENV, "80")
+    monkeypatch.setenv(CONTENT_MAX_CHARS_ENV, "160")
     inst = OpenAIInstrumentor()
     inst.instrument(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
     try:
@@ -615,10 +645,15 @@ def test_content_on_and_truncated(otel, fake, client, monkeypatch) -> None:
         inst.uninstrument()
     for span in otel.spans():
         a = attrs(span)
-        assert a[sc.GEN_AI_INPUT_MESSAGES].startswith('[{"role": "system", "parts": [{"type": "text", "content": "You')
-        assert a[sc.GEN_AI_INPUT_MESSAGES].endswith("…[truncated]")
-        assert len(a[sc.GEN_AI_INPUT_MESSAGES]) == 80 + len("…[truncated]")
-        assert '"content": "Hello from the' in a[sc.GEN_AI_OUTPUT_MESSAGES]
+        # Cut inside the structure: still JSON, roles and part types kept, the texts shortened with a mark.
+        captured = a[sc.GEN_AI_INPUT_MESSAGES]
+        assert len(captured) <= 160
+        messages = json.loads(captured)
+        assert [m["role"] for m in messages] == [m["role"] for m in MSGS]
+        assert messages[0]["parts"][0]["type"] == "text"
+        assert messages[0]["parts"][0]["content"].endswith("…[truncated]")
+        assert MSGS[0]["content"].startswith(messages[0]["parts"][0]["content"].removesuffix("…[truncated]"))
+        assert json.loads(a[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"][0]["content"].startswith("Hello")
 
 
 # --- opentelemetry-instrument -------------------------------------------------------------------------------------
