@@ -204,9 +204,20 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _read_tier(call: LLMCall, usage: Any) -> None:
+    """What prices the call beyond token counts: the service tier and the 1-hour part of the cache writes."""
+    tier = getattr(usage, "service_tier", None)
+    if isinstance(tier, str):
+        call.service_tier = tier
+    one_hour = getattr(getattr(usage, "cache_creation", None), "ephemeral_1h_input_tokens", None)
+    if isinstance(one_hour, int):
+        call.cache_write_1h_tokens = one_hour
+
+
 def _read_usage(call: LLMCall, usage: Any) -> None:
     if usage is None:
         return
+    _read_tier(call, usage)
     uncached = getattr(usage, "input_tokens", None)
     output = getattr(usage, "output_tokens", None)
     if not isinstance(uncached, int) and not isinstance(output, int):
@@ -286,6 +297,7 @@ class _StreamState:
             usage = getattr(message, "usage", None)
             if usage is not None:
                 self._take_input(usage)
+                _read_tier(call, usage)
         elif kind == "message_delta":
             self.delta_seen = True
             stop_reason = getattr(getattr(event, "delta", None), "stop_reason", None)

@@ -478,6 +478,7 @@ class _ChatEndpoint(_Endpoint):
     def read(self, call: LLMCall, result: Any) -> None:
         choices = result.choices
         call.set_response(model=result.model, response_id=result.id, finish_reasons=_finish_reasons(choices))
+        call.service_tier = getattr(result, "service_tier", None)  # its price row: flex, priority...
         usage = result.usage
         if usage is not None:
             _apply_completion_usage(call, usage)
@@ -566,6 +567,7 @@ class _ResponsesEndpoint(_Endpoint):
 
     def read(self, call: LLMCall, result: Any) -> None:
         call.set_response(model=result.model, response_id=result.id, finish_reasons=(_responses_finish(result),))
+        call.service_tier = getattr(result, "service_tier", None)
         usage = result.usage
         if usage is not None:
             _apply_responses_usage(call, usage)
@@ -613,6 +615,7 @@ class _ChoicesStreamHandler:
             self.response_id = chunk.id
         if self.model is None and chunk.model:
             self.model = chunk.model
+            call.service_tier = getattr(chunk, "service_tier", None)
         usage = chunk.usage
         if usage is not None:
             self.usage = usage
@@ -673,6 +676,7 @@ class _ResponsesStreamHandler:
             response_id=response.id,
             finish_reasons=(_responses_finish(response),) if final else None,
         )
+        call.service_tier = getattr(response, "service_tier", None)
         if response.usage is not None:
             _apply_responses_usage(call, response.usage)
         if final and self.capture:

@@ -145,6 +145,7 @@ class LLMCall:
         "_telemetry",
         "cache_creation_tokens",
         "cache_read_tokens",
+        "cache_write_1h_tokens",
         "error_type",
         "input_tokens",
         "operation",
@@ -155,6 +156,7 @@ class LLMCall:
         "response_model",
         "server_address",
         "server_port",
+        "service_tier",
         "span",
         "stream",
     )
@@ -184,7 +186,10 @@ class LLMCall:
         self.output_tokens: int | None = None
         self.cache_read_tokens = 0
         self.cache_creation_tokens = 0
+        self.cache_write_1h_tokens = 0  # the part of cache_creation_tokens written for one hour (Anthropic)
         self.reasoning_tokens = 0
+        # The tier the provider says served the call (OpenAI "flex"/"priority", Anthropic "batch"...): its price row.
+        self.service_tier: str | None = None
         self.error_type: str | None = None
         self._first_chunk_at: float | None = None
         self._ended = False
@@ -266,6 +271,7 @@ class LLMCall:
         cache_read_tokens: int | None = None,
         cache_creation_tokens: int | None = None,
         reasoning_tokens: int | None = None,
+        cache_write_1h_tokens: int | None = None,
     ) -> None:
         """Record usage; ``input_tokens`` must already include cached input (contract 1). Later calls replace."""
         if input_tokens is not None:
@@ -278,6 +284,8 @@ class LLMCall:
             self.cache_creation_tokens = cache_creation_tokens
         if reasoning_tokens is not None:
             self.reasoning_tokens = reasoning_tokens
+        if cache_write_1h_tokens is not None:
+            self.cache_write_1h_tokens = cache_write_1h_tokens
 
     def first_chunk(self) -> None:
         if self._first_chunk_at is None:
@@ -339,7 +347,7 @@ class LLMCall:
             if self.reasoning_tokens:
                 attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
             prices = self._telemetry.prices or self._telemetry.price_table()
-            price = prices.lookup(self.provider, self.response_model or self.request_model)
+            price = prices.lookup(self.provider, self.response_model or self.request_model, self.service_tier)
             if price is not None:
                 attrs[sc.PROMPTPULSE_COST_USD] = price.cost(
                     input_tokens=input_tokens,
@@ -347,6 +355,7 @@ class LLMCall:
                     cache_read_tokens=self.cache_read_tokens,
                     cache_write_tokens=self.cache_creation_tokens,
                     reasoning_tokens=self.reasoning_tokens,
+                    cache_write_1h_tokens=self.cache_write_1h_tokens,
                 )
         elif self.error_type is None:
             # An abandoned or cut stream, or a response without usage: say so rather than invent numbers.

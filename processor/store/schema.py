@@ -233,13 +233,17 @@ def apply(store: Store, opts: SchemaOptions | None = None, *, load_prices: bool 
     return new
 
 
-PRICE_COLUMNS = ("provider", "model", "effective_date", "input_per_mtok", "output_per_mtok",
-                 "cache_read_per_mtok", "cache_write_per_mtok", "reasoning_per_mtok")
+# model_prices' columns as pricing.ModelPrice has them; the first five are the sorting key (schemas/017).
+PRICE_COLUMNS = ("provider", "model", "effective_date", "service_tier", "above_input_tokens", "input_per_mtok",
+                 "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "cache_write_1h_per_mtok",
+                 "reasoning_per_mtok", "source", "source_date")
+_PRICE_KEY_COLUMNS = 5
 
 
 def _price_row(p: pricing.ModelPrice) -> tuple[Any, ...]:
-    return (p.provider, p.model, p.effective_date, p.input_per_mtok, p.output_per_mtok,
-            p.cache_read_per_mtok, p.cache_write_per_mtok, p.reasoning_per_mtok)
+    return (p.provider, p.model, p.effective_date, p.service_tier, p.above_input_tokens, p.input_per_mtok,
+            p.output_per_mtok, p.cache_read_per_mtok, p.cache_write_per_mtok, p.cache_write_1h_per_mtok,
+            p.reasoning_per_mtok, p.source, p.source_date)
 
 
 def _norm(row: Sequence[Any]) -> tuple[Any, ...]:
@@ -253,10 +257,24 @@ def load_model_prices(store: Store, database: str = DEFAULT_DATABASE,
     Writes only what changed: new or changed rows, and is_deleted rows for prices that left the table.
     Returns the number of rows written."""
     source = prices if prices is not None else pricing.load_prices()
-    wanted = {_norm(r)[:3]: _norm(r) for r in map(_price_row, source)}
+    present = {row[0] for row in store.query(
+        "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'model_prices'",
+        {"db": database}).rows}
+    # Only the columns the table has: one not yet upgraded by 017 (a test building an earlier layout) takes the base
+    # rows, without the tier and long-context rows its sorting key could not tell apart from them.
+    columns = tuple(c for c in PRICE_COLUMNS if c in present)
+    picked = [i for i, c in enumerate(PRICE_COLUMNS) if c in present]
+    key_len = sum(1 for i in picked if i < _PRICE_KEY_COLUMNS)
+    wanted = {}
+    for price in source:
+        if "service_tier" not in present and (price.service_tier or price.above_input_tokens):
+            continue
+        row = _norm(_price_row(price))
+        row = tuple(row[i] for i in picked)
+        wanted[row[:key_len]] = row
     current = {}
-    for row in store.query(f"SELECT {', '.join(PRICE_COLUMNS)} FROM `{database}`.model_prices FINAL").rows:
-        current[_norm(row)[:3]] = _norm(row)
+    for row in store.query(f"SELECT {', '.join(columns)} FROM `{database}`.model_prices FINAL").rows:
+        current[_norm(row)[:key_len]] = _norm(row)
     version = time.time_ns()
     rows: list[tuple[Any, ...]] = []
     for key, row in wanted.items():
@@ -266,5 +284,5 @@ def load_model_prices(store: Store, database: str = DEFAULT_DATABASE,
         if key not in wanted:
             rows.append((*row, version, 1))
     if rows:
-        store.insert_rows(f"{database}.model_prices", (*PRICE_COLUMNS, "version", "is_deleted"), rows)
+        store.insert_rows(f"{database}.model_prices", (*columns, "version", "is_deleted"), rows)
     return len(rows)

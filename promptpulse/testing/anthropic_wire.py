@@ -18,7 +18,10 @@ def usage_body(u: Usage, *, output_tokens: int | None = None) -> dict[str, Any]:
         "input_tokens": u.uncached_input_tokens,
         "cache_creation_input_tokens": u.cache_creation_tokens,
         "cache_read_input_tokens": u.cached_tokens,
-        "cache_creation": {"ephemeral_5m_input_tokens": u.cache_creation_tokens, "ephemeral_1h_input_tokens": 0},
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": u.cache_creation_tokens - u.cache_creation_1h_tokens,
+            "ephemeral_1h_input_tokens": u.cache_creation_1h_tokens,
+        },
         "output_tokens": u.output_tokens if output_tokens is None else output_tokens,
         "service_tier": "standard",
     }

@@ -36,6 +36,12 @@ def chat_usage(u: Usage) -> dict[str, Any]:
     }
 
 
+def _service_tier(r: Reply) -> str:
+    """The tier that served the request, as OpenAI answers it: the one asked for, else "default"."""
+    asked = r.req.body.get("service_tier")
+    return asked if asked in ("flex", "priority", "scale") else "default"
+
+
 def _finish(r: Reply) -> str:
     return "length" if r.truncated else "stop"
 
@@ -63,7 +69,7 @@ def chat_completion(r: Reply) -> dict[str, Any]:
             }
         ],
         "usage": chat_usage(r.usage),
-        "service_tier": "default",
+        "service_tier": _service_tier(r),
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
 
@@ -75,7 +81,7 @@ def chat_stream(r: Reply) -> list[bytes]:
         "object": "chat.completion.chunk",
         "created": r.created,
         "model": r.model,
-        "service_tier": "default",
+        "service_tier": _service_tier(r),
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
     if with_usage:
@@ -206,7 +212,7 @@ def response_object(r: Reply, *, final: bool) -> dict[str, Any]:
         "parallel_tool_calls": True,
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": None},
-        "service_tier": "default",
+        "service_tier": _service_tier(r),
         "store": True,
         "temperature": body.get("temperature", 1.0),
         "text": {"format": {"type": "text"}, "verbosity": "medium"},

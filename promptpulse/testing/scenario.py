@@ -37,6 +37,7 @@ class Usage:
     cached_tokens: int = 0
     cache_creation_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_creation_1h_tokens: int = 0  # the part of cache_creation_tokens written for one hour (Anthropic)
 
     def __post_init__(self) -> None:
         # Caught here rather than sent as a negative Anthropic input_tokens nobody would notice.
@@ -46,6 +47,8 @@ class Usage:
             raise ValueError(f"cached + cache_creation tokens exceed input_tokens in {self}")
         if self.reasoning_tokens > self.output_tokens:
             raise ValueError(f"reasoning_tokens exceed output_tokens in {self}")
+        if not 0 <= self.cache_creation_1h_tokens <= self.cache_creation_tokens:
+            raise ValueError(f"cache_creation_1h_tokens not within cache_creation_tokens in {self}")
 
     @property
     def total_tokens(self) -> int:
@@ -110,6 +113,7 @@ class Scenario:
     output_tokens: IntOrFn = 20
     cached_tokens: IntOrFn = 0
     cache_creation_tokens: IntOrFn = 0
+    cache_creation_1h_tokens: IntOrFn = 0  # the part of cache_creation_tokens written for one hour
     reasoning_tokens: IntOrFn = 0
     # Full control: when set, it decides the usage and the fields above are ignored (max_tokens cap still applies).
     usage: Callable[[RequestInfo], Usage] | None = None
@@ -163,6 +167,7 @@ class Scenario:
                 cached_tokens=_resolve(self.cached_tokens, req),
                 cache_creation_tokens=_resolve(self.cache_creation_tokens, req),
                 reasoning_tokens=_resolve(self.reasoning_tokens, req),
+                cache_creation_1h_tokens=_resolve(self.cache_creation_1h_tokens, req),
             )
         if req.operation == "embeddings":
             return replace(u, output_tokens=0, reasoning_tokens=0), False

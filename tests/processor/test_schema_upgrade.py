@@ -173,3 +173,54 @@ def test_data_dir_before_usage_known_upgrades_in_place(tmp_path: Path) -> None:
             assert got == [(8, 1, 1, 2, 214, cost)], table
     finally:
         store.close()
+
+
+PRICE_TIERS = 17  # schemas/017_model_price_tiers.sql
+
+
+def test_model_prices_before_price_tiers_upgrade_in_place(tmp_path: Path) -> None:
+    """A data dir from before 017: model_prices keyed by (provider, model, date) with family names only (the loader
+    then cut snapshot dates off). The upgrade adds the tier, threshold, 1-hour and source columns to the table and its
+    sorting key, replaces the rows by today's table, keeps the costs stored before it, and prices a snapshot by its
+    own row after it."""
+    import dataclasses
+
+    from promptpulse.processor.store.embedded import EmbeddedStore
+
+    store = EmbeddedStore(str(tmp_path / "old"))
+    try:
+        opts = schema.SchemaOptions()
+        for m in schema.migrations():
+            if m.version < PRICE_TIERS:
+                for stmt in schema.render(m.sql, opts):
+                    store.command(stmt)
+        base = [p for p in pricing.load_prices() if not p.service_tier and not p.above_input_tokens]
+        old_rows = {(p.provider, pricing.normalize_model(p.model), p.effective_date):
+                    dataclasses.replace(p, model=pricing.normalize_model(p.model)) for p in base
+                    if pricing.normalize_model(p.model) == p.model or p.model.startswith("gemini-embedding")}
+        assert schema.load_model_prices(store, prices=list(old_rows.values())) == len(old_rows)
+        assert store.query("SELECT count() FROM model_prices FINAL WHERE model = 'gemini-embedding'").scalar() == 1
+
+        def span(n: int, model: str) -> list:
+            attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": model,
+                     "gen_ai.usage.input_tokens": "1000", "gen_ai.usage.output_tokens": "300"}
+            return [T0 + n * 1_000_000_000, f"{n + 1:032x}", f"{n + 1:016x}", "", "", "chat", "Client", "upgrade",
+                    {"service.name": "upgrade"}, "scope", "1", attrs, 500_000_000, "Ok", "", [], [], [], [], [], [], []]
+
+        store.insert_otel_traces([span(0, "gpt-4o-2024-05-13")], dedup_token=uuid.uuid4().hex)
+        store.apply_schema()
+        store.apply_schema()
+        store.insert_otel_traces([span(1, "gpt-4o-2024-05-13")], dedup_token=uuid.uuid4().hex)
+        key = store.query("SELECT sorting_key FROM system.tables WHERE database = 'promptpulse' "
+                          "AND name = 'model_prices'").scalar()
+        assert key == "provider, model, effective_date, service_tier, above_input_tokens"
+        rows = store.query(f"SELECT {', '.join(schema.PRICE_COLUMNS)} FROM model_prices FINAL ORDER BY 1, 2, 3, 4, 5")
+        assert [tuple(Decimal(v) if isinstance(v, Decimal | float) else v for v in r) for r in rows.rows] == sorted(
+            tuple(Decimal(v) if isinstance(v, Decimal) else v for v in schema._price_row(p))
+            for p in pricing.load_prices())
+        costs = store.query("SELECT cost_usd, cost_source FROM llm_calls ORDER BY timestamp").rows
+        # before: the family rate (1000 * 2.50 + 300 * 10.00 per Mtok); after: the snapshot's (1000 * 5 + 300 * 15)
+        assert [(Decimal(c), s) for c, s in costs] == [(Decimal("0.0055"), "model_prices"),
+                                                      (Decimal("0.0095"), "model_prices")]
+    finally:
+        store.close()

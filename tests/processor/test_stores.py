@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,15 +184,53 @@ def test_schema_applied_and_recorded(store: Store) -> None:
 
 
 def test_model_prices_equal_the_csv(store: Store) -> None:
-    rows = store.query("SELECT provider, model, effective_date, input_per_mtok, output_per_mtok, cache_read_per_mtok,"
-                       " cache_write_per_mtok, reasoning_per_mtok FROM model_prices FINAL ORDER BY 1, 2, 3").rows
-    expected = [(p.provider, p.model, p.effective_date, p.input_per_mtok, p.output_per_mtok, p.cache_read_per_mtok,
-                 p.cache_write_per_mtok, p.reasoning_per_mtok) for p in pricing.load_prices()]
-    assert len(rows) == len(expected) > 20
-    for got, want in zip(rows, sorted(expected, key=lambda r: r[:3]), strict=False):
-        assert got[:3] == want[:3]
-        assert [None if v is None else Decimal(v) for v in got[3:]] == [None if v is None else Decimal(v)
-                                                                        for v in want[3:]]
+    from promptpulse.processor.store.schema import PRICE_COLUMNS, _price_row
+
+    rows = store.query(f"SELECT {', '.join(PRICE_COLUMNS)} FROM model_prices FINAL ORDER BY 1, 2, 3, 4, 5").rows
+    expected = sorted(_price_row(p) for p in pricing.load_prices())
+    assert len(rows) == len(expected) > 100
+
+    def norm(row: Any) -> list[Any]:
+        return [Decimal(v) if isinstance(v, (Decimal, float)) else v for v in row]
+
+    assert [norm(r) for r in rows] == [norm(r) for r in expected]
+    assert all(r[11].startswith("https://") for r in rows if r[0] != "ollama")  # every row names its source
+
+
+def test_sql_prices_a_snapshot_by_its_own_row_as_python_does(store: Store) -> None:
+    """Spans without their own cost (another instrumentation's) are priced in SQL by the rows Python uses for the
+    standard tier: the snapshot's own row, else its family's (the family's row, or its newest snapshot row)."""
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    now = time.time_ns()
+    cases = {  # model → (provider, expected row model)
+        "gpt-4o-2024-05-13": ("openai", "gpt-4o-2024-05-13"),
+        "openai/gpt-4o-2024-05-13": ("openrouter", "gpt-4o-2024-05-13"),
+        "gpt-4o-2024-08-06": ("openai", "gpt-4o"),
+        "gpt-3.5-turbo-1106": ("openai", "gpt-3.5-turbo-1106"),
+        "gpt-3.5-turbo-0125": ("openai", "gpt-3.5-turbo"),
+        "chatgpt-4o-latest": ("openai", "chatgpt-4o-latest"),
+        "gemini-embedding-001": ("gcp.gemini", "gemini-embedding-001"),
+        "text-embedding-ada-002": ("openai", "text-embedding-ada-002"),
+        "claude-sonnet-4-5-20250929": ("anthropic", "claude-sonnet-4-5"),
+    }
+    spans = []
+    for i, (model, (provider, _)) in enumerate(cases.items()):
+        spans.append(_span(service, {"gen_ai.operation.name": "chat", "gen_ai.provider.name": provider,
+                                     "gen_ai.request.model": model, "gen_ai.usage.input_tokens": str(1000 + i),
+                                     "gen_ai.usage.output_tokens": "300", "openai.response.service_tier": "priority"},
+                           ts=now + i, duration_ns=10**6))
+    store.insert_otel_traces(spans)
+    got = {r[0]: (Decimal(r[1]), r[2]) for r in store.query(
+        "SELECT request_model, cost_usd, cost_source FROM llm_calls WHERE service = {s:String}", {"s": service}).rows}
+    table = pricing.default_table()
+    for i, (model, (provider, row_model)) in enumerate(cases.items()):
+        price = table.lookup(provider, model)
+        assert price is not None and price.model == row_model, model
+        # 300 output tokens, no cache: tiers and long-context rates are the instrumentation's (its spans carry
+        # their cost); SQL prices the standard tier
+        want = (Decimal(1000 + i) * price.input_per_mtok + Decimal(300) * price.output_per_mtok) / 1_000_000
+        assert got[model] == (want, "model_prices"), model
+    assert got["gpt-4o-2024-05-13"][0] == Decimal("0.0095")  # 1000 * 5.00 + 300 * 15.00 per Mtok
 
 
 def test_model_normalisation_matches_python(store: Store) -> None:
