@@ -38,6 +38,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         s.close()
 
 
+@pytest.fixture(autouse=True)
+def no_earlier_call() -> Iterator[None]:
+    """Each test starts in a context that has made no LLM call (earlier tests' sync calls ran in the main context,
+    which the event loop's tasks copy)."""
+    token = tagging._last_call.set(None)
+    yield
+    tagging._last_call.reset(token)
+
+
 @pytest.fixture
 def instrumented(otel: Any) -> Iterator[None]:
     instrumentors = [OpenAIInstrumentor(), AnthropicInstrumentor()]
