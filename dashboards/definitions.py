@@ -85,6 +85,14 @@ TOKENS = Panel("tokens", "Tokens", "stat",
                w=8, h=4, unit="short", decimals=0, thresholds=((BLUE, None),),
                description="Sums over the calls that report usage; avg per request = tokens / those calls. Calls "
                            "without usage (e.g. streams without include_usage) are counted, not summed as 0.")
+TOKENS_TS = Panel("tokens_ts", "Tokens over time", "timeseries",
+                  q.timeseries([("sum(input_tokens)", "input"), ("sum(output_tokens)", "output"),
+                                (q.CALLS_WITHOUT_USAGE, "calls without usage")]),
+                  format="time_series", w=12, h=8, unit="short", custom={**STACKED, "drawStyle": "bars"},
+                  overrides=(("calls without usage", {"custom.stacking": {"mode": "none"},
+                                                      "custom.drawStyle": "line"}),),
+                  description="Stacked input and output tokens of the calls that report usage; the line counts "
+                              "the calls without usage (their tokens are unknown, not 0).")
 COUNT_OVERRIDE = {"unit": "short", "decimals": 0}
 COST_STATS = Panel("cost_stats", "Cost", "stat",
                    q.totals([(q.COST, "Total cost"), (q.COST_PER_REQ, "Cost per request"),
@@ -151,6 +159,33 @@ SLOWEST = Panel(
     "    latency_ms, ttft_ms, status, error_category, input_tokens, output_tokens, trace_id, span_id\n"
     f"FROM {q.raw_calls()}\nORDER BY latency_ms DESC\nLIMIT 20",
     w=24, h=8, raw=True)
+FAILED = q.raw_calls(extra="status = 'error'")
+FAILED_CALLS = Panel(
+    "failed_calls", "Failed calls (drill-down)", "table",
+    f"SELECT\n    timestamp, service, prompt_name AS prompt, prompt_version AS version, {q.RAW_MODEL} AS model,\n"
+    "    latency_ms, error_type, error_category, http_status, trace_id, span_id\n"
+    f"FROM {FAILED}\nORDER BY timestamp DESC\nLIMIT 20",
+    w=24, h=8, raw=True)
+PROMPT_BREAKDOWN = Panel(
+    "prompt_breakdown", "Prompt breakdown", "table",
+    q.breakdown([("prompt_name", "prompt"), ("prompt_version", "version")],
+                [(q.CALLS, "requests"), (q.SUCCESS_PCT, "success %"), (q.P50, "p50 ms"), (q.P95, "p95 ms"),
+                 (q.P99, "p99 ms"), (q.AVG_TOKENS, "avg tokens"), (q.COST, "cost"),
+                 (q.COST_PER_REQ, "cost per request"), (q.CALLS_WITHOUT_USAGE, "calls without usage")],
+                order="requests DESC, prompt, version", limit=200),
+    w=24, h=8, decimals=2, overrides=(
+        ("success %", {"unit": "percent", "thresholds": SUCCESS_STEPS, "custom.cellOptions": {"type": "color-text"}}),
+        ("p50 ms", {"unit": "ms", "decimals": 0, "thresholds": ((GREEN, None), (RED, q.P50_TARGET_MS)),
+                    "custom.cellOptions": {"type": "color-text"}}),
+        ("p95 ms", {"unit": "ms", "decimals": 0, "thresholds": ((GREEN, None), (RED, q.P95_TARGET_MS)),
+                    "custom.cellOptions": {"type": "color-text"}}),
+        ("p99 ms", {"unit": "ms", "decimals": 0, "thresholds": ((GREEN, None), (RED, q.P99_TARGET_MS)),
+                    "custom.cellOptions": {"type": "color-text"}}),
+        ("requests", {"unit": "short", "decimals": 0}), ("calls without usage", {"unit": "short", "decimals": 0}),
+        ("avg tokens", {"decimals": 1}),
+        ("cost", {"unit": "currencyUSD", "decimals": 4}), ("cost per request", {"unit": "currencyUSD", "decimals": 6})),
+    description="One row per prompt and version. Avg tokens and cost per request divide by the calls whose usage / "
+                "cost is known; calls without usage are counted.")
 TOP_CATEGORY = ("if(sum(errors) = 0, '', arrayElement(" + str(list(q.ERROR_CATEGORIES)).replace('"', "'")
                 + ", indexOf([" + ", ".join(f"sum(errors_{c})" for c in q.ERROR_CATEGORIES) + "], arrayMax(["
                 + ", ".join(f"sum(errors_{c})" for c in q.ERROR_CATEGORIES) + "]))))")
@@ -341,6 +376,14 @@ ALERT_HISTORY = Panel(
     "SELECT timestamp, rule, severity, toString(state) AS state, toString(labels) AS labels, value, threshold, "
     f"message\nFROM alert_events\nWHERE timestamp >= {FROM} AND timestamp < {TO}\nORDER BY timestamp DESC\nLIMIT 200",
     w=24, h=8, decimals=3)
+ALERTS_FIRING = Panel(
+    "alerts_firing", "Firing now", "table",
+    "SELECT rule, any(severity) AS severity, any(labels) AS labels, max(timestamp) AS since,\n"
+    "    argMax(value, timestamp) AS value, argMax(threshold, timestamp) AS threshold,\n"
+    "    argMax(message, timestamp) AS message\n"
+    f"FROM (SELECT *, toString(labels) AS series FROM alert_events WHERE timestamp < {TO})\nGROUP BY rule, series\n"
+    "HAVING argMax(toString(state), timestamp) = 'firing'\nORDER BY since DESC\nLIMIT 100",
+    w=24, h=6, decimals=3, description="Each rule's series whose latest state change up to the range end is firing.")
 ALERT_COUNTS = Panel(
     "alert_counts", "Alerts fired by rule", "bargauge",
     "SELECT rule, countIf(state = 'firing') AS fired\nFROM alert_events\n"
@@ -352,15 +395,17 @@ DASHBOARDS: tuple[Dashboard, ...] = (
     Dashboard("promptpulse-overview", "PromptPulse / Overview",
               "Executive view: traffic, success, latency against targets, errors, tokens, cost and top issues.",
               (REQUESTS, RPM, PEAK_RPM, TREND, SUCCESS_RATE, ERROR_RATE, LATENCY_STATS, TOKENS, COST_STATS,
-               RPM_BY_PROMPT, SUCCESS_TS, LATENCY_TS, ERROR_RATE_TS, TOP_ISSUES), FILTER_VARIABLES),
+               RPM_BY_PROMPT, SUCCESS_TS, LATENCY_TS, ERROR_RATE_TS, TOP_ISSUES, PROMPT_BREAKDOWN),
+              FILTER_VARIABLES),
     Dashboard("promptpulse-performance", "PromptPulse / Performance",
               "Latency percentiles, time to first token, throughput, errors by category, latency breakdown.",
               (LATENCY_STATS, SUCCESS_RATE, ERROR_RATE, RPM, LATENCY_TS, TTFT_TS, RPM_BY_MODEL, ERRORS_BY_CATEGORY,
-               ERROR_RATE_TS, SUCCESS_TS, LATENCY_TABLE, LATENCY_BREAKDOWN, SLOWEST), FILTER_VARIABLES),
+               ERROR_RATE_TS, SUCCESS_TS, LATENCY_TABLE, LATENCY_BREAKDOWN, SLOWEST, FAILED_CALLS),
+              FILTER_VARIABLES),
     Dashboard("promptpulse-cost", "PromptPulse / Cost",
               "Spend by prompt, model and provider; cost per request; daily budget and monthly projection.",
               (COST_STATS, BUDGET_TODAY, MONTH_PROJECTION, *COST_BY.values(), COST_PER_REQ_TS, COST_PIE,
-               DAILY_SPEND, COST_TABLE, TOKENS), (*FILTER_VARIABLES, DAILY_BUDGET)),
+               DAILY_SPEND, COST_TABLE, TOKENS, TOKENS_TS), (*FILTER_VARIABLES, DAILY_BUDGET)),
     Dashboard("promptpulse-quality", "PromptPulse / Quality",
               "Quality scores and user feedback from llm_scores, attributed to prompts through their calls.",
               (QUALITY_STATS, QUALITY_TS, QUALITY_DISTRIBUTION, FEEDBACK, QUALITY_BY_VERSION, LOWEST_SCORES),
@@ -371,7 +416,8 @@ DASHBOARDS: tuple[Dashboard, ...] = (
               time_from="now-7d"),
     Dashboard("promptpulse-sla", "PromptPulse / SLA & alerts",
               "Availability, p95 and success against targets, error budget, burn rate and alert history.",
-              (SLA_STATS, ERROR_BUDGET, DOWNTIME, BURN_RATE, BURN_TS, SLA_DAILY, ALERT_COUNTS, ALERT_HISTORY),
+              (SLA_STATS, ERROR_BUDGET, DOWNTIME, BURN_RATE, BURN_TS, SLA_DAILY, ALERTS_FIRING, ALERT_COUNTS,
+               ALERT_HISTORY),
               (*FILTER_VARIABLES, SLO_TARGET), time_from="now-30d"),
 )
 

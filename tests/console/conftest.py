@@ -19,6 +19,7 @@ pytest.importorskip("chdb")
 pytest.importorskip("fastapi")
 
 from console_seed import rows
+from fastapi import Request  # module level: FastAPI resolves the handlers' string annotations here
 
 TOKEN = "console-s3cret"
 CHROMIUM = "/usr/bin/chromium"
@@ -29,7 +30,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 def make_app(service: Any) -> Any:
     """The API app with the console installed, as `promptpulse serve` builds it."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     from promptpulse.processor import analytics as an
@@ -137,6 +138,7 @@ class Page:
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("request", lambda r: None if r.url.startswith(base) else self.foreign.append(r.url))
+        self.page.on("response", lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
     def open(self, query: str = "", *, token: str | None = TOKEN) -> Any:
         if token is not None:  # as if typed into the token form before (that form: test_console_overview.py)

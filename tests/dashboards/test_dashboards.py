@@ -497,3 +497,33 @@ def test_every_panel_has_numbers_checked() -> None:
     source = Path(__file__).read_text()
     unchecked = [k for k in P if f'"{k}"' not in source and not k.startswith("cost_by_")]
     assert unchecked == []
+
+
+def test_console_panels(store) -> None:
+    """The panels the web console adds: the prompt breakdown, failed calls, tokens over time, alerts firing now."""
+    rows = {(r["prompt"], r["version"]): r for r in panel(store, "prompt_breakdown")}
+    assert next(iter(rows)) == ("support_reply", "2.1.0")  # busiest first
+    assert {k: r["requests"] for k, r in rows.items()} == {("support_reply", "2.1.0"): 200, ("summarize", "1.0"): 100,
+                                                           ("classify", "1.0"): 50, ("rerank", "1"): 10}
+    assert rows[("summarize", "1.0")]["success %"] == pytest.approx(97)
+    assert rows[("classify", "1.0")]["success %"] == pytest.approx(94)
+    assert close(rows[("summarize", "1.0")]["p95 ms"], 1200)
+    assert rows[("classify", "1.0")]["avg tokens"] == pytest.approx(300)
+    assert rows[("summarize", "1.0")]["cost"] == pytest.approx(1.5)
+    assert rows[("summarize", "1.0")]["cost per request"] == pytest.approx(0.015)
+    assert rows[("rerank", "1")]["calls without usage"] == 0
+    failed = panel(store, "failed_calls")
+    assert len(failed) == 10 and {r["error_type"] for r in failed} == {
+        "InternalServerError", "RateLimitError", "APITimeoutError", "BadRequestError", "AuthenticationError",
+        "ConnectionResetError"}
+    assert [r["timestamp"] for r in failed] == sorted((r["timestamp"] for r in failed), reverse=True)
+    assert len(panel(store, "failed_calls", prompt=["classify"])) == 3
+    tokens = panel(store, "tokens_ts")
+    assert sum(r["input"] for r in tokens) == 63000 and sum(r["output"] for r in tokens) == 18000
+    assert sum(r["calls without usage"] for r in tokens) == 0
+    firing = panel(store, "alerts_firing")
+    assert [(r["rule"], r["labels"]) for r in firing] == [("latency_p99", {"service": "search"})]
+    assert firing[0]["value"] == 6000 and firing[0]["threshold"] == 5000
+    # error_rate fired and resolved: before its resolution it was firing
+    sql = macros.expand(P["alerts_firing"].sql, time_from=H1, time_to=H1 + dt.timedelta(minutes=15), variables=ALL_VARS)
+    assert [r["rule"] for r in store.query(sql).dicts()] == ["error_rate"]

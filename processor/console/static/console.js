@@ -47,15 +47,14 @@ function range() {
   return [new Date(end.getTime() - PRESETS[state.preset] * 1000), end];
 }
 
-function baseParams(extra = {}) {
+function baseParams(extra = {}, scope = "main") {
   const [start, end] = range();
   const p = new URLSearchParams({ start: start.toISOString(), end: end.toISOString() });
   for (const f of FILTERS) for (const v of state.filters[f] || []) p.append(f, v);
-  const drill = state.drill;
+  const drill = scope === "drill" ? state.drill : null;
   const prompts = drill ? [drill.prompt] : state.prompts.map((x) => x.prompt);
   for (const v of new Set(prompts)) p.append("prompt", v);
-  const versions = drill ? (drill.version ? [drill.version] : []) :
-    (state.compareBy === "version" ? state.prompts.map((x) => x.version).filter(Boolean) : []);
+  const versions = drill ? (drill.version ? [drill.version] : []) : state.prompts.map((x) => x.version).filter(Boolean);
   for (const v of new Set(versions)) p.append("version", v);
   for (const [k, v] of Object.entries(extra)) {
     if (Array.isArray(v)) v.forEach((x) => p.append(k, x)); else if (v !== undefined && v !== null) p.set(k, v);
@@ -63,9 +62,9 @@ function baseParams(extra = {}) {
   return p;
 }
 
-async function panelData(keys, extra) {
+async function panelData(keys, extra, scope) {
   const known = keys.filter((k) => state.catalog[k]);
-  const p = baseParams(extra);
+  const p = baseParams(extra, scope);
   p.set("keys", known.join(","));
   return (await api("/api/panels/data", p)).panels;
 }
@@ -113,12 +112,12 @@ function fieldConfig(panel, column) {
 }
 
 // ------------------------------------------------------------------------------------------------ renderers
-function statTiles(key, data, notes = {}) {
+function statTiles(key, data, notes = {}, hide = []) {
   const panel = state.catalog[key];
   const row = data.rows[0] || [];
   const only = panel.fields ? new RegExp(panel.fields.replace(/^\/|\/$/g, "")) : null;
   return data.columns.map((col, i) => {
-    if (only && !only.test(col)) return null;
+    if ((only && !only.test(col)) || hide.includes(col)) return null;
     const cfg = fieldConfig(panel, col);
     const text = fmt(row[i], cfg.unit, cfg.decimals);
     const color = text === null ? "unknown" : (thresholdColor(cfg.thresholds, row[i]) || "blue");
@@ -129,6 +128,192 @@ function statTiles(key, data, notes = {}) {
       el("div", { class: "value" }, text === null ? "unknown" : text),
       note ? el("div", { class: "note", text: note }) : null);
   });
+}
+
+const TIME_COLUMNS = new Set(["time", "timestamp", "since", "day"]);
+
+function fmtTime(v) {
+  if (typeof v === "number") return new Date(v * 1000).toLocaleString();
+  return v;
+}
+
+function cellText(panel, column, v) {
+  if (TIME_COLUMNS.has(column)) return fmtTime(v);
+  if (v !== null && typeof v === "object") {
+    return Object.entries(v).map(([k, x]) => `${k}=${x}`).join(", ");
+  }
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  const cfg = fieldConfig(panel, column);
+  if (typeof v === "number" && /(_id|^http_status$)/.test(column)) return String(v);
+  return fmt(v, cfg.unit, cfg.decimals);
+}
+
+function renderTable(key, data, opts = {}) {
+  const panel = state.catalog[key];
+  const wrap = el("div", { class: "table-wrap", "data-panel": key });
+  if (opts.title !== false) wrap.append(el("h3", { text: opts.title || panel.title }));
+  if (panel.description && opts.description !== false) wrap.append(el("p", { class: "desc", text: panel.description }));
+  if (!data.rows.length) {
+    wrap.append(el("div", { class: "empty", text: opts.empty || "Nothing in this range and selection." }));
+    return wrap;
+  }
+  const cols = data.columns.map((c, i) => [c, i]).filter(([c]) => !(opts.hide || []).includes(c));
+  let rows = data.rows.slice();
+  const table = el("table");
+  const thead = el("thead");
+  const tbody = el("tbody");
+  let sortCol = null, sortDir = 1;
+  function fill() {
+    tbody.replaceChildren(...rows.map((r) => {
+      const tr = el("tr", { class: opts.onRow ? "clickable" : "" }, cols.map(([c, i]) => {
+        const v = r[i];
+        const text = cellText(panel, c, v);
+        const o = (panel.overrides || {})[c];
+        const color = o && o.thresholds && typeof v === "number" ? thresholdColor(o.thresholds, v) : null;
+        const cls = [typeof v === "number" ? "" : "text", color || ""].join(" ").trim();
+        return el("td", { class: cls, "data-col": c }, text === null ? unknownSpan() : text);
+      }));
+      if (opts.onRow) tr.addEventListener("click", () => opts.onRow(Object.fromEntries(data.columns.map((c, i) => [c, r[i]]))));
+      return tr;
+    }));
+  }
+  thead.append(el("tr", {}, cols.map(([c, i]) => el("th", { class: typeof rows[0][i] === "number" ? "" : "text",
+    onclick: (e) => {
+      sortDir = sortCol === i ? -sortDir : (typeof rows[0][i] === "number" ? -1 : 1);
+      sortCol = i;
+      rows.sort((a, b) => {
+        const x = a[i], y = b[i];
+        if (x === y) return 0;
+        if (x === null) return 1;
+        if (y === null) return -1;
+        return (x < y ? -1 : 1) * sortDir;
+      });
+      for (const th of thead.querySelectorAll("th")) th.classList.remove("sorted-asc", "sorted-desc");
+      e.target.classList.add(sortDir > 0 ? "sorted-asc" : "sorted-desc");
+      fill();
+    } }, c))));
+  fill();
+  table.append(thead, tbody);
+  wrap.append(table);
+  return wrap;
+}
+
+// Long format (time, series, value) or wide (time, v1, v2 ...) -> uPlot's columns.
+function toSeries(data) {
+  const ti = data.columns.indexOf("time");
+  const si = data.columns.indexOf("series");
+  const valueCols = data.columns.map((c, i) => [c, i]).filter(([c]) => c !== "time" && c !== "series");
+  const xs = [...new Set(data.rows.map((r) => r[ti]))].sort((a, b) => a - b);
+  const at = new Map(xs.map((x, i) => [x, i]));
+  const out = [];
+  if (si >= 0) {
+    const names = [...new Set(data.rows.map((r) => r[si]))];
+    for (const name of names) {
+      for (const [c, i] of valueCols) {
+        const ys = new Array(xs.length).fill(null);
+        for (const r of data.rows) if (r[si] === name) ys[at.get(r[ti])] = r[i];
+        out.push({ label: valueCols.length > 1 ? `${name || "(none)"} ${c}` : (name || "(none)"), column: c, ys });
+      }
+    }
+  } else {
+    for (const [c, i] of valueCols) {
+      const ys = new Array(xs.length).fill(null);
+      for (const r of data.rows) ys[at.get(r[ti])] = r[i];
+      out.push({ label: c, column: c, ys });
+    }
+  }
+  return { xs, series: out };
+}
+
+const charts = [];
+
+function renderChart(key, data, opts = {}) {
+  const panel = state.catalog[key];
+  const box = el("div", { class: "chart", "data-panel": key },
+    el("h3", { text: opts.title || panel.title }),
+    panel.description ? el("p", { class: "desc", text: panel.description }) : null);
+  if (!data.rows.length) {
+    box.append(el("div", { class: "empty", text: opts.empty || "No data points in this range and selection." }));
+    return box;
+  }
+  const { xs, series } = toSeries(data);
+  if (series.every((x) => x.ys.every((v) => v === null))) {  // only unknowns (e.g. TTFT without streams): not zeros
+    box.append(el("div", { class: "empty", text: opts.empty || "No known values in this range and selection." }));
+    return box;
+  }
+  const stacked = panel.stacked;
+  const raw = series.map((s) => s.ys);
+  const drawn = series.map((s) => s.ys.slice());
+  if (stacked) {
+    const unstacked = series.map((s) => ((panel.overrides || {})[s.column] || {})["custom.stacking"]);
+    let acc = new Array(xs.length).fill(0);
+    drawn.forEach((ys, k) => {
+      if (unstacked[k]) return;
+      drawn[k] = ys.map((v, j) => (acc[j] += v ?? 0));
+    });
+  }
+  const unit = panel.unit;
+  const bars = panel.bars && uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.7, 60] }) : null;
+  const uSeries = [{}].concat(series.map((s, k) => {
+    const color = COLORS[k % COLORS.length];
+    const line = ((panel.overrides || {})[s.column] || {})["custom.drawStyle"] === "line";
+    return { label: s.label, stroke: color, width: 2, spanGaps: true, points: { show: false },
+      fill: stacked && !line ? color + "55" : undefined, paths: bars && !line ? bars : undefined,
+      value: (u, v, si, idx) => (idx === null || idx === undefined ? "–" :
+        (fmt(raw[si - 1][idx], unit, panel.decimals) ?? "–")) };
+  }));
+  // stacked areas: draw the top of the stack first so lower series stay visible
+  const order = stacked ? [...series.keys()].reverse() : [...series.keys()];
+  const opts2 = {
+    width: Math.max(320, (opts.width || 430) - 14), height: 200, series: [uSeries[0], ...order.map((k) => uSeries[k + 1])],
+    scales: { x: { time: true } },
+    axes: [{}, { size: 86, values: (u, vals) => vals.map((v) => fmt(v, unit, panel.decimals) ?? "") }],
+    legend: { live: true },
+  };
+  const target = el("div", { class: "plot" });
+  box.append(target);
+  requestAnimationFrame(() => {
+    opts2.width = Math.max(320, box.clientWidth - 14);
+    charts.push(new uPlot(opts2, [xs, ...order.map((k) => drawn[k])], target));
+  });
+  box.dataset.points = String(xs.length);
+  box.dataset.series = series.map((s) => s.label).join("|");
+  return box;
+}
+
+function renderPie(key, data) {
+  const panel = state.catalog[key];
+  const box = el("div", { class: "chart", "data-panel": key }, el("h3", { text: panel.title }));
+  const rows = data.rows.filter((r) => (r[1] ?? 0) > 0);
+  if (!rows.length) { box.append(el("div", { class: "empty", text: "No known cost in this range." })); return box; }
+  const total = rows.reduce((a, r) => a + r[1], 0);
+  const canvas = el("canvas", { width: 180, height: 180 });
+  const ctx = canvas.getContext("2d");
+  let a0 = -Math.PI / 2;
+  rows.forEach((r, k) => {
+    const a1 = a0 + (2 * Math.PI * r[1]) / total;
+    ctx.beginPath(); ctx.moveTo(90, 90); ctx.arc(90, 90, 85, a0, a1); ctx.closePath();
+    ctx.fillStyle = COLORS[k % COLORS.length]; ctx.fill();
+    a0 = a1;
+  });
+  const legend = el("ul", {}, rows.map((r, k) => el("li", { "data-slice": r[0] },
+    el("span", { style: `background:${COLORS[k % COLORS.length]}` }),
+    `${r[0] || "(none)"}: ${fmt(r[1], panel.unit, 4)} (${fmtNumber((100 * r[1]) / total, 1)} %)`)));
+  box.append(el("div", { class: "legend-pie" }, canvas, legend));
+  return box;
+}
+
+function renderBars(key, data, labelCol, valueCol) {
+  const panel = state.catalog[key];
+  const box = el("div", { class: "chart bars", "data-panel": key }, el("h3", { text: panel.title }));
+  if (!data.rows.length) { box.append(el("div", { class: "empty", text: "Nothing in this range." })); return box; }
+  const li = data.columns.indexOf(labelCol), vi = data.columns.indexOf(valueCol);
+  const max = Math.max(...data.rows.map((r) => r[vi] || 0), 1);
+  box.append(el("table", {}, data.rows.map((r) => el("tr", {},
+    el("td", { class: "text" }, String(r[li])),
+    el("td", { style: "width:60%" }, el("div", { class: "bar", style: `width:${(100 * (r[vi] || 0)) / max}%` })),
+    el("td", {}, fmt(r[vi], panel.unit, 0) ?? "–")))));
+  return box;
 }
 
 function emptyState(html) {
@@ -167,7 +352,9 @@ async function renderOverview(seq) {
   const tiles = [];
   for (const k of OVERVIEW) {
     if (!d[k]) continue;
-    let t = statTiles(k, d[k], k === "tokens" ? tokenNotes : k === "cost_stats" ? costNotes : {});
+    // the tokens tile already counts the calls without usage
+    let t = statTiles(k, d[k], k === "tokens" ? tokenNotes : k === "cost_stats" ? costNotes : {},
+      k === "cost_stats" ? ["Calls without usage"] : []);
     if (k === "tokens" || k === "cost_stats") {
       // a sum over no known call is unknown, not 0: show the count of calls without usage instead
       const allUnknown = noUsage >= requests;
@@ -185,6 +372,142 @@ async function renderOverview(seq) {
   }
   body.append(el("div", { class: "tiles" }, tiles));
   return requests;
+}
+
+const PERFORMANCE = ["rpm_by_prompt", "success_ts", "latency_ts", "ttft_ts", "errors_by_category", "tokens_ts"];
+const TITLES = { rpm_by_prompt: "Request volume (requests per minute, by prompt)" };
+
+async function renderPerformance(seq, requests) {
+  const body = $("#performance .body");
+  if (!requests) { body.replaceChildren(emptyState(NO_DATA)); return; }
+  const d = await panelData(PERFORMANCE);
+  if (seq !== renderSeq) return;
+  body.replaceChildren(el("div", { class: "grid" }, PERFORMANCE.filter((k) => d[k]).map((k) => renderChart(k, d[k],
+    { title: TITLES[k], empty: k === "ttft_ts" ? "No streamed calls with a first token in this range." : undefined }))));
+}
+
+let breakdownRows = [];
+
+async function renderBreakdown(seq, requests) {
+  const body = $("#breakdown .body");
+  if (!requests) { body.replaceChildren(emptyState(NO_DATA)); breakdownRows = []; return; }
+  const d = await panelData(["prompt_breakdown"]);
+  if (seq !== renderSeq) return;
+  const data = d.prompt_breakdown;
+  breakdownRows = data.rows.map((r) => Object.fromEntries(data.columns.map((c, i) => [c, r[i]])));
+  body.replaceChildren(renderTable("prompt_breakdown", data, { title: false,
+    onRow: (r) => openDrill({ prompt: r.prompt, version: r.version }) }));
+}
+
+function openDrill(drill) {
+  state.drill = drill;
+  renderDrill(renderSeq).catch(reportError);
+  $("#drilldown").scrollIntoView();
+}
+
+const DRILL = ["success_ts", "latency_ts", "errors_by_category", "tokens_ts", "slowest_calls", "failed_calls"];
+
+async function renderDrill(seq) {
+  const section = $("#drilldown");
+  if (!state.drill) { section.hidden = true; return; }
+  section.hidden = false;
+  const { prompt, version } = state.drill;
+  $("#drill-title").textContent = `${prompt || "(no prompt)"}${version ? " v" + version : ""}`;
+  const d = await panelData(DRILL, {}, "drill");
+  if (seq !== renderSeq && seq !== undefined && seq < renderSeq) return;
+  const onCall = (r) => openCall(r.trace_id);
+  $("#drilldown .body").replaceChildren(
+    el("div", { class: "grid" }, DRILL.slice(0, 4).map((k) => renderChart(k, d[k]))),
+    renderTable("slowest_calls", d.slowest_calls, { onRow: onCall, hide: ["span_id"] }),
+    renderTable("failed_calls", d.failed_calls, { onRow: onCall, hide: ["span_id"],
+      empty: "No failed calls of this prompt in the range." }));
+}
+
+async function openCall(traceId) {
+  const dlg = $("#call-dialog");
+  const body = $("#call-dialog .body");
+  body.replaceChildren(el("p", { text: `Loading trace ${traceId}…` }));
+  if (!dlg.open) dlg.showModal();
+  try {
+    const doc = await api(`/api/calls/${encodeURIComponent(traceId)}`);
+    body.replaceChildren(el("h3", { text: `Trace ${doc.trace_id}` }), ...doc.calls.map((c) => el("div", { class: "call" },
+      el("table", {}, ["timestamp", "span_id", "service", "prompt_name", "prompt_version", "request_model", "provider",
+        "status", "error_type", "error_category", "latency_ms", "ttft_ms", "input_tokens", "output_tokens",
+        "cost_usd", "user_id", "feature", "tags"].map((k) => el("tr", {}, el("td", { class: "text" }, k),
+        el("td", { class: "text", "data-field": k }, k === "timestamp" ? fmtTime(c[k]) :
+          (k === "input_tokens" || k === "output_tokens") && !c.usage_known ? "unknown (no usage reported)" :
+            k === "cost_usd" && !c.cost_known ? "unknown (no price)" :
+              Array.isArray(c[k]) ? c[k].join(", ") : String(c[k] ?? ""))))),
+      el("h4", { text: "Scores" }),
+      c.scores.length ? el("table", { class: "scores" }, c.scores.map((s) => el("tr", {},
+        el("td", { class: "text" }, s.name), el("td", {}, String(s.value)), el("td", { class: "text" }, s.label || ""),
+        el("td", { class: "text" }, s.comment || "")))) : el("p", { class: "muted", text: "No scores for this call." }),
+      el("h4", { text: "Span attributes" }),
+      el("pre", { class: "attributes" }, JSON.stringify(c.attributes, null, 1)),
+      el("h4", { text: "Resource" }), el("pre", {}, JSON.stringify(c.resource, null, 1)))));
+  } catch (e) {
+    if (e instanceof AuthError) throw e;
+    body.replaceChildren(el("p", { class: "bad", text: `Could not load the call: ${e.message}` }));
+  }
+}
+
+function compareItems() {
+  const picked = state.prompts;
+  if (state.compareBy === "version") {
+    const prompt = picked.length ? picked[0].prompt : (breakdownRows[0] || {}).prompt;
+    if (!prompt) return null;
+    const explicit = picked.filter((x) => x.prompt === prompt && x.version).map((x) => x.version);
+    const versions = explicit.length >= 2 ? explicit :
+      breakdownRows.filter((r) => r.prompt === prompt).map((r) => r.version).slice(0, 3);
+    return { by: "version", prompt, items: versions, auto: explicit.length < 2 };
+  }
+  const explicit = [...new Set(picked.map((x) => x.prompt))];
+  const busiest = [...new Set(breakdownRows.map((r) => r.prompt))].slice(0, 3);
+  return { by: "prompt", items: explicit.length >= 2 ? explicit : busiest, auto: explicit.length < 2 };
+}
+
+async function renderCompare(seq, requests) {
+  const body = $("#compare .body");
+  const plan = compareItems();
+  if (!requests || !plan || plan.items.length < 2) {
+    body.replaceChildren(emptyState(requests ?
+      (plan && plan.by === "version" ? `Only one version of <b>${plan.prompt}</b> has calls in this range: pick a
+        prompt with two or three versions, or switch the selector to <i>by prompt</i>.` :
+        "Only one prompt has calls in this range. Pick 2 or 3 prompts (or versions) in the Prompt selector to compare them.")
+      : NO_DATA));
+    return;
+  }
+  const [start, end] = range();
+  const p = new URLSearchParams({ start: start.toISOString(), end: end.toISOString() });
+  for (const f of FILTERS) if ((state.filters[f] || []).length) p.set(f, state.filters[f].join(","));
+  if (plan.by === "version") { p.set("prompt_id", plan.prompt); p.set("versions", plan.items.join(",")); }
+  else p.set("prompts", plan.items.join(","));
+  const doc = await api("/api/compare", p);
+  if (seq !== renderSeq) return;
+  const items = doc.items;
+  const name = (it) => (plan.by === "version" ? `${plan.prompt} v${it.item}` : it.item);
+  const rowsDef = [
+    ["Requests", (it) => fmt(it.requests, "short", 0)],
+    ["Success Rate", (it) => fmt(it.success_rate, "percent", 1)],
+    ["p95 Latency", (it) => fmt(it.p95_latency_ms, "ms", 0)],
+    ["Avg Tokens", (it) => fmt(it.avg_tokens, "", 0)],
+    ["Cost/Request", (it) => fmt(it.cost_per_request, "currencyUSD", 4)],
+  ];
+  const table = el("table", { class: "compare" },
+    el("thead", {}, el("tr", {}, el("th", { class: "text" }, "Metric"),
+      items.map((it) => el("th", { "data-item": it.item }, name(it))))),
+    el("tbody", {}, rowsDef.map(([label, f]) => el("tr", {}, el("td", { class: "text" }, label),
+      items.map((it) => { const t = f(it); return el("td", { "data-item": it.item }, t === null ? unknownSpan() : t); }))),
+    el("tr", { class: "winner" }, el("td", { class: "text" }, "Winner"), items.map((it) => el("td", {
+      "data-item": it.item, class: it.item === doc.winner ? "win" : "" }, it.item === doc.winner ? "Winner" : "—")))));
+  body.replaceChildren(
+    plan.auto ? el("p", { class: "muted", text: plan.by === "version" ?
+      `The busiest versions of ${plan.prompt}; pick versions in the Prompt selector to choose.` :
+      "The busiest prompts in this range; pick 2 or 3 in the Prompt selector to choose." }) : null,
+    el("div", { class: "table-wrap" }, table),
+    el("p", { class: "verdict", "data-winner": doc.winner || "" }, doc.verdict),
+    doc.more_calls_needed ? el("p", { class: "muted", text: `More calls needed: ${JSON.stringify(doc.more_calls_needed)}` }) : null,
+    el("p", { class: "desc muted", text: `${doc.method}` }));
 }
 
 // ------------------------------------------------------------------------------------------------ top bar
@@ -290,6 +613,7 @@ function bindTopbar() {
     state.prompts = picked.map((p) => ({ prompt: p, version: null }));
     changed();
   });
+  $("#drill-close").addEventListener("click", () => { state.drill = null; $("#drilldown").hidden = true; });
   $("#auth-form").addEventListener("submit", (e) => {
     e.preventDefault();
     state.token = $("#auth-token").value.trim();
@@ -317,7 +641,12 @@ function showAuth(refused) {
 }
 
 // ------------------------------------------------------------------------------------------------ refresh
-const SECTIONS = [renderOverview];
+const SECTIONS = [renderPerformance, renderBreakdown, renderDrill, renderCompare];
+
+function reportError(e) {
+  if (e instanceof AuthError) { showAuth(Boolean(state.token)); return; }
+  showError(`Could not load: ${e.message}`);
+}
 
 async function refresh() {
   const seq = ++renderSeq;
@@ -326,14 +655,16 @@ async function refresh() {
     await loadOptions();
     if (seq !== renderSeq) return;
     renderTopbar();
-    for (const render of SECTIONS) await render(seq);
+    charts.splice(0).forEach((c) => c.destroy());
+    const requests = await renderOverview(seq);
+    if (requests === null) return;
+    for (const render of SECTIONS) await render(seq, requests);
     if (seq !== renderSeq) return;
     showError(null);
     $("#last-refresh").textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
   } catch (e) {
-    if (e instanceof AuthError) { showAuth(Boolean(state.token)); return; }
-    showError(`Could not load: ${e.message}`);
+    reportError(e);
   } finally {
     if (seq === renderSeq) delete document.body.dataset.loading;
   }
