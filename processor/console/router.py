@@ -12,9 +12,9 @@ import logging
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request
 
+from ..api_json import error
 from . import panels
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,13 @@ def store_of(request: Request) -> Any:
     return get() if callable(get) else svc.store
 
 
-def _bad(message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=400)
+def _bad(message: str) -> Any:
+    return error(400, message)
 
 
-def _unavailable(e: Exception) -> JSONResponse:
+def _unavailable(e: Exception) -> Any:
     log.exception("console query failed")
-    return JSONResponse({"error": f"store: {str(e)[:500]}"}, status_code=503)
+    return error(503, f"store: {str(e)[:500]}")
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -121,7 +121,7 @@ def panel(request: Request, key: Annotated[str, Path(pattern=r"^[a-z0-9_]{1,64}$
           common: Annotated[Common, Depends()]) -> Any:
     definition = panels.catalog().get(key)
     if definition is None:
-        raise HTTPException(404, f"unknown panel {key!r}")
+        return error(404, f"unknown panel {key!r}", request.url.path)
     try:
         p = common.params()
         panels.bind(definition.sql, p)
@@ -153,7 +153,7 @@ def call_detail(request: Request, trace_id: Annotated[str, Path(pattern=TRACE_ID
     except Exception as e:
         return _unavailable(e)
     if not calls:
-        return JSONResponse({"error": f"no LLM call with trace id {trace_id!r}"}, status_code=404)
+        return error(404, f"no LLM call with trace id {trace_id!r}", request.url.path)
     out = []
     for c in calls:
         attrs, resource, message = spans.get(c["span_id"], ({}, {}, ""))

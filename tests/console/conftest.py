@@ -4,9 +4,8 @@ Chromium through Playwright. Screenshots go to tests/console/artifacts/ (git-ign
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,6 @@ pytest.importorskip("chdb")
 pytest.importorskip("fastapi")
 
 from console_seed import rows
-from fastapi import Request  # module level: FastAPI resolves the handlers' string annotations here
 
 TOKEN = "console-s3cret"
 CHROMIUM = "/usr/bin/chromium"
@@ -28,56 +26,28 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
-def make_app(service: Any) -> Any:
-    """The API app with the console installed, as `promptpulse serve` builds it."""
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
-
-    from promptpulse.processor import analytics as an
-    from promptpulse.processor import console
-
-    app = FastAPI()
-    app.state.service = service
-
-    @app.middleware("http")
-    async def auth(request: Request, call_next: Any) -> Any:
-        token = service.settings.auth_token
-        if token and request.url.path.startswith("/api/") and \
-                request.headers.get("authorization") != f"Bearer {token}":
-            return JSONResponse({"error": "unauthorized"}, status_code=401)
-        return await call_next(request)
-
-    @app.get("/api/compare")
-    def compare(request: Request) -> Any:
-        try:
-            return an.compare(service.get_store(), dict(request.query_params))
-        except an.BadRequest as e:
-            return JSONResponse({"error": str(e)}, status_code=400)
-
-    console.install(app)
-    return app
-
-
 class Server:
-    def __init__(self, app: Any) -> None:
-        import uvicorn
+    """`promptpulse serve`'s API server (processor/api_server.py: FastAPI on uvicorn, the console installed)."""
 
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
+    def __init__(self, service: Any) -> None:
+        from promptpulse.processor import api_server
+
+        self.srv = api_server.make_server("127.0.0.1", 0, service)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        self.srv.start()
         deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
+        self.srv.shutdown()
+        self.srv.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -95,8 +65,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def _serve(store: Any, token: str | None) -> Iterator[Server]:
-    svc = SimpleNamespace(get_store=lambda: store, store=store, settings=SimpleNamespace(auth_token=token))
-    srv = Server(make_app(svc))
+    svc = SimpleNamespace(get_store=lambda: store, settings=None,
+                          ingest=SimpleNamespace(authorized=lambda h: token is None or h == f"Bearer {token}"))
+    srv = Server(svc)
     try:
         yield srv
     finally:

@@ -98,7 +98,7 @@ def test_call_dialog_shows_scores_and_unknown_usage(page: Page, store: Any) -> N
     code, doc = get(page.base, f"/api/calls/{first['trace_id']}")
     assert code == 200 and doc["calls"][0]["scores"][0]["value"] == 0.25
     assert get(page.base, "/api/calls/0123456789abcdef0123456789abcdef")[0] == 404
-    assert get(page.base, "/api/calls/bad%20id")[0] == 422
+    assert get(page.base, "/api/calls/bad%20id")[0] == 400
 
 
 def test_compare_shows_the_apis_winner(page: Page) -> None:
