@@ -50,7 +50,8 @@ class Server:
         self.srv.server_close()
 
 
-@pytest.fixture(scope="session")
+# module scope: chDB holds one data path per process, so the store is closed before the next module opens its own
+@pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from promptpulse.processor.store.embedded import EmbeddedStore
     from promptpulse.processor.store.schema import SchemaOptions
@@ -74,12 +75,12 @@ def _serve(store: Any, token: str | None) -> Iterator[Server]:
         srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(store: Any) -> Iterator[Server]:
     yield from _serve(store, TOKEN)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def open_server(store: Any) -> Iterator[Server]:
     """No auth token configured."""
     yield from _serve(store, None)
