@@ -881,7 +881,9 @@ def export_plan(params: Mapping[str, str], *, now: dt.datetime | None = None) ->
         cond.append("status = {f_status:String}")
         _choice(params, "status", ("ok", "error"), None)
     p = {**w.params, "start": ts(start), "end": ts(end), "f_status": _p(params, "status") or ""}
-    cols = ", ".join(f"toString({c}) AS {c}" if c == "cost_usd" else c for c in EXPORT_COLUMNS)
+    # cost as exact decimal text (CSV keeps every digit; jsonl writes it as a number), NULL when unknown, never 0
+    cols = ", ".join("if(cost_known, toString(cost_usd), NULL) AS cost_usd" if c == "cost_usd" else c
+                     for c in EXPORT_COLUMNS)
     sql = (f"SELECT {cols} FROM llm_calls WHERE {' AND '.join(cond)} "
            "AND (timestamp, span_id) > ({after_ts:DateTime64(6, 'UTC')}, {after_id:String}) "
            "ORDER BY timestamp, span_id LIMIT {page:UInt32}")

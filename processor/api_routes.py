@@ -285,7 +285,7 @@ def _export_chunks(fmt: str, first: dict[str, Any] | None, rest: Iterator[dict[s
         if fmt == "csv":
             writer.writerow([_csv_cell(r[c]) for c in an.EXPORT_COLUMNS])
         else:
-            buf.write(json.dumps({c: _json_cell(r[c]) for c in an.EXPORT_COLUMNS}) + "\n")
+            buf.write(json.dumps({c: _json_cell(r[c], c) for c in an.EXPORT_COLUMNS}) + "\n")
         n += 1
         if buf.tell() > 64 * 1024:
             yield buf.getvalue().encode()
@@ -300,7 +300,9 @@ def _chain(first: Any, rest: Any) -> Any:
     yield from rest
 
 
-def _json_cell(v: Any) -> Any:
+def _json_cell(v: Any, column: str = "") -> Any:
+    if column == "cost_usd" and v is not None:
+        return float(v)  # a JSON number (the decimal text has at most 12 decimals: float keeps it)
     if isinstance(v, dt.datetime):
         return an.iso(v)
     if isinstance(v, tuple):

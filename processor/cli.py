@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import os
+import shlex
 import sys
 import urllib.error
 import urllib.request
@@ -63,10 +64,13 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .config import check
     from .service import Service
 
+    settings = _settings(args)
+    check(settings)  # a bad [alerts] / [reports] table or an unset ${VAR}: one line now, not a traceback later
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Service(_settings(args)).run_forever()
+    Service(settings).run_forever()
     return 0
 
 
@@ -133,8 +137,15 @@ def _query(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"promptpulse query: {e}")
     from .store import open_store
+    from .store.owner import DataDirInUse
 
-    store = open_store(data_dir=s.data_dir, clickhouse_url=s.clickhouse_url)
+    try:
+        store = open_store(data_dir=s.data_dir, clickhouse_url=s.clickhouse_url)
+    except DataDirInUse as e:
+        if not e.api:
+            raise SystemExit(f"promptpulse query: {e}")
+        raise SystemExit(f"promptpulse query: the data dir {e.data_dir} is in use by `promptpulse serve` "
+                         f"(pid {e.pid}); ask it instead:\n  promptpulse query --api {e.api} {shlex.quote(args.sql)}")
     try:
         cols, rows = run_read_only(store, args.sql)
     except Exception as e:
@@ -221,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, cmd in COMMANDS.items():
         cmd.add_arguments(sub.add_parser(name, help=cmd.help))
     args = parser.parse_args(argv)
-    return COMMANDS[args.command].run(args)
+    from .config import ConfigError
+    from .store.owner import DataDirInUse
+
+    try:
+        return COMMANDS[args.command].run(args)
+    except (ConfigError, DataDirInUse) as e:  # one line: what, where, the fix (no traceback)
+        raise SystemExit(f"promptpulse {args.command}: {e}") from None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ The TOML file holds the same names, at top level or under a ``[processor]`` tabl
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 import os
 import sys
 from dataclasses import dataclass, fields
@@ -52,6 +54,7 @@ class Settings:
     reports: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     # The [evaluation] table (rules, interval_s): promptpulse/evaluation/rules.py, docs/EVALUATION.md.
     evaluation: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    config_file: str | None = None  # the TOML file these came from (for error messages); not a setting
 
     @property
     def deadletter_path(self) -> Path:
@@ -63,7 +66,12 @@ class Settings:
         return Path(self.spool_dir) if self.spool_dir else Path(str(Path(self.data_dir)) + ".spool")
 
 
-_FIELDS = {f.name: f for f in fields(Settings)}
+_TABLES = ("alerts", "reports", "evaluation")  # TOML tables kept as read, checked by their own modules
+_FIELDS = {f.name: f for f in fields(Settings) if f.name != "config_file"}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used. The message is one line: where (file, key), what is wrong, the fix."""
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -72,13 +80,44 @@ def _coerce(name: str, value: Any) -> Any:
         return None
     if isinstance(default, bool):
         if isinstance(value, str):
-            return value.strip().lower() in ("1", "true", "yes", "on")
+            v = value.strip().lower()
+            if v not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+                raise ValueError(f"{value!r} is not true or false")
+            return v in ("1", "true", "yes", "on")
         return bool(value)
-    if isinstance(default, int):
-        return int(value)
+    if isinstance(default, int) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a whole number") from None
     if isinstance(default, float):
-        return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"expected a single value, not {type(value).__name__}")
     return str(value)
+
+
+def _unknown(path: str, key: str) -> ConfigError:
+    near = difflib.get_close_matches(key, [*_FIELDS, *_TABLES], n=1)
+    fix = f"did you mean {near[0]!r}?" if near else "see docs/PROCESSOR.md for the settings"
+    return ConfigError(f"{path}: unknown setting {key!r} ({fix})")
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (check --config or PROMPTPULSE_CONFIG)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        hint = ("each table and key may appear once: merge the two, and note that `key = [...]` and a "
+                "`[table.key]` are the same name" if "twice" in str(e) else "fix the TOML syntax there")
+        raise ConfigError(f"{path}: not valid TOML: {e} ({hint})") from None
 
 
 def load(flags: dict[str, Any] | None = None, *, config_file: str | None = None,
@@ -88,37 +127,61 @@ def load(flags: dict[str, Any] | None = None, *, config_file: str | None = None,
     values: dict[str, Any] = {}
     path = config_file or env.get("PROMPTPULSE_CONFIG")
     if path:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-        if isinstance(doc.get("alerts"), dict):
-            values["alerts"] = doc["alerts"]
-        if isinstance(doc.get("reports"), dict):
-            values["reports"] = doc["reports"]
-        if isinstance(doc.get("evaluation"), dict):
-            values["evaluation"] = doc["evaluation"]
-        doc = {**{k: v for k, v in doc.items() if not isinstance(v, dict)}, **doc.get("processor", {})}
+        doc = _read_toml(path)
+        for table in _TABLES:
+            if table in doc:
+                if not isinstance(doc[table], dict):
+                    raise ConfigError(f"{path}: {table} must be a table ([{table}]), not a single value")
+                values[table] = doc[table]
+        processor = doc.get("processor", {})
+        if not isinstance(processor, dict):
+            raise ConfigError(f"{path}: processor must be a table ([processor])")
+        doc = {**{k: v for k, v in doc.items() if not isinstance(v, dict)}, **processor}
         for k, v in doc.items():
             k = k.replace("-", "_")
-            if k not in _FIELDS:
-                raise ValueError(f"{path}: unknown setting {k!r}")
-            values[k] = _coerce(k, v)
+            if k not in _FIELDS or k in _TABLES:
+                raise _unknown(path, k)
+            try:
+                values[k] = _coerce(k, v)
+            except ValueError as e:
+                default = _FIELDS[k].default
+                fix = f" (e.g. {k} = {json.dumps(default)}, the default)" if default is not None else ""
+                raise ConfigError(f"{path}: {k}: {e}{fix}") from None
     for name in _FIELDS:
-        if name in ("alerts", "reports", "evaluation"):
+        if name in _TABLES:
             continue
         v = env.get("PROMPTPULSE_" + name.upper())
         if v is not None and v != "":
-            values[name] = _coerce(name, v)
+            try:
+                values[name] = _coerce(name, v)
+            except ValueError as e:
+                raise ConfigError(f"environment PROMPTPULSE_{name.upper()}: {e}") from None
     for k, v in (flags or {}).items():
         if k in _FIELDS and v is not None:
             values[k] = _coerce(k, v)
-    s = Settings(**values)
+    s = Settings(**values, config_file=path or None)
     if bool(s.tls_cert) != bool(s.tls_key):
-        raise ValueError("--tls-cert and --tls-key go together")
+        raise ConfigError("--tls-cert and --tls-key go together (set both, or neither)")
     return s
+
+
+def check(s: Settings, *, secrets: bool = True) -> None:
+    """Check the [alerts] and [reports] tables as `serve` will use them (``secrets=False``: an unset ``${VAR}``
+    is no error, for commands that send nothing). Raises ConfigError naming the file and key."""
+    from .alerts.rules import AlertConfigError, load_alerts
+    from .reports import check_config
+
+    where = s.config_file or "config"
+    try:
+        load_alerts(s.alerts, secrets=secrets)
+        check_config(s.reports or {})
+    except (AlertConfigError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def as_dict(s: Settings) -> dict[str, Any]:
     d = dataclasses.asdict(s)
+    d.pop("config_file", None)
     if d.get("auth_token"):
         d["auth_token"] = "***"
     if d.get("alerts"):  # channel tables hold webhook URLs, routing keys, passwords

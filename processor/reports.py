@@ -36,6 +36,7 @@ import datetime as dt
 import html
 import json
 import logging
+import re
 import smtplib
 import ssl
 import sys
@@ -409,10 +410,10 @@ def channel_config(how: str, *, reports_cfg: Mapping[str, Any] | None = None,
     if name:
         if name not in tables:
             raise ValueError(f"no channel {name!r} in [reports.channels] or [alerts.channels]")
-        return name, expand_env(dict(tables[name]))
+        return name, expand_env(dict(tables[name]), where=f"channel {name!r}")
     for n, t in tables.items():
         if isinstance(t, Mapping) and t.get("type") == how:
-            return n, expand_env(dict(t))
+            return n, expand_env(dict(t), where=f"channel {n!r}")
     raise ValueError(f"no {how} channel configured: add one to [reports.channels] (or [alerts.channels]), "
                      f"or pass --webhook-url / --smtp-host and --mail-to")
 
@@ -579,6 +580,8 @@ def start_scheduler(service: Any) -> ReportScheduler | None:
 
 # ------------------------------------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # `--from -7d`: let a relative time be a value, as argparse already lets "-7" be one (it has no such option)
+    p._negative_number_matcher = re.compile(r"^-\d+(?:\.\d+)?[smhdw]?$")  # type: ignore[attr-defined]
     p.add_argument("--period", choices=PERIODS, default="daily",
                    help="without --date or --from: the last complete day, 7 days or calendar month (UTC)")
     when = p.add_mutually_exclusive_group()
@@ -635,13 +638,18 @@ def run(args: argparse.Namespace) -> int:
                 if args.api:
                     raise SystemExit(f"promptpulse report: cannot reach {url}: {e}")
     if doc is None:
-        from .store import open_store
+        from .store import StoreError, open_store
 
+        if not s.clickhouse_url and not Path(s.data_dir).is_dir():  # do not create an empty data dir
+            raise SystemExit(f"promptpulse report: no service answers and there is no data dir at {s.data_dir}")
         store = open_store(data_dir=s.data_dir, clickhouse_url=s.clickhouse_url)
         try:
             doc = build_report(store, args.period, **when)
         except an.BadRequest as e:
             raise SystemExit(f"promptpulse report: {e}")
+        except StoreError as e:
+            raise SystemExit(f"promptpulse report: {str(e).splitlines()[0][:300]} (is {s.data_dir} a PromptPulse "
+                             "data dir? `promptpulse schema apply --data-dir DIR` creates the tables)")
         finally:
             store.close()
     text = render(doc, args.format)

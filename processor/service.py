@@ -94,6 +94,12 @@ class Service:
         self.ports["api"] = self.api.server_address[1]
         threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
         self.api.start()
+        if not s.clickhouse_url:  # say who holds the data dir, so `query --data-dir` can point at the API
+            from .store import owner
+
+            scheme = "https" if tls else "http"
+            host = "127.0.0.1" if s.host in ("0.0.0.0", "", "::") else s.host
+            owner.claim(s.data_dir, f"{scheme}://{host}:{self.ports['api']}")
         from .alerts import start_scheduler
 
         self.alerts = start_scheduler(self)  # the [alerts] rules every alerts.interval_s (default 60 s)
@@ -136,6 +142,10 @@ class Service:
                 self._store.close()
             except Exception:
                 pass
+        if not self.settings.clickhouse_url:
+            from .store import owner
+
+            owner.release(self.settings.data_dir)
         log.info("promptpulse stopped: %d span(s) inserted", self.writer.stats["inserted_spans"])
 
     def run_forever(self) -> None:

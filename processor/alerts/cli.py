@@ -256,11 +256,18 @@ def _g(v: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+
     try:
         s = _settings(args)
-        config = load_alerts(s.alerts)
+    except ConfigError as e:
+        raise SystemExit(f"promptpulse alerts: {e}") from None
+    # only sending a test notification needs the channels' secrets
+    sends = args.alerts_action == "test" and not args.dry_run
+    try:
+        config = load_alerts(s.alerts, secrets=sends)
     except (AlertConfigError, ValueError) as e:
-        raise SystemExit(f"promptpulse alerts: {e}")
+        raise SystemExit(f"promptpulse alerts: {s.config_file or 'config'}: {e}") from None
     if args.alerts_action == "list":
         return _list(args, s, config)
     if args.alerts_action == "test":

@@ -273,11 +273,11 @@ class AlertEvaluator:
 
     def _transition(self, rule: RuleConfig, st: SeriesState, state: str, previous: str | None, now: dt.datetime,
                     *, notify: bool = False, repeat: bool = False, message: str = "") -> Transition:
-        d = rule.definition
-        text = message or (f"{d.title}: {rule.metric} = {_fmt(st.value)}, threshold {_fmt(st.threshold)}"
-                           if state != "resolved" else f"{d.title}: resolved (last {rule.metric} = {_fmt(st.value)})")
+        title = rule.title
+        text = message or (f"{title}: {rule.metric} = {_fmt(st.value)}, threshold {_fmt(st.threshold)}"
+                           if state != "resolved" else f"{title}: resolved (last {rule.metric} = {_fmt(st.value)})")
         if message:
-            text = f"{d.title}: {rule.metric} = {_fmt(st.value)}, threshold {_fmt(st.threshold)} ({message})"
+            text = f"{title}: {rule.metric} = {_fmt(st.value)}, threshold {_fmt(st.threshold)} ({message})"
         return Transition(rule=rule.name, labels=dict(st.labels), state=state, previous=previous,
                           severity=st.severity, value=st.value, threshold=st.threshold, timestamp=now,
                           message=text, repeat=repeat, notify=notify)
@@ -297,7 +297,7 @@ class AlertEvaluator:
     def _notify(self, t: Transition, now: dt.datetime) -> None:
         rule = next(r for r in self.rules if r.name == t.rule)
         st = self.states.get(rule.name, {}).get(_key(t.labels))
-        n = Notification(rule=rule.name, rule_type=rule.rule, title=rule.definition.title, status=t.state,
+        n = Notification(rule=rule.name, rule_type=rule.rule, title=rule.title, status=t.state,
                          severity=t.severity, metric=rule.metric, labels=dict(t.labels), value=t.value,
                          threshold=t.threshold, timestamp=now, started_at=st.active_at if st else None,
                          summary=t.message, repeat=t.repeat, extra=dict(st.extra) if st else {})

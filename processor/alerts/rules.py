@@ -10,7 +10,7 @@ runs, ``dashboards/alerts/<rule>.sql``) with parameter overrides; nothing here c
     interval_s = 60                # evaluate every N seconds inside `promptpulse serve`
     renotify = "4h"                # repeat a notification while an alert keeps firing ("0" = never)
     send_resolved = true
-    channels = ["ops"]             # default channels of rules that name none (default: all channels)
+    default_channels = ["ops"]     # channels of rules that name none (default: all channels)
 
     [alerts.channels.ops]          # type = webhook | slack | pagerduty | email; "${ENV}" is expanded
     type = "webhook"
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,49 @@ METRICS: dict[str, str] = {
     "sla_burn_rate": "burn_rate",
 }
 
+
+
+def _n(v: Any) -> str:
+    return f"{float(v):g}"
+
+
+def _dur(seconds: Any) -> str:
+    s = int(seconds)
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= n and s % n == 0:
+            return f"{s // n} {unit}{'s' if s // n != 1 else ''}"
+    return f"{s} seconds"
+
+
+def _ms(v: Any) -> str:
+    return f"{float(v) / 1000:g} s" if float(v) % 1000 == 0 else f"{float(v):g} ms"
+
+
+# A rule's title from its parameters, so a notification says the threshold that fired ("above 3%" once
+# max_error_pct = 3); with the defaults each gives the built-in rule's title (a test holds them equal).
+TITLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "error_rate": lambda p: f"Error rate above {_n(p['max_error_pct'])}% for {_dur(p['window_s'])}",
+    "http_5xx": lambda p: ("Any 5xx from a provider" if float(p["max_5xx"]) == 0
+                           else f"More than {_n(p['max_5xx'])} 5xx from a provider in {_dur(p['window_s'])}"),
+    "success_rate": lambda p: (f"Success rate below {_n(p['warning_below'])}% (warning) / "
+                               f"{_n(p['critical_below'])}% (critical)"),
+    "latency_p95": lambda p: f"p95 latency above {_ms(p['threshold_ms'])}",
+    "latency_p99": lambda p: f"p99 latency above {_ms(p['threshold_ms'])}",
+    "daily_budget": lambda p: (f"Daily spend above {_n(round(float(p['budget_ratio']) * 100, 6))}% of budget"
+                               + ("" if float(p["daily_budget_usd"]) == 100 else f" (${_n(p['daily_budget_usd'])})")),
+    "cost_anomaly": lambda p: f"Cost above {_n(p['ratio'])}x expected",
+    "traffic_spike": lambda p: f"Traffic spike above {_n(p['ratio'])}x normal",
+    "traffic_drop": lambda p: ("Sudden traffic drop" if float(p["ratio"]) == 0.5
+                               else f"Sudden traffic drop below {_n(p['ratio'])}x normal"),
+    "latency_baseline": lambda p: f"p95 latency above {_n(p['ratio'])}x baseline",
+    "quality_regression": lambda p: f"Quality score {_n(p['drop_pct'])}% below baseline",
+    "version_latency_regression": lambda p: (f"Prompt version latency {_n(round((float(p['ratio']) - 1) * 100, 6))}% "
+                                             "above baseline"),
+    "sla_burn_rate": lambda p: ("SLA error budget burning (multi-window)" if float(p["slo_target"]) == 0.999
+                                else f"SLA error budget of {_n(round(float(p['slo_target']) * 100, 6))}% burning "
+                                     "(multi-window)"),
+}
+
 # Scope keys users may type for the label columns the queries return.
 SCOPE_ALIASES = {"prompt": "prompt_name", "prompt_id": "prompt_name", "env": "environment"}
 
@@ -102,21 +145,27 @@ def parse_duration(value: Any, what: str = "duration") -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def expand_env(value: Any, env: Mapping[str, str] | None = None) -> Any:
+def expand_env(value: Any, env: Mapping[str, str] | None = None, where: str = "", *, strict: bool = True) -> Any:
     """``${NAME}`` in strings (also inside lists and tables) replaced from the environment, so secrets can stay
-    out of the file. An unset variable is an error."""
+    out of the file. An unset variable is an error naming ``where`` (the table and key); with ``strict=False`` it
+    stays as written (for commands that send nothing)."""
     env = os.environ if env is None else env
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
-            if m.group(1) not in env:
-                raise AlertConfigError(f"environment variable {m.group(1)} is not set")
-            return env[m.group(1)]
+            name = m.group(1)
+            if name in env:
+                return env[name]
+            if not strict:
+                return m.group(0)
+            raise AlertConfigError(f"{where + ': ' if where else ''}environment variable {name} is not set "
+                                   f"(export {name}=... before starting, or write the value in the file)")
 
         return _ENV.sub(sub, value)
     if isinstance(value, list):
-        return [expand_env(v, env) for v in value]
+        return [expand_env(v, env, where, strict=strict) for v in value]
     if isinstance(value, dict):
-        return {k: expand_env(v, env) for k, v in value.items()}
+        return {k: expand_env(v, env, f"{where}{' ' if where.endswith(']') else '.'}{k}" if where else str(k),
+                              strict=strict) for k, v in value.items()}
     return value
 
 
@@ -145,6 +194,13 @@ class RuleConfig:
     def metric(self) -> str:
         return METRICS.get(self.rule, self.rule)
 
+    @property
+    def title(self) -> str:
+        """The rule's title with its own thresholds (the built-in title when they are the defaults)."""
+        d = self.definition
+        title = TITLES.get(self.rule)
+        return title({p.name: p.default for p in d.params} | dict(self.params)) if title else d.title
+
     def query_parameters(self, now: Any) -> dict[str, Any]:
         return self.definition.parameters(now=now, **self.params)
 
@@ -153,7 +209,7 @@ class RuleConfig:
 
     def describe(self) -> dict[str, Any]:
         d = self.definition
-        return {"name": self.name, "rule": self.rule, "title": d.title, "severity": self.severity or d.severity,
+        return {"name": self.name, "rule": self.rule, "title": self.title, "severity": self.severity or d.severity,
                 "for_s": self.for_s, "parameters": {p.name: p.default for p in d.params} | dict(self.params),
                 "channels": list(self.channels) if self.channels is not None else None,
                 "scope": {k: list(v) for k, v in self.scope.items()}, "enabled": self.enabled}
@@ -248,8 +304,10 @@ def parse_rule(doc: Mapping[str, Any], index: int = 0) -> RuleConfig:
 _CHANNEL_TYPES = ("webhook", "slack", "pagerduty", "email")
 
 
-def load_alerts(doc: Mapping[str, Any] | None, *, env: Mapping[str, str] | None = None) -> AlertsConfig:
-    """The evaluator's configuration from the ``[alerts]`` table (a dict; ``None`` or ``{}``: the defaults)."""
+def load_alerts(doc: Mapping[str, Any] | None, *, env: Mapping[str, str] | None = None,
+                secrets: bool = True) -> AlertsConfig:
+    """The evaluator's configuration from the ``[alerts]`` table (a dict; ``None`` or ``{}``: the defaults).
+    ``secrets=False`` leaves an unset ``${VAR}`` of a channel as written (nothing will be sent)."""
     doc = dict(doc or {})
     unknown = set(doc) - {"interval_s", "interval", "renotify", "renotify_s", "send_resolved", "channels",
                           "default_channels", "rules", "enabled"}
@@ -268,7 +326,9 @@ def load_alerts(doc: Mapping[str, Any] | None, *, env: Mapping[str, str] | None 
         ctype = cdoc.get("type")
         if ctype not in _CHANNEL_TYPES:
             raise AlertConfigError(f"[alerts.channels.{cname}]: type must be one of {', '.join(_CHANNEL_TYPES)}")
-        channels[cname] = expand_env(dict(cdoc), env)
+        channels[cname] = expand_env(dict(cdoc), env, f"[alerts.channels.{cname}]", strict=secrets)
+        if not secrets and _ENV.search(repr(channels[cname])):
+            continue  # a ${VAR} left as written: checked when it is set (by `serve`, `alerts test`)
         try:
             make_channel(cname, channels[cname])  # validate now: a bad channel fails at start
         except ValueError as e:

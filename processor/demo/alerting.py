@@ -56,7 +56,7 @@ def evaluate_with_evaluator(store: Any, now: dt.datetime, evaluator: Any = None)
 
         evaluator = AlertEvaluator(store, default_rules(), [])
     evaluator.evaluate_once(now)
-    titles = {r.name: r.definition.title for r in evaluator.rules}
+    titles = {r.name: r.title for r in evaluator.rules}
     out = []
     for rule_name, states in evaluator.states.items():
         for st in states.values():

@@ -29,6 +29,16 @@ from .story import CallSpec, PromptSpec
 log = logging.getLogger("promptpulse.demo")
 
 
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """What the planted faults raise in the app: the SDKs' API errors, and the HTTP client's transport error for a
+    stream that breaks off (the anthropic SDK passes httpx2.RemoteProtocolError through; openai wraps it)."""
+    import anthropic
+    import httpx2
+    import openai
+
+    return (openai.OpenAIError, anthropic.AnthropicError, httpx2.TransportError)
+
+
 @dataclass
 class Tally:
     """What the generator saw, client side (the store's numbers are checked against these)."""
@@ -92,7 +102,7 @@ class Traffic:
                                      timeout=30.0)
         self._anthropic = anthropic.Anthropic(base_url=anthropic_base_url, api_key="sk-ant-demo-not-a-real-key",
                                               max_retries=2, timeout=30.0)
-        self._errors: tuple[type[BaseException], ...] = (openai.OpenAIError, anthropic.AnthropicError)
+        self._errors = expected_errors()
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
     def run(self) -> None:

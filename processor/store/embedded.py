@@ -28,9 +28,19 @@ class EmbeddedStore(ConnectStore):
                  **client_args: Any) -> None:
         from clickhouse_connect.driver._chdbclient import ChdbClient
 
+        from . import owner
+
+        held = owner.holder(data_dir)
+        if held:  # chDB would fail with "Error initializing EmbeddedServer"
+            raise owner.DataDirInUse(str(data_dir), held.get("pid"), held.get("api"))
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        client = ChdbClient(path=str(self.data_dir), **client_args)
+        try:
+            client = ChdbClient(path=str(self.data_dir), **client_args)
+        except Exception as e:
+            if "EmbeddedServer" in str(e):  # another process has the directory open
+                raise owner.DataDirInUse(str(data_dir), None, None) from None
+            raise
         self._client_args = client_args
         self._otlp_sql: str | None = None
         # OTLP inserts run on their own engine handles, so two of them (the writer's insert_workers) run at once

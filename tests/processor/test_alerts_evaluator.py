@@ -429,3 +429,26 @@ def test_cli_test_list_history(tmp_path: Any, http: HttpReceiver) -> None:
     [rule] = json.loads(out.stdout)
     assert (rule["name"], rule["rule"], rule["for_s"], rule["channels"]) == ("cli-errors", "error_rate", 300, ["hook"])
     assert "SECRETTOKEN" not in out.stdout + out.stderr
+
+
+def test_a_notification_names_the_threshold_that_fired(store: Any, http: HttpReceiver, smtp: SmtpReceiver) -> None:
+    from promptpulse.dashboards.alerts import RULES
+    from promptpulse.processor.alerts import default_rules
+
+    # with the defaults every rule's title is the built-in one (Grafana shows those)
+    assert [r.title for r in default_rules()] == [r.title for r in RULES]
+    cfg = config(http, smtp, [{"name": "tight", "rule": "error_rate", "threshold": 3, "window": "10m",
+                               "channels": ["hook"]}])
+    assert cfg.rules[0].title == "Error rate above 3% for 10 minutes"
+    ev = AlertEvaluator.from_config(store, cfg)
+    fired = [t for m in range(9, 22) for t in ev.evaluate_once(at(m)) if t.state == "firing"]
+    assert len(fired) == 1 and fired[0].threshold == 3.0
+    assert fired[0].message.startswith("Error rate above 3% for 10 minutes: error_rate_pct = ")
+    assert fired[0].message.endswith(", threshold 3")
+    (hook,) = http.take("/hook")
+    assert hook["title"] == "Error rate above 3% for 10 minutes" and hook["threshold"] == 3.0
+    assert "above 5%" not in json.dumps(hook)
+    budget = load_alerts({"rules": [{"rule": "daily_budget", "threshold": 250}]}).rules[0]
+    assert budget.title == "Daily spend above 110% of budget ($250)"
+    assert load_alerts({"rules": [{"rule": "latency_p95", "threshold": 1500}]}).rules[0].title == \
+        "p95 latency above 1500 ms"

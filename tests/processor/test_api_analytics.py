@@ -385,11 +385,12 @@ def test_export_jsonl_and_csv(api: dict[str, Any], monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(analytics, "EXPORT_PAGE", 37)  # several keyset pages
     code, text = req(api, "/api/export", {"format": "jsonl", "prompt_id": "summarize", **RANGE}, raw=True)
     assert code == 200
-    rows = [json.loads(x) for x in text.splitlines()]
+    rows = [json.loads(x, parse_float=Decimal) for x in text.splitlines()]
     want = [c for c in CALLS if c["prompt"] == "summarize" and in_range(c)]
     assert len(rows) == len(want) == 60
     assert len({r["span_id"] for r in rows}) == 60
-    assert sum(Decimal(r["cost_usd"]) for r in rows) == sum(c["cost"] for c in want)
+    assert all(isinstance(r["cost_usd"], Decimal) for r in rows)  # a JSON number, not a string
+    assert sum(r["cost_usd"] for r in rows) == sum(c["cost"] for c in want)
     assert [r["timestamp"] for r in rows] == sorted(r["timestamp"] for r in rows)
     code, text = req(api, "/api/export", {"format": "csv", "limit": "7", "status": "error", **RANGE}, raw=True)
     assert code == 200

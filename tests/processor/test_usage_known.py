@@ -183,3 +183,14 @@ def test_dashboard_token_and_cost_panels_count_calls_without_usage(store: Store,
     cost = one("cost_stats")
     assert (cost["Calls without usage"], cost["Calls unpriced"]) == (4, 1)
     assert cost["Cost per request"] == pytest.approx(float(TOTAL_COST) / 4)
+
+
+def test_export_writes_an_unknown_cost_as_null_never_0(store: Store) -> None:
+    from promptpulse.processor import analytics as an
+
+    _fmt, limit, sql, p = an.export_plan({"format": "jsonl", "service": "usage", **RANGE})
+    got = [r["cost_usd"] for r in an.export_rows(store, sql, p, limit)]
+    want = [None if not known else str(cost) for (_, (*_, cost)), known in
+            zip(CASES, [True, True, True, False, False, True, False, False], strict=True)]
+    assert [None if g is None else Decimal(g) for g in got] == [None if w is None else Decimal(w) for w in want]
+    assert got.count(None) == 4 and Decimal(got[0]) > 0
