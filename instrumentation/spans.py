@@ -37,6 +37,11 @@ AttributeValue = str | bool | int | float | Sequence[str] | Sequence[int] | Sequ
 ContextSource = Callable[[], "tuple[context.Context | None, Mapping[str, AttributeValue] | None] | None"]
 context_sources: list[ContextSource] = []
 
+# The in-app evaluator (promptpulse.evaluation.inapp) while enabled: called with each ended call (span + content).
+# With it, content is collected for the evaluator even when it is not captured on the span.
+EndHook = Callable[["LLMCall"], None]
+end_hook: EndHook | None = None
+
 
 METRIC_FLUSH_HOOK = "promptpulse.metrics_buffer.flush"
 
@@ -93,10 +98,19 @@ class Telemetry:
             description="Never reports a value; records PromptPulse's pending histograms before a collection",
         )
         self.prices = prices
-        self.capture_content = _env_flag(CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
+        self.capture_on_span = _env_flag(CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
         if content_max_chars is None:
             content_max_chars = int(os.environ.get(CONTENT_MAX_CHARS_ENV) or DEFAULT_CONTENT_MAX_CHARS)
         self.content_max_chars = content_max_chars
+
+    @property
+    def capture_content(self) -> bool:
+        """Whether providers read message content: captured on the span, or wanted by the in-app evaluator."""
+        return self.capture_on_span or end_hook is not None
+
+    @capture_content.setter
+    def capture_content(self, value: bool) -> None:
+        self.capture_on_span = value
 
     def price_table(self) -> PriceTable:
         if self.prices is None:
@@ -136,6 +150,7 @@ class LLMCall:
     """The span of one LLM call and what is learnt about the call until it ends."""
 
     __slots__ = (
+        "_content",
         "_context",
         "_context_token",
         "_ended",
@@ -196,6 +211,7 @@ class LLMCall:
         self._context_token: object | None = None
         # Attributes learnt after the start go onto the span in one set_attributes() at the end.
         self._pending: dict[str, AttributeValue] = {}
+        self._content: dict[str, Any] | None = None  # content for the in-app evaluator (not on the span)
 
         attrs: dict[str, AttributeValue] = {
             sc.GEN_AI_OPERATION_NAME: operation,
@@ -296,9 +312,20 @@ class LLMCall:
         return self._first_chunk_at is not None
 
     def capture(self, key: str, value: Any) -> None:
-        """Message content, only when the user opted in; truncated."""
-        if self._telemetry.capture_content and value is not None:
+        """Message content, only when the user opted in; truncated. The in-app evaluator gets it as it is."""
+        if value is None:
+            return
+        if self._telemetry.capture_on_span:
             self._pending[key] = self._telemetry.truncate(value)
+        if end_hook is not None:
+            if self._content is None:
+                self._content = {}
+            self._content[key] = value
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """What capture() saw while the in-app evaluator was on (empty otherwise)."""
+        return self._content or {}
 
     def record_error(self, exc: BaseException, *, status_code: int | None = None) -> None:
         if status_code is None:
@@ -366,6 +393,12 @@ class LLMCall:
             if response_id:  # so score(call=...) finds this call from any object carrying the response id
                 tagging.remember_response_id(response_id, self.span.get_span_context())  # type: ignore[arg-type]
         self.span.end()
+        hook = end_hook
+        if hook is not None:
+            try:
+                hook(self)
+            except Exception:  # the evaluator never breaks a call
+                _log.debug("promptpulse: the evaluation hook failed", exc_info=True)
         # The metrics flusher builds the metric attributes and records the histograms from these values — plain
         # values, not this object: the span (and all it holds) is not kept alive until the next flush.
         tokens = has_usage and self.error_type is None

@@ -220,20 +220,18 @@ class ProcessorEvaluator:
         if not self.rules:
             return None
         now = self.clock()
-        end = now - dt.timedelta(seconds=SETTLE_S)
+        settle = dt.timedelta(seconds=self.config.settle_s)
+        end = now - settle
         start = self.watermark or now - dt.timedelta(seconds=self.config.lookback_s)
         if end <= start:
             return None
         # Calls reach llm_calls a batch after they happened: re-read a little of the last window (done calls are
         # skipped by _done), so a late call is not missed.
-        report = self.run_pass(start - dt.timedelta(seconds=SETTLE_S), end, now=now)
+        report = self.run_pass(start - settle, end, now=now)
         t = report.truncated_at
         self.watermark = end if t is None else (t if t.tzinfo else t.replace(tzinfo=UTC))
         self.last = report
         return report
-
-
-SETTLE_S = 10.0
 
 
 class EvaluationScheduler:
@@ -248,7 +246,7 @@ class EvaluationScheduler:
         return self
 
     def _loop(self) -> None:
-        self._stop.wait(min(5.0, self.interval_s))
+        self._stop.wait(min(5.0, self.interval_s))  # let the service finish starting
         while not self._stop.is_set():
             try:
                 self.evaluator.tick()

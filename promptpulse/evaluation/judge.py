@@ -88,7 +88,7 @@ def _ask(cfg: JudgeConfig, prompt: str) -> tuple[str, str, int | None, int | Non
             text = r.choices[0].message.content or "" if r.choices else ""
             u = r.usage
             return text, r.model or cfg.model, getattr(u, "prompt_tokens", None), getattr(u, "completion_tokens", None)
-        r = client.messages.create(model=cfg.model, max_tokens=cfg.max_tokens, temperature=0, system=_SYSTEM,
+        r = client.messages.create(model=cfg.model, max_tokens=cfg.max_tokens, system=_SYSTEM,  # 2.x: no temperature
                                    messages=[{"role": "user", "content": prompt}])
         text = "".join(getattr(b, "text", "") for b in r.content)
         u = r.usage

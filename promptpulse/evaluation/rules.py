@@ -136,6 +136,7 @@ class EvaluationConfig:
     interval_s: float = 60.0
     lookback_s: float = 3600.0  # how far back the first pass after a start looks
     max_calls_per_pass: int = 10_000
+    settle_s: float = 10.0  # a pass reads calls at least this old (they reach llm_calls a batch late)
     enabled: bool = True
 
     def for_place(self, place: str) -> tuple[Rule, ...]:
@@ -227,7 +228,7 @@ def parse_rule(d: Mapping[str, Any]) -> Rule:
 def load_evaluation(table: Mapping[str, Any] | None) -> EvaluationConfig:
     """The [evaluation] table as read from TOML (empty: no rules)."""
     table = table or {}
-    known = {"rules", "interval_s", "lookback", "max_calls_per_pass", "enabled"}
+    known = {"rules", "interval_s", "lookback", "max_calls_per_pass", "settle", "enabled"}
     extra = set(table) - known
     if extra:
         raise RuleError(f"[evaluation]: unknown key(s) {', '.join(sorted(extra))}")
@@ -242,4 +243,5 @@ def load_evaluation(table: Mapping[str, Any] | None) -> EvaluationConfig:
     return EvaluationConfig(rules=rules, interval_s=parse_duration(table.get("interval_s", 60), "interval_s"),
                             lookback_s=parse_duration(table.get("lookback", 3600), "lookback"),
                             max_calls_per_pass=int(table.get("max_calls_per_pass", 10_000)),
+                            settle_s=parse_duration(table.get("settle", 10), "settle"),
                             enabled=bool(table.get("enabled", True)))
