@@ -28,8 +28,8 @@ def metrics_query(params: dict[str, str]) -> tuple[str, str, dict[str, Any], str
     """(summary SQL, errors SQL, parameters, period) for /api/metrics."""
     now = dt.datetime.now(dt.timezone.utc)
     start_s, end_s = params.get("start"), params.get("end")
-    end = parse_time(end_s, end=True) if end_s else now
-    start = parse_time(start_s) if start_s else end - dt.timedelta(days=7)
+    end = parse_time(end_s, end=True, now=now) if end_s else now
+    start = parse_time(start_s, now=now) if start_s else end - dt.timedelta(days=7)
     where = ["timestamp >= {start:DateTime64(6, 'UTC')}", "timestamp < {end:DateTime64(6, 'UTC')}"]
     p: dict[str, Any] = {"start": start.strftime("%Y-%m-%d %H:%M:%S.%f"), "end": end.strftime("%Y-%m-%d %H:%M:%S.%f")}
     if params.get("prompt_id"):
@@ -51,7 +51,7 @@ def metrics_query(params: dict[str, str]) -> tuple[str, str, dict[str, Any], str
     )
     errors = (f"SELECT error_category, count() FROM llm_calls WHERE {w} AND status = 'error' "
               "GROUP BY error_category ORDER BY error_category")
-    period = f"{start_s or start.isoformat()} to {end_s or end.isoformat()}"
+    period = f"{start.isoformat()} to {end.isoformat()}"  # resolved: "-7d" and "now" become times
     return summary, errors, p, period
 
 

@@ -21,6 +21,7 @@ with calls of the prompts the examples name (support_reply 2.1.0 and 2.2.0, ...)
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -233,7 +234,10 @@ def _shell(block: Block, server: Server, tmp_path: Path) -> None:
 def test_sql_and_curl_examples_see_the_seeded_calls(server: Server) -> None:
     """The README's examples show data when copied (relative dates): the seeded calls are in their answers."""
     code, body = server.get("/api/metrics?prompt_id=support_reply&start=-7d&end=now")
-    assert code == 200 and json.loads(body)["metrics"]["total_requests"] == 2 * N_CALLS // 3
+    doc = json.loads(body)
+    assert code == 200 and doc["metrics"]["total_requests"] == 2 * N_CALLS // 3
+    start, end = (dt.datetime.fromisoformat(t) for t in doc["period"].split(" to "))  # resolved times, UTC
+    assert start.utcoffset() == dt.timedelta(0) and (end - start) == dt.timedelta(days=7)
     code, doc = server.query("SELECT count() FROM llm_calls WHERE prompt_name = 'support_reply'")
     assert code == 200 and doc["rows"] == [[2 * N_CALLS // 3]]
 

@@ -132,6 +132,27 @@ def test_daily_budget_alert_counts_from_utc_midnight(store: Any) -> None:
         assert (t.rule, t.value) == ("budget", pytest.approx(spend)), now
 
 
+def test_api_days_and_weeks_are_utc(store: Any) -> None:
+    from promptpulse.processor import analytics as an
+    from promptpulse.processor.timerange import week_start
+
+    rng = {"start": _at(-1, 0, 0).isoformat(), "end": _at(2, 0, 0).isoformat()}
+    days = {c["cohort"][:10]: (c["requests"], c["total_cost_usd"]) for c in an.cohorts(store, {"by": "day", **rng})
+            ["cohorts"]}
+    want_days = {(D + dt.timedelta(days=k)).date().isoformat(): want(D + dt.timedelta(days=k),
+                                                                        D + dt.timedelta(days=k + 1))
+                 for k in (-1, 0, 1)}
+    assert days == {k: (n, pytest.approx(c)) for k, (n, c) in want_days.items()}
+    assert days[D.date().isoformat()] == (4, pytest.approx(30.0))
+    weeks = {c["cohort"][:10]: c["requests"] for c in an.cohorts(store, {"by": "week", **rng})["cohorts"]}
+    mondays = {week_start(c["t"]).date().isoformat() for c in CALLS if _at(-1, 0, 0) <= c["t"] < _at(2, 0, 0)}
+    assert weeks == {m: sum(1 for c in CALLS if week_start(c["t"]).date().isoformat() == m
+                            and _at(-1, 0, 0) <= c["t"] < _at(2, 0, 0)) for m in mondays}
+    ts = an.timeseries(store, {"metric": "requests", "interval": "1d", **rng})
+    points = {p["t"][:10]: p["v"] for p in ts["series"][0]["points"]}
+    assert points == {k: n for k, (n, _) in want_days.items()}
+
+
 def test_cli_date_and_range_through_the_api_and_the_data_dir(store: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from promptpulse.processor import api_server
     from promptpulse.processor.cli import main
@@ -158,3 +179,4 @@ def test_cli_date_and_range_through_the_api_and_the_data_dir(store: Any, capsys:
     store.close()  # one chDB engine per process: hand the directory to the command
     assert main(["report", "--data-dir", path, "--period", "weekly", "--date", day, "--format", "markdown"]) == 0
     assert capsys.readouterr().out.startswith("# PromptPulse weekly report: ")
+
