@@ -280,11 +280,13 @@ def wrapper_level(setup_name: str, calls: int, rounds: int) -> float:
 
     from promptpulse.instrumentation import openai as instr_openai
     from promptpulse.instrumentation import wrappers
+    from promptpulse.instrumentation.kit import stainless
     from promptpulse.instrumentation.spans import Telemetry
 
     setup = Setup(setup_name)
     telemetry = Telemetry("bench", "0", tracer_provider=setup.tracer_provider, meter_provider=setup.meter_provider)
-    wrapper = wrappers.sync_wrapper(telemetry, instr_openai._ChatEndpoint(telemetry, instr_openai._bind_sdk_types()))
+    endpoint = stainless.ChatEndpoint(telemetry, instr_openai._bind_sdk_types())
+    wrapper = wrappers.sync_wrapper(telemetry, endpoint)
     instance = make_client().chat.completions
     kwargs: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "temperature": 0.2, "max_tokens": 200}
     result = ChatCompletion.model_validate(json.loads(CHAT_BODY))

@@ -60,9 +60,10 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext
 
-from promptpulse.instrumentation import common, patching, raw, streams, wrappers
-from promptpulse.instrumentation import fingerprint as fp
+from promptpulse.instrumentation import common, patching, streams, wrappers
 from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.kit import content, raw, requests, retries, targets
+from promptpulse.instrumentation.kit.usage import apply_uncached_usage, int_or_none
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ _ASYNC_STREAM_TYPES: tuple[type, ...] = ()
 _RESPONSE_TYPES: tuple[type, ...] = ()  # with_raw_response / with_streaming_response results
 _ASYNC_RESPONSE: tuple[type, ...] = ()
 
-# Our live call spans (weakly held): the SDK-span and retry hooks act only when one of these is current.
+# Our live call spans (weakly held): the SDK-span hook stands in only when one of these is current.
 _our_spans: weakref.WeakSet[Span] = weakref.WeakSet()
 
 
@@ -85,91 +86,40 @@ def _given(value: Any) -> bool:
     return value is not None and type(value) not in _SENTINEL_TYPES
 
 
-# kwarg → attribute. temperature/top_p/top_k are not keyword arguments of anthropic 2.x; older SDKs and
+# kwarg → (attribute, kind). temperature/top_p/top_k are not keyword arguments of anthropic 2.x; older SDKs and
 # ``extra_body`` still send them, so they are read from either.
-_REQUEST_PARAMS: Mapping[str, str] = {
-    "max_tokens": sc.GEN_AI_REQUEST_MAX_TOKENS,
-    "temperature": sc.GEN_AI_REQUEST_TEMPERATURE,
-    "top_p": sc.GEN_AI_REQUEST_TOP_P,
-    "top_k": sc.GEN_AI_REQUEST_TOP_K,
-    "stop_sequences": sc.GEN_AI_REQUEST_STOP_SEQUENCES,
+_REQUEST_PARAMS: requests.Params = {
+    "max_tokens": (sc.GEN_AI_REQUEST_MAX_TOKENS, requests.INT),
+    "temperature": (sc.GEN_AI_REQUEST_TEMPERATURE, requests.FLOAT),
+    "top_p": (sc.GEN_AI_REQUEST_TOP_P, requests.FLOAT),
+    "top_k": (sc.GEN_AI_REQUEST_TOP_K, requests.INT),
+    "stop_sequences": (sc.GEN_AI_REQUEST_STOP_SEQUENCES, requests.STOP),
 }
-_FLOAT_ATTRS = frozenset((sc.GEN_AI_REQUEST_TEMPERATURE, sc.GEN_AI_REQUEST_TOP_P))
 
 
 def _request_attributes(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
-    attrs: dict[str, AttributeValue] = {}
+    attrs = requests.request_attributes(kwargs, _REQUEST_PARAMS, _SENTINEL_TYPES)
     extra = kwargs.get("extra_body")
-    sources = (kwargs, extra) if isinstance(extra, Mapping) else (kwargs,)
-    for source in sources:
-        for key, attr in _REQUEST_PARAMS.items():
-            value = source.get(key)
-            if not _given(value):
-                continue
-            if attr == sc.GEN_AI_REQUEST_STOP_SEQUENCES:
-                if isinstance(value, str):
-                    attrs[attr] = (value,)
-                elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-                    attrs[attr] = tuple(value)
-            elif isinstance(value, bool):
-                continue
-            elif attr in _FLOAT_ATTRS and isinstance(value, (int, float)):
-                attrs[attr] = float(value)
-            elif isinstance(value, int):
-                attrs[attr] = value
+    if isinstance(extra, Mapping):
+        attrs.update(requests.request_attributes(extra, _REQUEST_PARAMS, _SENTINEL_TYPES))
     return attrs
-
-
-def _text_of(content: Any) -> str | None:
-    """A message's or system prompt's text: a string, or the text blocks of a list of content blocks."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):
-        parts = []
-        for block in content:
-            text = block.get("text") if isinstance(block, Mapping) else getattr(block, "text", None)
-            if isinstance(text, str):
-                parts.append(text)
-        return "\n".join(parts) if parts else None
-    return None
 
 
 def _fingerprint(kwargs: Mapping[str, Any]) -> str | None:
     system = kwargs.get("system")
-    instructions = _text_of(system) if _given(system) else None
+    instructions = content.text_of(system) if _given(system) else None
     first = None
     if not instructions:
         messages = kwargs.get("messages")
         # Only a real sequence: indexing a generator the app passed would consume it.
         if isinstance(messages, Sequence) and messages:
-            message = messages[0]
-            content = message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
-            first = _text_of(content)
-    template = fp.template_of(instructions, first)
-    return fp.fingerprint(template) if template else None
+            first = content.text_of(content.get(messages[0], "content"))
+    return content.template_fingerprint(instructions, first)
 
 
 # --- where a call went -------------------------------------------------------------------------------------------
-# Per base-URL object: (url, host, port); keyed by id() and checked by identity (hashing an httpx2.URL costs more).
-_targets: dict[int, tuple[Any, str | None, int | None]] = {}
-
-
 def _target(instance: Any) -> tuple[str | None, int | None]:
-    client = getattr(instance, "_client", None)
-    url = getattr(client, "_base_url", None)
-    if url is None:
-        return None, None
-    entry = _targets.get(id(url))
-    if entry is not None and entry[0] is url:
-        return entry[1], entry[2]
-    host = url.host or None
-    port = url.port
-    if port is None:
-        port = 443 if url.scheme == "https" else 80 if url.scheme == "http" else None
-    if len(_targets) > 256:
-        _targets.clear()
-    _targets[id(url)] = (url, host, port)
-    return host, port
+    return targets.host_port(getattr(getattr(instance, "_client", None), "_base_url", None))
 
 
 # The SDK's cloud clients (anthropic.lib.*) → gen_ai.provider.name; by module, so no cloud module is imported here.
@@ -200,10 +150,6 @@ def _provider(instance: Any) -> str:
 
 
 # --- reading responses -------------------------------------------------------------------------------------------
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _read_tier(call: LLMCall, usage: Any) -> None:
     """What prices the call beyond token counts: the service tier and the 1-hour part of the cache writes."""
     tier = getattr(usage, "service_tier", None)
@@ -218,30 +164,15 @@ def _read_usage(call: LLMCall, usage: Any) -> None:
     if usage is None:
         return
     _read_tier(call, usage)
-    uncached = getattr(usage, "input_tokens", None)
-    output = getattr(usage, "output_tokens", None)
-    if not isinstance(uncached, int) and not isinstance(output, int):
-        return
-    cache_read = _int(getattr(usage, "cache_read_input_tokens", None))
-    cache_creation = _int(getattr(usage, "cache_creation_input_tokens", None))
     details = getattr(usage, "output_tokens_details", None)
-    call.set_usage(
-        input_tokens=_int(uncached) + cache_read + cache_creation,
-        output_tokens=_int(output),
-        cache_read_tokens=cache_read,
-        cache_creation_tokens=cache_creation,
-        reasoning_tokens=_int(getattr(details, "thinking_tokens", None)) if details is not None else None,
+    apply_uncached_usage(
+        call,
+        int_or_none(getattr(usage, "input_tokens", None)),
+        int_or_none(getattr(usage, "output_tokens", None)),
+        int_or_none(getattr(usage, "cache_read_input_tokens", None)) or 0,
+        int_or_none(getattr(usage, "cache_creation_input_tokens", None)) or 0,
+        reasoning=int_or_none(getattr(details, "thinking_tokens", None)) if details is not None else None,
     )
-
-
-def _output_messages(text: str | None, stop_reason: str | None) -> list[dict[str, Any]]:
-    return [
-        {
-            "role": "assistant",
-            "parts": [{"type": "text", "content": text or ""}],
-            "finish_reason": stop_reason or "",
-        }
-    ]
 
 
 def _read_message(call: LLMCall, message: Any, capture: bool) -> None:
@@ -253,8 +184,8 @@ def _read_message(call: LLMCall, message: Any, capture: bool) -> None:
     )
     _read_usage(call, getattr(message, "usage", None))
     if capture:
-        text = _text_of(getattr(message, "content", None))
-        call.capture(sc.GEN_AI_OUTPUT_MESSAGES, _output_messages(text, stop_reason))
+        text = content.text_of(getattr(message, "content", None))
+        call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_message(text or "", stop_reason)])
 
 
 class _StreamState:
@@ -313,25 +244,12 @@ class _StreamState:
     def on_finish(self, call: LLMCall) -> None:
         if self.stop_reason is not None:
             call.set_response(finish_reasons=(self.stop_reason,))
-        if self.uncached is not None:
-            total_input = self.uncached + self.cache_read + self.cache_creation
-            if self.delta_seen and self.output is not None:
-                call.set_usage(
-                    input_tokens=total_input,
-                    output_tokens=self.output,
-                    cache_read_tokens=self.cache_read,
-                    cache_creation_tokens=self.cache_creation,
-                )
-            else:
-                # Cut or abandoned before message_delta: the input is known, the output is not. Record what is
-                # known; LLMCall.end marks the usage missing and records no cost.
-                call.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, total_input)
-                if self.cache_read:
-                    call.set_attribute(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, self.cache_read)
-                if self.cache_creation:
-                    call.set_attribute(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, self.cache_creation)
+        # Cut or abandoned before message_delta: the input is known, the output is not (no cost, usage missing).
+        apply_uncached_usage(
+            call, self.uncached, self.output, self.cache_read, self.cache_creation, complete=self.delta_seen
+        )
         if self.text is not None:
-            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, _output_messages("".join(self.text), self.stop_reason))
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_message("".join(self.text), self.stop_reason)])
 
 
 # --- endpoints ---------------------------------------------------------------------------------------------------
@@ -465,22 +383,6 @@ def _sdk_span_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs
     return wrapped(*args, **kwargs)
 
 
-def _retry_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``_sleep_for_retry(retries_taken=n, …)`` runs before retry n+1: record n+1 on our call's span.
-
-    Works for the async client too (the coroutine is returned unawaited)."""
-    try:
-        retries_taken = kwargs.get("retries_taken")
-        if isinstance(retries_taken, int):
-            span = trace.get_current_span()
-            span = getattr(span, "promptpulse_span", span)
-            if span in _our_spans:
-                span.set_attribute(sc.PROMPTPULSE_RETRY_COUNT, retries_taken + 1)
-    except Exception:
-        _log.debug("promptpulse: counting a retry failed", exc_info=True)
-    return wrapped(*args, **kwargs)
-
-
 # --- the instrumentor --------------------------------------------------------------------------------------------
 _MESSAGE_TYPE: Any = None
 
@@ -521,8 +423,7 @@ def _patches(telemetry: Telemetry) -> list[patching.Patch]:
         ]
     patches += [
         patching.Patch("anthropic._base_client", "start_api_call_span", _sdk_span_wrapper),
-        patching.Patch("anthropic._base_client", "SyncAPIClient._sleep_for_retry", _retry_wrapper),
-        patching.Patch("anthropic._base_client", "AsyncAPIClient._sleep_for_retry", _retry_wrapper),
+        *retries.retry_patches("anthropic"),
     ]
     return patches
 

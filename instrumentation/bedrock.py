@@ -25,9 +25,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptpulse.instrumentation import common, patching, streams, targets, wrappers
-from promptpulse.instrumentation import fingerprint as fp
+from promptpulse.instrumentation import common, patching, streams, wrappers
 from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.kit import content, targets
+from promptpulse.instrumentation.kit.usage import apply_uncached_usage
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _log = logging.getLogger(__name__)
@@ -119,30 +120,20 @@ def _request_attributes(source: Mapping[str, Any]) -> dict[str, AttributeValue]:
     return attrs
 
 
-def _text_of(content: Any) -> str | None:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Mapping):
-        text = content.get("text")
-        return text if isinstance(text, str) else _text_of(content.get("content"))
-    if isinstance(content, Sequence):
-        texts = [t for t in (_text_of(c) for c in content) if t]
-        return "\n".join(texts) if texts else None
-    return None
+_NESTED = ("content",)  # a message's text is in its content blocks
 
 
 def _fingerprint(source: Mapping[str, Any]) -> str | None:
-    instructions = _text_of(source.get("system"))
+    instructions = content.text_of(source.get("system"), _NESTED)
     first = None
     if not instructions:
         messages = source.get("messages")
         if isinstance(messages, Sequence) and messages:
-            first = _text_of(messages[0])
+            first = content.text_of(messages[0], _NESTED)
         else:
             prompt = source.get("inputText") or source.get("prompt")
             first = prompt if isinstance(prompt, str) else None
-    template = fp.template_of(instructions, first)
-    return fp.fingerprint(template) if template else None
+    return content.template_fingerprint(instructions, first)
 
 
 # --- responses ---------------------------------------------------------------------------------------------------
@@ -250,16 +241,7 @@ class _Usage:
             uncached, output, cache_read, cache_write = self.fallback
         if uncached is None and output is None:
             return
-        total_input = (uncached or 0) + cache_read + cache_write
-        if complete and output is not None:
-            call.set_usage(
-                input_tokens=total_input,
-                output_tokens=output,
-                cache_read_tokens=cache_read,
-                cache_creation_tokens=cache_write,
-            )
-        elif uncached is not None:  # cut short: the input is known, the output is not
-            call.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, total_input)
+        apply_uncached_usage(call, uncached, output, cache_read, cache_write, complete=complete)
 
     # --- streams.StreamHandler
     def on_chunk(self, call: LLMCall, event: Any) -> None:

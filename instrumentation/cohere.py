@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptpulse.instrumentation import common, patching, targets, wrappers
+from promptpulse.instrumentation import common, patching, wrappers
 from promptpulse.instrumentation import semconv as sc
-from promptpulse.instrumentation.common import get
+from promptpulse.instrumentation.kit import content, endpoint, requests, targets
+from promptpulse.instrumentation.kit.content import get
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _INSTRUMENTS = ("cohere >= 5.0",)
@@ -29,23 +30,20 @@ def _num(value: Any) -> int | None:
 
 
 # --- requests ----------------------------------------------------------------------------------------------------
-_PARAMS = (
-    ("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS, int),
-    ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE, float),
-    ("p", sc.GEN_AI_REQUEST_TOP_P, float),
-    ("k", sc.GEN_AI_REQUEST_TOP_K, float),
-    ("seed", sc.GEN_AI_REQUEST_SEED, int),
-    ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY, float),
-    ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, float),
-)
+_PARAMS: requests.Params = {
+    "max_tokens": (sc.GEN_AI_REQUEST_MAX_TOKENS, requests.INT),
+    "temperature": (sc.GEN_AI_REQUEST_TEMPERATURE, requests.FLOAT),
+    "p": (sc.GEN_AI_REQUEST_TOP_P, requests.FLOAT),
+    "k": (sc.GEN_AI_REQUEST_TOP_K, requests.FLOAT),
+    "seed": (sc.GEN_AI_REQUEST_SEED, requests.INT),
+    "presence_penalty": (sc.GEN_AI_REQUEST_PRESENCE_PENALTY, requests.FLOAT),
+    "frequency_penalty": (sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, requests.FLOAT),
+    "stop_sequences": (sc.GEN_AI_REQUEST_STOP_SEQUENCES, requests.STOP),
+}
 
 
 def _request_attributes(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
-    attrs = common.number_attributes(kwargs, _PARAMS)  # the SDK's OMIT sentinel is neither int nor float
-    stops = kwargs.get("stop_sequences")
-    if isinstance(stops, Sequence) and not isinstance(stops, str) and all(isinstance(s, str) for s in stops):
-        attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(stops)
-    return attrs
+    return requests.request_attributes(kwargs, _PARAMS)  # the SDK's UNSET/OMIT sentinels are none of the kinds
 
 
 def _target(instance: Any) -> tuple[str | None, int | None]:
@@ -56,7 +54,7 @@ def _target(instance: Any) -> tuple[str | None, int | None]:
         url = wrapper.get_base_url() if wrapper is not None else None
     except Exception:
         url = None
-    return targets.host_port(url)
+    return targets.host_port_of_string(url)
 
 
 # --- responses ---------------------------------------------------------------------------------------------------
@@ -112,7 +110,7 @@ def _provider_target(instance: Any) -> tuple[str, str | None, int | None]:
 
 
 def _chat_fingerprint(kwargs: dict[str, Any]) -> str | None:
-    return common.messages_fingerprint(kwargs.get("messages"))
+    return content.messages_fingerprint(kwargs.get("messages"))
 
 
 def _read_chat(call: LLMCall, result: Any) -> None:
@@ -143,15 +141,15 @@ def _read_embed(call: LLMCall, result: Any) -> None:
             break
 
 
-def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> common.Endpoint:
-    return common.Endpoint(
+def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoint:
+    return endpoint.Endpoint(
         telemetry,
         sc.OPERATION_CHAT,
         target=_provider_target,
         attributes=_request_attributes,
         read=_read_chat,
         fingerprint=_chat_fingerprint,
-        capture_input=common.capture_messages,
+        capture_input=content.capture_messages,
         stream_handler=_StreamState if stream else None,
     )
 
@@ -159,7 +157,7 @@ def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> common.Endpoint:
 def _patches(telemetry: Telemetry) -> list[patching.Patch]:
     chat = _chat_endpoint(telemetry, stream=False)
     stream = _chat_endpoint(telemetry, stream=True)
-    embed = common.Endpoint(
+    embed = endpoint.Endpoint(
         telemetry, sc.OPERATION_EMBEDDINGS, target=_provider_target, attributes=_embed_attributes, read=_read_embed
     )
     sync, async_ = wrappers.sync_wrapper, wrappers.async_wrapper

@@ -1,27 +1,19 @@
-"""What the provider modules share: duck-typed field access, the instrumentor skeleton, and a generic endpoint for
-SDKs whose calls are described by a few functions (read the request, read the response, read a stream)."""
+"""The instrumentor skeleton every provider module subclasses (what calls are made of is in ``kit``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection
 from typing import Any
 
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from promptpulse import __version__
-from promptpulse.instrumentation import fingerprint as fp
-from promptpulse.instrumentation import patching, streams
-from promptpulse.instrumentation import semconv as sc
-from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
+from promptpulse.instrumentation import patching
+from promptpulse.instrumentation.spans import Telemetry
 
 _log = logging.getLogger(__name__)
-
-
-def get(obj: Any, key: str) -> Any:
-    """A field of an SDK object or of the plain dict the SDK also accepts; None when absent."""
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
 # --- instrumentors -------------------------------------------------------------------------------------------------
@@ -89,123 +81,3 @@ def supported(owner: str, requirements: Collection[str]) -> bool:
         )
         return False
     return True
-
-
-# --- a generic endpoint --------------------------------------------------------------------------------------------
-Target = Callable[[Any], "tuple[str, str | None, int | None]"]  # instance -> (provider, host, port)
-KwargsReader = Callable[[dict[str, Any]], Any]
-
-
-class Endpoint:
-    """A ``wrappers.Endpoint`` put together from functions of the request keyword arguments and of the result.
-
-    ``start``: ``target(instance)`` gives provider, host and port; ``attributes(kwargs)`` the request attributes;
-    ``fingerprint(kwargs)`` the prompt fingerprint; ``capture_input(call, kwargs)`` runs when content capture is on.
-    ``finish``: with a ``stream_handler`` factory the call is a stream and the result is proxied; otherwise
-    ``read(call, result)`` reads it (and ``capture_output(call, result)`` when content capture is on) and the call ends.
-    """
-
-    __slots__ = (
-        "attributes",
-        "capture",
-        "capture_input",
-        "capture_output",
-        "fingerprint",
-        "operation",
-        "read",
-        "stream_handler",
-        "target",
-    )
-
-    def __init__(
-        self,
-        telemetry: Telemetry,
-        operation: str,
-        *,
-        target: Target,
-        attributes: KwargsReader,
-        read: Callable[[LLMCall, Any], None],
-        fingerprint: KwargsReader | None = None,
-        capture_input: Callable[[LLMCall, dict[str, Any]], None] | None = None,
-        capture_output: Callable[[LLMCall, Any], None] | None = None,
-        stream_handler: Callable[[], streams.StreamHandler] | None = None,
-    ) -> None:
-        self.operation = operation
-        self.capture = telemetry.capture_content
-        self.target = target
-        self.attributes = attributes
-        self.read = read
-        self.fingerprint = fingerprint
-        self.capture_input = capture_input
-        self.capture_output = capture_output
-        self.stream_handler = stream_handler
-
-    def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
-        model = kwargs.get("model")
-        provider, host, port = self.target(instance)
-        call = telemetry.start(
-            self.operation,
-            provider,
-            model if isinstance(model, str) else "",
-            stream=self.stream_handler is not None,
-            server_address=host,
-            server_port=port,
-            attributes=self.attributes(kwargs),
-            fingerprint=self.fingerprint(kwargs) if self.fingerprint is not None else None,
-        )
-        if self.capture and self.capture_input is not None:
-            self.capture_input(call, kwargs)
-        return call
-
-    def finish(self, call: LLMCall, result: Any) -> Any:
-        if self.stream_handler is not None:
-            return streams.proxy(result, call, self.stream_handler())
-        self.read(call, result)
-        if self.capture and self.capture_output is not None:
-            self.capture_output(call, result)
-        call.end()
-        return result
-
-
-# --- shared request reading ----------------------------------------------------------------------------------------
-def number_attributes(kwargs: Mapping[str, Any], params: Sequence[tuple[str, str, type]]) -> dict[str, AttributeValue]:
-    """``(key, attribute, int or float)`` numeric settings the app passed: floats normalised, ints kept as ints; bools,
-    None and SDK sentinels (neither int nor float) skipped."""
-    attrs: dict[str, AttributeValue] = {}
-    for key, attr, kind in params:
-        value = kwargs.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if kind is float:
-            attrs[attr] = float(value)
-        elif isinstance(value, int):
-            attrs[attr] = value
-    return attrs
-
-
-def capture_messages(call: LLMCall, kwargs: Mapping[str, Any]) -> None:
-    """``messages`` as given (dicts kept, SDK objects as their string) into ``gen_ai.input.messages``."""
-    messages = kwargs.get("messages")
-    if isinstance(messages, Sequence):
-        call.capture(sc.GEN_AI_INPUT_MESSAGES, [m if isinstance(m, Mapping) else str(m) for m in messages])
-
-
-def text_of(content: Any) -> str | None:
-    """A message's text: a string, or the text of a list of strings and text parts (joined by newlines)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):
-        texts = [t for t in (c if isinstance(c, str) else get(c, "text") for c in content) if isinstance(t, str)]
-        return "\n".join(texts) if texts else None
-    return None
-
-
-def messages_fingerprint(messages: Any) -> str | None:
-    """Fingerprint of the system messages' text (joined), else of the first message's text."""
-    if not isinstance(messages, Sequence) or not messages:
-        return None
-    system = [text_of(get(m, "content")) for m in messages if get(m, "role") == "system"]
-    instructions = "\n".join(t for t in system if t) or None
-    first = None if instructions else text_of(get(messages[0], "content"))
-    template = fp.template_of(instructions, first)
-    return fp.fingerprint(template) if template else None

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptpulse.instrumentation import common, patching, targets, wrappers
-from promptpulse.instrumentation import fingerprint as fp
+from promptpulse.instrumentation import common, patching, wrappers
 from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.kit import content, endpoint, targets
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _INSTRUMENTS = ("google-genai >= 1.0",)
@@ -74,18 +74,9 @@ def _request_attributes(config: Any) -> dict[str, AttributeValue]:
     return attrs
 
 
-def _text_of(content: Any) -> str | None:
+def _text_of(value: Any) -> str | None:
     """Text of a ContentUnion: str, Part, Content, their dicts, or a list of them."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):
-        texts = [t for t in (_text_of(c) for c in content) if t]
-        return "\n".join(texts) if texts else None
-    text = _get(content, "text")
-    if isinstance(text, str):
-        return text
-    parts = _get(content, "parts")
-    return _text_of(parts) if isinstance(parts, Sequence) else None
+    return content.text_of(value, ("parts",))
 
 
 def _fingerprint(contents: Any, config: Any) -> str | None:
@@ -96,8 +87,7 @@ def _fingerprint(contents: Any, config: Any) -> str | None:
             first = _text_of(contents[0]) if contents else None
         else:
             first = _text_of(contents)
-    template = fp.template_of(instructions, first)
-    return fp.fingerprint(template) if template else None
+    return content.template_fingerprint(instructions, first)
 
 
 def _provider_and_target(instance: Any) -> tuple[str, str | None, int | None]:
@@ -153,8 +143,8 @@ def _read_response(call: LLMCall, response: Any) -> None:
 
 def _response_text(response: Any) -> str:
     candidates = getattr(response, "candidates", None) or ()
-    content = getattr(candidates[0], "content", None) if candidates else None
-    return _text_of(content) or ""
+    message = getattr(candidates[0], "content", None) if candidates else None
+    return _text_of(message) or ""
 
 
 def _output_messages(text: str, reason: str | None) -> list[dict[str, Any]]:
@@ -239,9 +229,9 @@ def _read_embeddings(call: LLMCall, result: Any) -> None:
         call.set_attribute(sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, len(values))
 
 
-def _generate_endpoint(telemetry: Telemetry, *, stream: bool) -> common.Endpoint:
+def _generate_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoint:
     capture = telemetry.capture_content
-    return common.Endpoint(
+    return endpoint.Endpoint(
         telemetry,
         sc.OPERATION_GENERATE_CONTENT,
         target=_provider_and_target,
@@ -257,7 +247,7 @@ def _generate_endpoint(telemetry: Telemetry, *, stream: bool) -> common.Endpoint
 def _patches(telemetry: Telemetry) -> list[patching.Patch]:
     generate = _generate_endpoint(telemetry, stream=False)
     stream = _generate_endpoint(telemetry, stream=True)
-    embed = common.Endpoint(
+    embed = endpoint.Endpoint(
         telemetry,
         sc.OPERATION_EMBEDDINGS,
         target=_provider_and_target,

@@ -7,7 +7,7 @@ the same way. The span is current and marked active while litellm runs, so an in
 
 ``gen_ai.provider.name`` comes from litellm's own provider resolution (``get_llm_provider``), mapped to the
 semantic-convention names (``bedrock`` → ``aws.bedrock``, ``vertex_ai`` → ``gcp.vertex_ai``, …); for litellm's
-OpenAI-compatible providers the base URL's host decides, as for the openai SDK (``openai.provider_for_host``).
+OpenAI-compatible providers the base URL's host decides, as for the openai SDK (``kit.targets.provider_for_host``).
 ``gen_ai.request.model`` is the model litellm asks the provider for (``openai/gpt-4o-mini`` → ``gpt-4o-mini``).
 Usage is litellm's normalised ``Usage`` (``prompt_tokens`` includes cached tokens for every provider). A stream
 reports usage only when the app asked for it (``stream_options={"include_usage": True}``); otherwise the span says
@@ -19,11 +19,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from promptpulse.instrumentation import common, patching, streams, wrappers
-from promptpulse.instrumentation import openai as oa
 from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.kit import content, requests, stainless, targets
 from promptpulse.instrumentation.spans import LLMCall, Telemetry
 
 _log = logging.getLogger(__name__)
@@ -80,17 +79,10 @@ def _resolve(model: str, kwargs: Mapping[str, Any]) -> tuple[str, str, str | Non
         )
     except Exception:  # litellm will raise its own error for this call; the span still records it
         litellm_provider, resolved_base = custom or "litellm", api_base
-    host = port = None
     base = api_base or resolved_base
-    if isinstance(base, str) and base:
-        try:
-            parts = urlsplit(base)
-            host = parts.hostname
-            port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
-        except ValueError:
-            pass
+    host, port = targets.host_port(base if isinstance(base, str) else None)
     if litellm_provider in _OPENAI_COMPATIBLE:
-        provider = oa.provider_for_host(host, port, default=sc.PROVIDER_OPENAI)
+        provider = targets.provider_for_host(host, port, default=sc.PROVIDER_OPENAI)
     else:
         provider = PROVIDER_BY_LITELLM_NAME.get(litellm_provider, litellm_provider)
     return provider, model, host, port
@@ -111,7 +103,7 @@ def _apply_usage(call: LLMCall, usage: Any) -> None:
     )
 
 
-class _StreamHandler(oa._ChoicesStreamHandler):
+class _StreamHandler(stainless.ChoicesStreamHandler):
     """``ModelResponseStream`` chunks: id/model from the first, finish reasons, usage when litellm sends it (read
     leniently; the end is openai's, with litellm's usage)."""
 
@@ -158,31 +150,18 @@ class _CompletionEndpoint:
             stream=kwargs.get("stream") is True,
             server_address=host,
             server_port=port,
-            attributes=oa._request_attributes(kwargs, oa._CHAT_PARAMS) or None,
+            attributes=requests.request_attributes(kwargs, stainless.CHAT_PARAMS) or None,
             fingerprint=self.fingerprint(messages),
         )
         if telemetry.capture_content:
-            call.capture(sc.GEN_AI_INPUT_MESSAGES, oa._input_messages(messages))
+            call.capture(sc.GEN_AI_INPUT_MESSAGES, content.input_messages(messages))
         return call
 
     def fingerprint(self, messages: Any) -> str | None:
-        return oa._messages_fingerprint(messages)
+        return content.messages_fingerprint(messages)
 
     def read(self, call: LLMCall, result: Any) -> None:
-        choices = getattr(result, "choices", None) or ()
-        call.set_response(
-            model=result.model,
-            response_id=result.id,
-            finish_reasons=[c.finish_reason or "" for c in choices] if choices else None,
-        )
-        usage = getattr(result, "usage", None)
-        if usage is not None:
-            _apply_usage(call, usage)
-        if self.telemetry.capture_content:
-            call.capture(
-                sc.GEN_AI_OUTPUT_MESSAGES,
-                [oa._output_message(c.message.content, c.finish_reason, c.message.tool_calls) for c in choices],
-            )
+        stainless.read_chat_completion(call, result, capture=self.telemetry.capture_content, apply_usage=_apply_usage)
 
     def finish(self, call: LLMCall, result: Any) -> Any:
         if call.stream and hasattr(result, "__iter__" if not self.is_async else "__aiter__"):

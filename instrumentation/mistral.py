@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptpulse.instrumentation import common, patching, targets, wrappers
+from promptpulse.instrumentation import common, patching, wrappers
 from promptpulse.instrumentation import semconv as sc
-from promptpulse.instrumentation.common import get
+from promptpulse.instrumentation.kit import content, endpoint, requests, targets
+from promptpulse.instrumentation.kit.content import get
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _INSTRUMENTS = ("mistralai >= 2.0",)
@@ -29,25 +30,20 @@ def _int(value: Any) -> int | None:
 
 
 # --- requests ----------------------------------------------------------------------------------------------------
-_PARAMS = (
-    ("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS, int),
-    ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE, float),
-    ("top_p", sc.GEN_AI_REQUEST_TOP_P, float),
-    ("random_seed", sc.GEN_AI_REQUEST_SEED, int),
-    ("n", sc.GEN_AI_REQUEST_CHOICE_COUNT, int),
-    ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY, float),
-    ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, float),
-)
+_PARAMS: requests.Params = {
+    "max_tokens": (sc.GEN_AI_REQUEST_MAX_TOKENS, requests.INT),
+    "temperature": (sc.GEN_AI_REQUEST_TEMPERATURE, requests.FLOAT),
+    "top_p": (sc.GEN_AI_REQUEST_TOP_P, requests.FLOAT),
+    "random_seed": (sc.GEN_AI_REQUEST_SEED, requests.INT),
+    "n": (sc.GEN_AI_REQUEST_CHOICE_COUNT, requests.INT),
+    "presence_penalty": (sc.GEN_AI_REQUEST_PRESENCE_PENALTY, requests.FLOAT),
+    "frequency_penalty": (sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, requests.FLOAT),
+    "stop": (sc.GEN_AI_REQUEST_STOP_SEQUENCES, requests.STOP),
+}
 
 
 def _request_attributes(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
-    attrs = common.number_attributes(kwargs, _PARAMS)  # UNSET / None are neither int nor float
-    stop = kwargs.get("stop")
-    if isinstance(stop, str):
-        attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = (stop,)
-    elif isinstance(stop, Sequence) and stop and all(isinstance(s, str) for s in stop):
-        attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(stop)
-    return attrs
+    return requests.request_attributes(kwargs, _PARAMS)  # the SDK's UNSET/OMIT sentinels are none of the kinds
 
 
 def _target(instance: Any) -> tuple[str | None, int | None]:
@@ -56,7 +52,7 @@ def _target(instance: Any) -> tuple[str | None, int | None]:
         url = config.get_server_details()[0] if config is not None else None
     except Exception:
         url = None
-    return targets.host_port(url)
+    return targets.host_port_of_string(url)
 
 
 # --- responses ---------------------------------------------------------------------------------------------------
@@ -118,7 +114,7 @@ def _provider_target(instance: Any) -> tuple[str, str | None, int | None]:
 
 
 def _chat_fingerprint(kwargs: dict[str, Any]) -> str | None:
-    return common.messages_fingerprint(kwargs.get("messages"))
+    return content.messages_fingerprint(kwargs.get("messages"))
 
 
 def _embeddings_attributes(kwargs: dict[str, Any]) -> dict[str, AttributeValue]:
@@ -138,15 +134,15 @@ def _read_embeddings(call: LLMCall, result: Any) -> None:
         call.set_attribute(sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, len(vector))
 
 
-def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> common.Endpoint:
-    return common.Endpoint(
+def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoint:
+    return endpoint.Endpoint(
         telemetry,
         sc.OPERATION_CHAT,
         target=_provider_target,
         attributes=_request_attributes,
         read=_read_response,
         fingerprint=_chat_fingerprint,
-        capture_input=common.capture_messages,
+        capture_input=content.capture_messages,
         stream_handler=_StreamState if stream else None,
     )
 
@@ -164,7 +160,7 @@ def _sdk_tracing_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwa
 def _patches(telemetry: Telemetry) -> list[patching.Patch]:
     complete = _chat_endpoint(telemetry, stream=False)
     stream = _chat_endpoint(telemetry, stream=True)
-    embed = common.Endpoint(
+    embed = endpoint.Endpoint(
         telemetry,
         sc.OPERATION_EMBEDDINGS,
         target=_provider_target,

@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from promptpulse.instrumentation import common, patching, streams, wrappers
-from promptpulse.instrumentation import fingerprint as fp
-from promptpulse.instrumentation import openai as oa
 from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.kit import content, requests, targets
 from promptpulse.instrumentation.spans import LLMCall, Telemetry
 
 _log = logging.getLogger(__name__)
@@ -29,21 +28,21 @@ _INSTRUMENTS = ("ollama >= 0.4",)
 
 # options key → (attribute, kind)
 _OPTIONS: Mapping[str, tuple[str, int]] = {
-    "num_predict": (sc.GEN_AI_REQUEST_MAX_TOKENS, oa._INT),
-    "temperature": (sc.GEN_AI_REQUEST_TEMPERATURE, oa._NUMBER),
-    "top_p": (sc.GEN_AI_REQUEST_TOP_P, oa._NUMBER),
-    "top_k": (sc.GEN_AI_REQUEST_TOP_K, oa._NUMBER),
-    "seed": (sc.GEN_AI_REQUEST_SEED, oa._INT),
-    "stop": (sc.GEN_AI_REQUEST_STOP_SEQUENCES, oa._STOP),
-    "frequency_penalty": (sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, oa._NUMBER),
-    "presence_penalty": (sc.GEN_AI_REQUEST_PRESENCE_PENALTY, oa._NUMBER),
+    "num_predict": (sc.GEN_AI_REQUEST_MAX_TOKENS, requests.INT),
+    "temperature": (sc.GEN_AI_REQUEST_TEMPERATURE, requests.NUMBER),
+    "top_p": (sc.GEN_AI_REQUEST_TOP_P, requests.NUMBER),
+    "top_k": (sc.GEN_AI_REQUEST_TOP_K, requests.NUMBER),
+    "seed": (sc.GEN_AI_REQUEST_SEED, requests.INT),
+    "stop": (sc.GEN_AI_REQUEST_STOP_SEQUENCES, requests.STOP),
+    "frequency_penalty": (sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, requests.NUMBER),
+    "presence_penalty": (sc.GEN_AI_REQUEST_PRESENCE_PENALTY, requests.NUMBER),
 }
 
 
 def _request_attributes(options: Any, fmt: Any) -> dict[str, Any] | None:
     if options is not None and not isinstance(options, Mapping):  # ollama.Options
         options = {k: v for k, v in vars(options).items() if v is not None}
-    attrs = oa._request_attributes(options, _OPTIONS) if options else {}
+    attrs = requests.request_attributes(options, _OPTIONS) if options else {}
     if fmt == "json" or isinstance(fmt, Mapping):
         attrs[sc.GEN_AI_OUTPUT_TYPE] = "json"
     return attrs or None
@@ -88,7 +87,7 @@ class _StreamHandler:
             _read_final(call, self.final)
         if self.texts is not None:
             reason = self.final.done_reason if self.final is not None else None
-            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [oa._output_message("".join(self.texts), reason)])
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_message("".join(self.texts), reason)])
 
 
 class _Endpoint:
@@ -99,7 +98,7 @@ class _Endpoint:
         self.telemetry = telemetry
 
     def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
-        host, port = oa.host_port(instance._client.base_url)
+        host, port = targets.host_port(instance._client.base_url)
         model = _arg(args, kwargs, 0, "model")
         call = telemetry.start(
             self.operation,
@@ -116,15 +115,15 @@ class _Endpoint:
         return call
 
     def fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-        return oa._messages_fingerprint(_arg(args, kwargs, 1, "messages"))
+        return content.messages_fingerprint(_arg(args, kwargs, 1, "messages"))
 
     def capture_input(self, call: LLMCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        call.capture(sc.GEN_AI_INPUT_MESSAGES, oa._input_messages(_arg(args, kwargs, 1, "messages")))
+        call.capture(sc.GEN_AI_INPUT_MESSAGES, content.input_messages(_arg(args, kwargs, 1, "messages")))
 
     def read(self, call: LLMCall, result: Any) -> None:
         _read_final(call, result)
         if self.telemetry.capture_content:
-            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [oa._output_message(self.text_of(result), result.done_reason)])
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_message(self.text_of(result), result.done_reason)])
 
     def text_of(self, result: Any) -> str | None:
         return result.message.content
@@ -145,10 +144,9 @@ class _GenerateEndpoint(_Endpoint):
 
     def fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         system, prompt = kwargs.get("system"), _arg(args, kwargs, 1, "prompt")
-        template = fp.template_of(
+        return content.template_fingerprint(
             system if isinstance(system, str) else None, prompt if isinstance(prompt, str) else None
         )
-        return fp.fingerprint(template) if template else None
 
     def capture_input(self, call: LLMCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         system = kwargs.get("system")
@@ -156,7 +154,7 @@ class _GenerateEndpoint(_Endpoint):
             call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, [{"type": "text", "content": system}])
         prompt = _arg(args, kwargs, 1, "prompt")
         if isinstance(prompt, str):
-            call.capture(sc.GEN_AI_INPUT_MESSAGES, oa._input_messages(prompt))
+            call.capture(sc.GEN_AI_INPUT_MESSAGES, content.input_messages(prompt))
 
     def text_of(self, result: Any) -> str | None:
         return result.response

@@ -17,8 +17,9 @@ from opentelemetry import context, trace
 from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
-from promptpulse.instrumentation import content, errors, metrics_buffer, tagging
+from promptpulse.instrumentation import errors, metrics_buffer, tagging
 from promptpulse.instrumentation import semconv as sc
+from promptpulse.instrumentation.kit import content
 from promptpulse.instrumentation.pricing import PriceTable, default_table
 
 _log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
-"""Captured content cut to size stays JSON (instrumentation/content.py)."""
+"""Captured content cut to size stays JSON (instrumentation/kit/content.py)."""
 
 from __future__ import annotations
 
 import json
 
-from promptpulse.instrumentation.content import MARK, to_json
+from promptpulse.instrumentation.kit.content import MARK, to_json
 
 MESSAGES = [
     {"role": "system", "parts": [{"type": "text", "content": "You are support agent 7."}]},

@@ -26,7 +26,8 @@ from wrapt import FunctionWrapper
 import promptpulse
 from promptpulse.instrumentation import fingerprint as fp
 from promptpulse.instrumentation import semconv as sc
-from promptpulse.instrumentation.openai import OpenAIInstrumentor, _target, provider_for_host
+from promptpulse.instrumentation.kit.targets import provider_for_host
+from promptpulse.instrumentation.openai import OpenAIInstrumentor, _target
 from promptpulse.instrumentation.spans import CAPTURE_CONTENT_ENV, CONTENT_MAX_CHARS_ENV
 from promptpulse.testing import FakeProvider, Fault, Latency, Scenario
 
