@@ -28,6 +28,9 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
+# top-level modules of pyproject's [processor] extra: missing, a command says which extra to install
+PROCESSOR_EXTRA = ("chdb", "clickhouse_connect", "grpc", "google", "fastapi", "uvicorn", "pydantic", "h11",
+                   "jsonschema")
 
 
 def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
@@ -239,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].run(args)
     except (ConfigError, DataDirInUse) as e:  # one line: what, where, the fix (no traceback)
         raise SystemExit(f"promptpulse {args.command}: {e}") from None
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in PROCESSOR_EXTRA:
+            raise
+        raise SystemExit(f"promptpulse {args.command}: no module {top!r}: the [processor] extra is not installed "
+                         "(pip install -e '.[processor]' in a checkout)") from None
 
 
 if __name__ == "__main__":

@@ -181,3 +181,13 @@ def test_store_latency_is_within_the_stated_precision(tmp_path_factory: pytest.T
     assert len(got) == len(sent)
     for v, g in zip(sorted(sent), got, strict=True):
         assert g == _f32_round(v) and abs(g - v) <= v * 2 ** -13, (v, g)
+
+
+def test_serve_without_the_processor_extra_says_which_extra(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['clickhouse_connect'] = None\n"  # as if the extra were not installed
+            "from promptpulse.processor.cli import main\n"
+            f"main(['query', '--data-dir', {str(tmp_path / 'data')!r}, 'SELECT 1'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == ("promptpulse query: no module 'clickhouse_connect': the [processor] extra is not "
+                                "installed (pip install -e '.[processor]' in a checkout)")
