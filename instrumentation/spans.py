@@ -406,6 +406,7 @@ class LLMCall:
         metrics_buffer.defer(
             _record_metrics,
             self._telemetry,
+            self.span.get_span_context(),
             now - self._started_at,
             ttfc,
             self.input_tokens if tokens else None,
@@ -420,8 +421,18 @@ class LLMCall:
         )
 
 
+def measurement_context(span_context: trace.SpanContext) -> context.Context | None:
+    """The context the call's histograms are recorded in: its span's, so the SDK's exemplar filter and reservoirs
+    link each point to the span — although the records run later, in the metrics flusher. A stand-in span that
+    carries only the ids: the call's span itself is not kept alive until the flush."""
+    if not span_context.is_valid:  # a no-op tracer: nothing to link to
+        return None
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
 def _record_metrics(
     telemetry: Telemetry,
+    span_context: trace.SpanContext,
     duration: float,
     time_to_first_chunk: float | None,
     input_tokens: int | None,
@@ -448,13 +459,14 @@ def _record_metrics(
         attrs[sc.SERVER_PORT] = server_port
     if error_type:
         attrs[sc.ERROR_TYPE] = error_type
-    telemetry.duration.record(duration, attrs)
+    ctx = measurement_context(span_context)
+    telemetry.duration.record(duration, attrs, ctx)
     if time_to_first_chunk is not None:
-        telemetry.time_to_first_chunk.record(time_to_first_chunk, attrs)
+        telemetry.time_to_first_chunk.record(time_to_first_chunk, attrs, ctx)
     if input_tokens is not None:
-        telemetry.token_usage.record(input_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"})
+        telemetry.token_usage.record(input_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"}, ctx)
     if output_tokens is not None:
-        telemetry.token_usage.record(output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
+        telemetry.token_usage.record(output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"}, ctx)
 
 
 def _from_context_sources(attrs: dict[str, AttributeValue]) -> context.Context | None:
