@@ -12,18 +12,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from . import alerts
-from .definitions import DASHBOARDS
-from .grafana import render_dashboard
+from .definitions import DASHBOARDS, TRACE_URL
+from .grafana import Dashboard, render_dashboard
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def generated_files() -> dict[str, str]:
+def with_trace_url(dash: Dashboard, trace_url: str) -> Dashboard:
+    """The dashboard with its trace backend links pointing at ``trace_url`` (the trace id is appended)."""
+    variables = tuple(replace(v, query=trace_url) if v.name == TRACE_URL.name else v for v in dash.variables)
+    return replace(dash, variables=variables)
+
+
+def generated_files(trace_url: str | None = None) -> dict[str, str]:
     """Relative path -> content of every generated file."""
-    files = {d.filename: json.dumps(render_dashboard(d), indent=2, ensure_ascii=False) + "\n" for d in DASHBOARDS}
+    dashboards = [with_trace_url(d, trace_url) if trace_url else d for d in DASHBOARDS]
+    files = {d.filename: json.dumps(render_dashboard(d), indent=2, ensure_ascii=False) + "\n" for d in dashboards}
     for rule in alerts.RULES:
         files[f"alerts/{rule.name}.sql"] = rule.file_text()
     files["alerts/grafana-alert-rules.yaml"] = alerts.grafana_rules_yaml()
@@ -42,10 +50,10 @@ def write(directory: str | Path, files: dict[str, str] | None = None) -> list[Pa
     return written
 
 
-def export(directory: str | Path) -> list[Path]:
+def export(directory: str | Path, *, trace_url: str | None = None) -> list[Path]:
     """Write the dashboard JSON files (for Grafana import), the alert SQL files and the alert-rule provisioning
-    into ``directory``; returns the paths written."""
-    return write(directory)
+    into ``directory``; returns the paths written. ``trace_url``: where trace ids link (the id is appended)."""
+    return write(directory, generated_files(trace_url))
 
 
 def stale(directory: str | Path = PACKAGE_DIR) -> list[str]:

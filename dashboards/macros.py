@@ -149,6 +149,35 @@ def interpolate(sql: str, variables: Mapping[str, VariableValue],
     return _VAR.sub(sub, sql)
 
 
+AdHocFilter = tuple[str, str, str]  # key, operator (=, !=, <, >, =~, !~), value
+_ADHOC = re.compile(r"\$__adHocFilters\s*\(([^)]+)\)")
+
+
+def adhoc_filter_string(filters: Sequence[AdHocFilter]) -> str:
+    """The plugin's AdHocFilter.buildFilterString for plain column keys: `` key op \\'value\\' AND ...``."""
+    ops = {"=~": "REGEXP", "!~": "NOT REGEXP"}
+    parts = []
+    for i, (key, op, value) in enumerate(filters):
+        condition = "AND" if i != len(filters) - 1 else ""
+        parts.append(f" {key} {ops.get(op, op)} \\'{value}\\' {condition}")
+    return "".join(parts)
+
+
+def apply_adhoc_filters_macro(sql: str, filters: Sequence[AdHocFilter] = ()) -> str:
+    """The plugin's ``$__adHocFilters('table', ...)`` (4.13+; several tables 4.17+): the ad-hoc filters as the
+    ``additional_table_filters`` setting for each named table (``{}`` when there are none)."""
+    def sub(match: re.Match[str]) -> str:
+        tables = re.findall(r"['\"]([^'\"]+)['\"]", match.group(1))
+        if not tables:
+            return match.group(0)
+        text = adhoc_filter_string(filters)
+        if not text:
+            return "additional_table_filters={}"
+        return "additional_table_filters={" + ", ".join(f"'{t}': '{text}'" for t in tables) + "}"
+
+    return _ADHOC.sub(sub, sql)
+
+
 def expand_macros(sql: str, time_from: dt.datetime, time_to: dt.datetime, interval_s: float = 60) -> str:
     frm, to = _epoch(time_from), _epoch(time_to)
     fs, ts = int(frm.timestamp()), int(to.timestamp())
@@ -196,9 +225,11 @@ def expand_macros(sql: str, time_from: dt.datetime, time_to: dt.datetime, interv
 
 def expand(sql: str, *, time_from: dt.datetime, time_to: dt.datetime, interval_s: float = 60,
            variables: Mapping[str, VariableValue] | None = None,
-           all_values: Mapping[str, Sequence[str]] | None = None) -> str:
-    """A panel's rawSql as ClickHouse receives it from Grafana for this time range, interval and variables."""
+           all_values: Mapping[str, Sequence[str]] | None = None, adhoc: Sequence[AdHocFilter] = ()) -> str:
+    """A panel's rawSql as ClickHouse receives it from Grafana for this time range, interval, variables and ad-hoc
+    filters (the plugin's order: $__conditionalAll, variables, $__adHocFilters, then the backend macros)."""
     variables = variables or {}
     sql = apply_conditional_all(sql, variables)
     sql = interpolate(sql, variables, all_values)
+    sql = apply_adhoc_filters_macro(sql, adhoc)
     return expand_macros(sql, time_from, time_to, interval_s)

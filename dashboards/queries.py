@@ -50,14 +50,14 @@ def whole_days(start: str, end: str) -> tuple[str, str]:
 
 
 def rollup(start: str = FROM, end: str = TO, *, length: str = RANGE_S, extra: str = "",
-           minute_only: bool = False, daily: str = "1") -> str:
+           minute_only: bool = False, daily: str = "1", skip: Sequence[str] = ()) -> str:
     """Rollup rows of [start, end) at the dashboard's resolution, filtered by the variables.
 
     ``length`` decides the resolution (default: the dashboard range). ``minute_only`` always reads llm_calls_1m
     (panels that need minute resolution over any range, e.g. peak RPM or SLA downtime minutes). ``daily`` is the
     SQL condition under which whole days may come from llm_calls_1d (default always: totals and breakdowns; time
     series pass "the step is whole days")."""
-    where = filters() + (f" AND {extra}" if extra else "")
+    where = filters(skip=skip) + (f" AND {extra}" if extra else "")
     one_minute = (f"SELECT *, 60 AS res_s FROM llm_calls_1m\n"
                   f"    WHERE {'1' if minute_only else f'{length} <= {SWITCH_S}'}"
                   f" AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n      AND {where}")
@@ -86,6 +86,10 @@ def score_rollup(start: str = FROM, end: str = TO) -> str:
             f"    SELECT *, 3600 AS res_s FROM llm_scores_1h\n"
             f"    WHERE {RANGE_S} > {SWITCH_S} AND bucket >= toStartOfHour({start}) AND bucket < {end}\n"
             f"      AND {where}\n)")
+
+
+# Ad-hoc filters (the `filters` variable) on raw llm_calls: the plugin's $__adHocFilters (4.13+) after SETTINGS
+ADHOC_RAW = "SETTINGS $__adHocFilters('llm_calls')"
 
 
 def raw_calls(start: str = FROM, end: str = TO, extra: str = "") -> str:
@@ -189,8 +193,11 @@ def compare_ranked() -> str:
     calls (raw llm_calls), and the success-rate test of processor/winner.py: the best success rate against the
     runner-up, pooled two-proportion z. ``place`` 1 is a winner only when ``significant``; otherwise the verdict is
     "no clear winner on success rate" and /api/compare (which also tests p95 and cost) has the rest."""
-    ranked = breakdown([(COMPARE_KEY, "series")], COMPARE_METRICS, order="requests DESC, series", limit=3,
-                       source=raw_calls())
+    # prompt and version: for the row's drill-down link (version is All when comparing prompts)
+    link_columns = (("any(prompt_name)", "prompt"),
+                    ("if('${compare_by}' = 'version', any(prompt_version), concat('$', '__all'))", "version"))
+    ranked = breakdown([(COMPARE_KEY, "series")], [*COMPARE_METRICS, *link_columns], order="requests DESC, series",
+                       limit=3, source=raw_calls())
     return (
         "SELECT *, row_number() OVER (ORDER BY success_rate DESC, requests DESC) AS place,\n"
         "    if(place = 1 AND z_vs_next > z_crit, 1, 0) AS significant\n"

@@ -206,12 +206,14 @@ register("schema", "apply or print the ClickHouse schema", _schema_args, _schema
 def _dashboards_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("export",))
     p.add_argument("directory", help="where to write the dashboard JSON, alert SQL and provisioning files")
+    p.add_argument("--trace-url", help="trace backend URL the dashboards' trace ids link to (the id is appended), "
+                                       "e.g. https://jaeger.example.com/trace/")
 
 
 def _dashboards(args: argparse.Namespace) -> int:
     from promptpulse.dashboards.build import export
 
-    for path in export(args.directory):
+    for path in export(args.directory, trace_url=args.trace_url):
         print(path)
     return 0
 

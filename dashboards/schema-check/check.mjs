@@ -30,6 +30,11 @@ const VERSIONS = {
     panel: (id) => `dist/types/raw/composable/${id}/panelcfg/x/types.gen`,
   },
 };
+// variable type -> keys Grafana's variable models read that VariableModel leaves out (typed in typesModule)
+const VARIABLE_EXTRAS = {
+  interval: { auto: 1, auto_count: 1, auto_min: 1 },
+  adhoc: { filters: 1, baseFilters: 1 },
+};
 // panel type -> [schema name, has FieldConfig]
 const PANELS = {
   stat: ['Stat', false],
@@ -50,6 +55,10 @@ function typesModule(version) {
     `export type Dashboard = Omit<Lit<D.Dashboard>, 'panels' | 'templating'> & { panels: unknown[]; templating: { list: unknown[] } };`,
     `export type Variable = Lit<D.VariableModel>;`,
     `export type Row = Omit<Lit<D.RowPanel>, 'panels'> & { panels: unknown[] };`,
+    `export type Annotation = Omit<Lit<D.AnnotationQuery>, 'target'>;`,
+    `export type VariableExtra_interval = { auto: boolean; auto_count: number; auto_min: string };`,
+    `type AdHocFilter = { key: string; operator: '=' | '!=' | '<' | '>' | '=~' | '!~'; value: string; condition?: string };`,
+    `export type VariableExtra_adhoc = { filters: AdHocFilter[]; baseFilters?: AdHocFilter[] };`,
   ];
   for (const [id, [name, hasCustom]] of Object.entries(PANELS)) {
     lines.push(`import type * as ${id} from ${mod(v.panel(id, name))};`);
@@ -62,8 +71,25 @@ function typesModule(version) {
 function checkModule(version, name, doc) {
   const { __inputs, __requires, panels = [], templating = { list: [] }, ...rest } = doc;
   const out = [`import type * as G from './types-${version}';`, `// ${name}`];
-  out.push(`export const dashboard = ${JSON.stringify({ ...rest, panels: [], templating: { list: [] } })} satisfies G.Dashboard;`);
-  templating.list.forEach((v, i) => out.push(`export const variable_${i} = ${JSON.stringify(v)} satisfies G.Variable;`));
+  const builtIn = (rest.annotations?.list ?? []).filter((a) => a.builtIn);
+  const head = { ...rest, panels: [], templating: { list: [] }, annotations: { list: builtIn } };
+  out.push(`export const dashboard = ${JSON.stringify(head)} satisfies G.Dashboard;`);
+  templating.list.forEach((v, i) => {
+    // keys Grafana reads that the schema's VariableModel does not list: checked by their own types
+    const extra = Object.fromEntries(Object.entries(v).filter(([k]) => k in (VARIABLE_EXTRAS[v.type] ?? {})));
+    const rest = Object.fromEntries(Object.entries(v).filter(([k]) => !(k in extra)));
+    out.push(`export const variable_${i} = ${JSON.stringify(rest)} satisfies G.Variable;`);
+    if (Object.keys(extra).length) {
+      out.push(`export const variable_${i}_${v.type} = ${JSON.stringify(extra)} satisfies G.VariableExtra_${v.type};`);
+    }
+  });
+  // the schema types an annotation's target as the built-in Grafana one; a data source's is its own query model
+  (rest.annotations?.list ?? []).forEach((a, i) => {
+    if (a.builtIn) return;
+    const { target, ...annotation } = a;
+    out.push(`export const annotation_${i} = ${JSON.stringify(annotation)} satisfies G.Annotation;`);
+    out.push(`export const annotation_${i}_query = ${JSON.stringify(target)} satisfies G.CHSqlQuery;`);
+  });
   const all = [];
   for (const p of panels) {
     if (p.type === 'row') {

@@ -20,7 +20,10 @@ pytest.importorskip("chdb")
 T0 = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # recent: the tables have TTLs
 H1 = T0 - dt.timedelta(hours=1)
 ALL_VARS = {v: macros.ALL for v in ("service", "environment", "prompt", "version", "model", "provider", "score_name")}
-ALL_VARS |= {"compare_by": "prompt", "slo_target": "99.9", "daily_budget": "100"}
+ALL_VARS |= {"compare_by": "prompt", "slo_target": "99.9", "daily_budget": "100", "trace_id": "",
+             "trace_url": definitions.DEFAULT_TRACE_URL}
+# what All stands for where a query uses a variable without $__conditionalAll (the repeated panel)
+ALL_VALUES = {"prompt": ["classify", "rerank", "summarize", "support_reply"]}
 
 
 def _dataset() -> tuple[list[Call], list[tuple]]:
@@ -89,10 +92,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
 
 def run(store, sql: str, rng: dt.timedelta = dt.timedelta(hours=1), interval_s: int = 60, tz: str = "",
-        **variables) -> list[dict]:
-    """The panel's rows; ``tz`` runs it as on a ClickHouse server in that time zone."""
+        adhoc: tuple = (), **variables) -> list[dict]:
+    """The panel's rows; ``tz`` runs it as on a ClickHouse server in that time zone; ``adhoc``: ad-hoc filters."""
     expanded = macros.expand(sql, time_from=T0 - rng, time_to=T0, interval_s=interval_s,
-                             variables=ALL_VARS | variables)
+                             variables=ALL_VARS | variables, all_values=ALL_VALUES, adhoc=adhoc)
     if tz:
         expanded += f"\nSETTINGS session_timezone = '{tz}'"
     return store.query(expanded).dicts()
@@ -128,6 +131,14 @@ def test_export_writes_everything(tmp_path: Path) -> None:
     assert build.stale(tmp_path) == []
 
 
+def test_export_sets_the_trace_url(tmp_path: Path) -> None:
+    build.export(tmp_path, trace_url="https://tempo.example.com/trace/")
+    doc = json.loads((tmp_path / "promptpulse-performance.json").read_text())
+    trace_url = next(v for v in doc["templating"]["list"] if v["name"] == "trace_url")
+    assert trace_url["query"] == trace_url["current"]["value"] == "https://tempo.example.com/trace/"
+    assert build.stale(tmp_path) == ["promptpulse-performance.json", "promptpulse-quality.json"]
+
+
 def test_dashboard_json_model() -> None:
     assert len(definitions.DASHBOARDS) == 6
     for dash in definitions.DASHBOARDS:
@@ -141,10 +152,13 @@ def test_dashboard_json_model() -> None:
         prompt = doc["templating"]["list"][3]
         assert prompt["multi"] and prompt["includeAll"] and prompt["type"] == "query"
         text = json.dumps(doc)
-        uids = {p["datasource"]["uid"] for p in doc["panels"]} | {t["datasource"]["uid"] for p in doc["panels"]
-                                                                  for t in p["targets"]}
+        panels = [q for p in doc["panels"] for q in (p.get("panels", []) if p["type"] == "row" else [p])]
+        assert len(panels) == len(dash.panels)
+        uids = {p["datasource"]["uid"] for p in panels} | {t["datasource"]["uid"] for p in panels
+                                                           for t in p["targets"]}
+        uids |= {a["datasource"]["uid"] for a in doc["annotations"]["list"] if not a.get("builtIn")}
         assert uids == {"${datasource}"}, "no hard-coded data source uids"
-        for p in doc["panels"]:
+        for p in panels:
             assert p["targets"][0]["rawSql"] and p["datasource"]["type"] == grafana.PLUGIN_ID
             assert p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
         assert "llm_calls_1h" in text or dash.uid == "promptpulse-quality"
@@ -169,6 +183,34 @@ def test_every_panel_runs_on_both_resolutions(store) -> None:
     for _key, p in P.items():
         for rng in (dt.timedelta(hours=1), dt.timedelta(days=7), dt.timedelta(days=30)):
             run(store, p.sql, rng=rng, interval_s=3600 if rng.days else 60)
+
+
+NUMERIC = ("Int", "UInt", "Float", "Decimal", "Nullable(Int", "Nullable(UInt", "Nullable(Float", "Nullable(Decimal")
+
+
+def _units(doc_panel: dict) -> tuple[str, dict[str, str]]:
+    by_name = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
+               for o in doc_panel["fieldConfig"]["overrides"]}
+    return doc_panel["fieldConfig"]["defaults"].get("unit", ""), {n: v["unit"] for n, v in by_name.items()
+                                                                  if "unit" in v}
+
+
+def test_every_stat_and_table_column_has_a_unit(store) -> None:
+    """Each numeric column a stat or table shows has a unit (ms, currencyUSD, percent, reqpm, tokens, short...)."""
+    missing = []
+    for dash in definitions.DASHBOARDS:
+        rendered = {p["title"]: p for p in grafana.render_panels(dash)
+                    for p in ([p, *p.get("panels", [])]) if p["type"] != "row"}
+        for p in dash.panels:
+            if p.type not in ("stat", "table"):
+                continue
+            sql = macros.expand(p.sql, time_from=T0 - dt.timedelta(hours=1), time_to=T0, interval_s=60,
+                                variables=ALL_VARS)
+            columns = store.query(f"DESCRIBE TABLE ({sql})").rows
+            default, named = _units(rendered[p.title])
+            missing += [f"{p.key}.{name}" for name, typ, *_ in columns
+                        if typ.startswith(NUMERIC) and not named.get(name, default)]
+    assert missing == [], missing
 
 
 # --- overview ---------------------------------------------------------------------------------------------------
@@ -329,6 +371,76 @@ def test_latency_tables(store) -> None:
     assert br["gpt-4o"]["requests"] == 110 and br["gpt-4o"]["retried %"] == pytest.approx(100 * 10 / 110)
     slow = panel(store, "slowest_calls")
     assert len(slow) == 20 and slow[0]["latency_ms"] == 6000 and slow[0]["prompt"] == "rerank"
+
+
+def test_trace_calls_repeat_and_adhoc_filters(store) -> None:
+    c = next(c for c in IN_RANGE if c.prompt == "classify" and c.error)
+    rows = panel(store, "trace_calls", trace_id=c.ids[0].upper() + " ")  # pasted with capitals and a blank
+    assert [(r["trace_id"], r["span_id"], r["prompt"], r["status"], r["latency_ms"]) for r in rows] == [
+        (c.ids[0], c.ids[1], "classify", "error", c.latency_ms)]
+    assert panel(store, "trace_calls", trace_id="") == []
+    # the repeated panel: one prompt per copy (Grafana sets the scoped variable to one value)
+    for prompt in ("summarize", "rerank"):
+        lat = [x.latency_ms for x in IN_RANGE if x.prompt == prompt]
+        rows = panel(store, "latency_per_prompt_ts", prompt=[prompt], interval_s=3600)
+        assert len(rows) == 1 and close(rows[0]["p99"], nearest_rank(lat, 0.99))
+    # ad-hoc filters on the raw drill-down: the plugin's additional_table_filters setting
+    u3 = [x for x in IN_RANGE if x.user == "u3"]
+    rows = panel(store, "slowest_calls", adhoc=(("user_id", "=", "u3"),))
+    assert len(rows) == len(u3) == 20 and {r["prompt"] for r in rows} == {"support_reply"}
+    assert max(r["latency_ms"] for r in rows) == max(x.latency_ms for x in u3)
+    assert len(panel(store, "slowest_calls", adhoc=(("user_id", "=", "u9"), ("status", "=", "error")))) == 1  # i=199
+
+
+def test_annotations(store) -> None:
+    alerts_a, versions_a, changes_a = definitions.ANNOTATIONS
+    rows = run(store, alerts_a.sql)
+    assert [(r["time"].replace(tzinfo=UTC), r["tags"]) for r in rows] == [
+        (H1 + dt.timedelta(minutes=10), "error_rate,critical,firing"),
+        (H1 + dt.timedelta(minutes=20), "error_rate,critical,resolved"),
+        (H1 + dt.timedelta(minutes=40), "latency_p99,critical,firing")]
+    assert rows[0]["text"] == "error_rate firing (critical): high"
+    # first call of each version in the range; support_reply 2.0.0 started the hour before
+    firsts = {r["text"]: r["time"].replace(tzinfo=UTC) for r in run(store, versions_a.sql)}
+    assert firsts == {"summarize v1.0: first call (checkout)": H1, "classify v1.0: first call (checkout)": H1,
+                      "support_reply v2.1.0: first call (checkout)": H1,
+                      "rerank v1: first call (search)": H1 + dt.timedelta(minutes=30)}
+    assert {r["text"] for r in run(store, versions_a.sql, rng=dt.timedelta(hours=3))} >= {
+        "support_reply v2.0.0: first call (checkout)"}
+    assert run(store, versions_a.sql, prompt=["classify"])[0]["tags"] == "rollout,classify"
+    # a version whose prompt text changed: its second fingerprint, 40 days back (out of every other test's range)
+    at = T0 - dt.timedelta(days=40)
+    for i, (minutes, fp) in enumerate(((0, "aaaa1111bbbb2222"), (5, "aaaa1111bbbb2222"), (20, "cccc3333dddd4444"))):
+        store.command("INSERT INTO llm_calls (timestamp, trace_id_in, span_id_in, service, prompt_name, "
+                      "prompt_version, prompt_fingerprint, latency_in, status) VALUES "
+                      "({t:DateTime64(3)}, {tr:String}, {sp:String}, 'fp', 'greet', '3', {fp:String}, 100, 'ok')",
+                      {"t": (at + dt.timedelta(minutes=minutes)).replace(tzinfo=None), "tr": f"{i + 1:032x}",
+                       "sp": f"{i + 1:016x}", "fp": fp})
+    changes = macros.expand(changes_a.sql, time_from=at - dt.timedelta(hours=1), time_to=at + dt.timedelta(hours=1),
+                            variables=ALL_VARS)
+    rows = store.query(changes).dicts()
+    assert [(r["time"].replace(tzinfo=UTC), r["text"]) for r in rows] == [
+        (at + dt.timedelta(minutes=20), "greet v3: prompt changed (fingerprint cccc3333dddd)")]
+
+
+def test_drill_down_links_carry_the_variables() -> None:
+    doc = json.loads((build.PACKAGE_DIR / "promptpulse-overview.json").read_text())
+    panels = {p["title"]: p for p in doc["panels"]}
+    top = panels["Top issues"]["fieldConfig"]["overrides"]
+    links = next(o for o in top if o["matcher"]["options"] == "prompt")["properties"]
+    url = next(p for p in links if p["id"] == "links")["value"][0]["url"]
+    assert url.startswith("/d/promptpulse-performance?${__url_time_range}&${datasource:queryparam}")
+    assert "var-prompt=${__data.fields.prompt:percentencode}" in url and "var-version=" in url
+    perf = json.loads((build.PACKAGE_DIR / "promptpulse-performance.json").read_text())
+    flat = [q for p in perf["panels"] for q in (p.get("panels", []) if p["type"] == "row" else [p])]
+    slowest = next(p for p in flat if p["title"] == "Slowest calls (drill-down)")
+    trace = next(o for o in slowest["fieldConfig"]["overrides"] if o["matcher"]["options"] == "trace_id")
+    urls = [lk["url"] for lk in next(p for p in trace["properties"] if p["id"] == "links")["value"]]
+    assert urls[1] == "${trace_url}${__value.raw}" and "var-trace_id=${__value.raw}" in urls[0]
+    assert all(p.get("interval") == "$interval" for p in flat if p["type"] == "timeseries")
+    assert [p["type"] for p in perf["panels"] if p["type"] == "row"] == ["row"] * 5
+    repeated = [p for p in flat if p.get("repeat")]
+    assert [(p["title"], p["repeat"]) for p in repeated] == [("Latency: $prompt", "prompt")]
 
 
 # --- cost --------------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def test_datasource_timeouts_are_strings() -> None:
 def test_minimum_versions_are_declared() -> None:
     for doc in _docs():
         requires = {r["id"]: r["version"] for r in doc["__requires"]}
-        assert requires == {"grafana": "11.0.0", grafana.PLUGIN_ID: "4.0.3"}
+        assert requires == {"grafana": "11.0.0", grafana.PLUGIN_ID: "4.13.0"}
 
 
 def test_every_query_carries_the_plugin_version() -> None:
@@ -42,10 +42,10 @@ def test_every_query_carries_the_plugin_version() -> None:
     for doc in _docs():
         targets = _targets(doc) + [v for v in doc["templating"]["list"] if v["type"] == "query"]
         for t in _targets(doc):
-            assert t["pluginVersion"] == "4.0.3" and t["editorType"] == "sql" and t["queryType"] != "sql"
+            assert t["pluginVersion"] == "4.13.0" and t["editorType"] == "sql" and t["queryType"] != "sql"
         assert targets
     for rule in yaml.safe_load(alerts.grafana_rules_yaml())["groups"][0]["rules"]:
-        assert rule["data"][0]["model"]["pluginVersion"] == "4.0.3"
+        assert rule["data"][0]["model"]["pluginVersion"] == "4.13.0"
 
 
 def test_dashboards_default_to_the_provisioned_data_source() -> None:
