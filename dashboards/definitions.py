@@ -130,7 +130,7 @@ LATENCY_STATS = Panel("latency_stats", "Latency vs targets", "stat",
                       q.totals([(q.P50, "p50"), (q.P95, "p95"), (q.P99, "p99")]), w=8, h=4, unit="ms",
                       decimals=0, overrides=LATENCY_OVERRIDES,
                       description="Targets: p50 <1000 ms, p95 <2000 ms, p99 <5000 ms (red when missed).")
-TOKENS_UNIT = "suffix: tokens"
+TOKENS_UNIT = "short"  # token counts, SI-scaled (23.5 K) as Grafana's "short"; the column names say tokens
 # Calls without usage / cost (schemas/013) add nothing to the sums; the panels say how many, and per-request figures
 # divide by the calls whose numbers are known.
 TOKENS = Panel("tokens", "Tokens", "stat",

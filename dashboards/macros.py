@@ -179,6 +179,8 @@ def apply_adhoc_filters_macro(sql: str, filters: Sequence[AdHocFilter] = ()) -> 
 
 
 def expand_macros(sql: str, time_from: dt.datetime, time_to: dt.datetime, interval_s: float = 60) -> str:
+    # a frontend macro not expanded before (callers without ad-hoc filters): no filters, as the plugin does
+    sql = apply_adhoc_filters_macro(sql)
     frm, to = _epoch(time_from), _epoch(time_to)
     fs, ts = int(frm.timestamp()), int(to.timestamp())
     fms, tms = int(frm.timestamp() * 1000), int(to.timestamp() * 1000)
