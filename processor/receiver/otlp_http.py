@@ -12,9 +12,9 @@ the queue is full · 501 transfer codings other than chunked · 503 + Retry-Afte
 spool is full, or over max_connections. Responses use the request's content type. Framing, deadlines and the
 connection cap: processor/http_limits.py.
 
-Server: the stdlib ThreadingHTTPServer (http_limits.GuardedServer) with HTTP/1.1 keep-alive. Request handling is
-dominated by decoding (~15 µs/span, ~7 ms per 512-span request) so per-request server overhead (~0.1 ms) does not
-matter and no dependency is needed.
+Server: the stdlib ThreadingHTTPServer (http_limits.GuardedServer) with HTTP/1.1 keep-alive. Kept when the API
+moved to uvicorn: the same receiver as an ASGI app on uvicorn (bench/otlp_asgi_receiver.py) was ~20% slower on
+its own and no faster end to end (docs/BENCHMARKS.md, "stdlib server vs uvicorn").
 """
 
 from __future__ import annotations
