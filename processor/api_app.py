@@ -17,7 +17,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from . import api, api_routes, console
+from . import api, api_routes, console, evaluation_api
 from .api_json import JSONResponse, error
 from .api_middleware import BearerAuth, BodyLimits
 
@@ -156,6 +156,7 @@ def create_app(service: Any, *, body_timeout_s: float = 60.0) -> FastAPI:
 
     app.include_router(builtin)
     app.include_router(api_routes.router)
+    app.include_router(evaluation_api.router)  # /api/evaluation/*: calls and scores searches, rules, run
     console.install(app)  # the web console: its /api/panels, /api/calls router and the page at /console/
     app.add_middleware(BodyLimits, body_timeout_s=body_timeout_s)  # inner: auth runs before a body is read
     app.add_middleware(BearerAuth, service=service)

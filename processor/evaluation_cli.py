@@ -2,8 +2,9 @@
 
 Rules come from the ``[evaluation]`` table of ``--config`` (or PROMPTPULSE_CONFIG). ``test`` runs one rule on text
 given on the command line (nothing is read or written); ``run`` evaluates the stored calls of a past window with the
-processor rules — ``--dry-run`` prints the results without writing them. ``run`` opens the store itself:
-``--clickhouse-url``, or ``--data-dir`` for embedded chDB when no service owns that directory.
+processor rules — ``--dry-run`` prints the results without writing them. ``run`` asks the running service first
+(POST /api/evaluation/run: the service's own rules) and otherwise opens the store itself: ``--clickhouse-url``, or
+``--data-dir`` for embedded chDB when no service owns that directory.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def _args(p: argparse.ArgumentParser) -> None:
             s.add_argument("--until", help="ISO time (default now)")
             s.add_argument("--rule", action="append", help="only this rule (repeatable)")
             s.add_argument("--dry-run", action="store_true", help="print the results; write nothing")
+            s.add_argument("--api", help="API URL of a running service (default http://<host>:<api_port>)")
+            s.add_argument("--auth-token", dest="auth_token")
             s.add_argument("--data-dir", dest="data_dir", help="open this data dir (no service may own it)")
             s.add_argument("--clickhouse-url", dest="clickhouse_url")
 
@@ -54,7 +57,7 @@ def _table(cols: list[str], rows: list[list[Any]]) -> None:
 
 
 def _time(value: str) -> dt.datetime:
-    from .api import parse_time
+    from .timerange import parse_time
 
     try:
         return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=parse_duration(value, "--since"))
@@ -110,12 +113,48 @@ def _test(args: argparse.Namespace, config: Any) -> int:
     return 1 if result.error else 0
 
 
+def _via_api(args: argparse.Namespace, s: Any, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The service's answer, or None when no service answers (and --api was not given)."""
+    import urllib.error
+    import urllib.request
+
+    if (args.data_dir or args.clickhouse_url) and not args.api:
+        return None
+    url = (args.api or f"http://{s.host}:{s.api_port}").rstrip("/") + "/api/evaluation/run"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    if s.auth_token:
+        req.add_header("Authorization", "Bearer " + s.auth_token)
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        raw = e.read() or b"{}"
+        if e.code == 404 and not args.api and b"no rule" not in raw:
+            return None  # an older service without /api/evaluation
+        try:
+            msg = json.loads(raw).get("error", str(e))
+        except ValueError:
+            msg = str(e)
+        raise SystemExit(f"promptpulse eval: {msg}")
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+        if args.api:
+            raise SystemExit(f"promptpulse eval: cannot reach {args.api}: {e}")
+        return None
+
+
 def _run(args: argparse.Namespace, s: Any, config: Any) -> int:
     from pathlib import Path
 
     from .evaluation import ProcessorEvaluator
     from .store import open_store
 
+    start = _time(args.since)
+    end = _time(args.until) if args.until else dt.datetime.now(dt.timezone.utc)
+    doc = _via_api(args, s, {"since": start.isoformat(), "until": end.isoformat(), "rules": args.rule,
+                             "dry_run": args.dry_run})
+    if doc is not None:
+        return _print_run(args, doc)
     rules = config.for_place("processor")
     if args.rule:
         unknown = set(args.rule) - {r.name for r in config.rules}
@@ -123,9 +162,7 @@ def _run(args: argparse.Namespace, s: Any, config: Any) -> int:
             raise SystemExit(f"promptpulse eval: no rule {', '.join(sorted(unknown))} in [evaluation]")
         rules = tuple(r for r in config.rules if r.name in args.rule)
     if not s.clickhouse_url and not Path(s.data_dir).is_dir():
-        raise SystemExit(f"promptpulse eval: no data dir at {s.data_dir}")
-    start = _time(args.since)
-    end = _time(args.until) if args.until else dt.datetime.now(dt.timezone.utc)
+        raise SystemExit(f"promptpulse eval: no service answers and there is no data dir at {s.data_dir}")
     store = open_store(data_dir=s.data_dir, clickhouse_url=s.clickhouse_url)
     try:
         ev = ProcessorEvaluator(store, config, rules=rules)
@@ -134,25 +171,29 @@ def _run(args: argparse.Namespace, s: Any, config: Any) -> int:
         raise SystemExit(f"promptpulse eval: {str(e).splitlines()[0][:300] if str(e) else e}")
     finally:
         store.close()
+    doc = report.as_dict()
+    doc["results"] = [{"rule": o.rule.name, "trace_id": o.trace_id, "span_id": o.span_id, "value": o.result.value,
+                       "label": o.result.label, "reason": o.result.reason, "error": o.result.error or None}
+                      for o in report.outcomes]
+    return _print_run(args, doc)
+
+
+def _print_run(args: argparse.Namespace, doc: dict[str, Any]) -> int:
     if args.format == "json":
-        doc = report.as_dict()
-        doc["results"] = [{"rule": o.rule.name, "trace_id": o.trace_id, "span_id": o.span_id,
-                           "value": o.result.value, "label": o.result.label, "reason": o.result.reason,
-                           "error": o.result.error or None} for o in report.outcomes]
         print(json.dumps(doc, default=str))
         return 0
     _table(["RULE", "MATCHED", "SAMPLED", "NO CONTENT", "ALREADY", "SCORED", "ERRORS", "JUDGE COST USD"],
-           [[name, r.matched, r.sampled, r.no_content, r.already, r.scored, r.errors, f"{r.judge_cost_usd:.6f}"]
-            for name, r in report.rules.items()])
+           [[name, r["matched"], r["sampled"], r["no_content"], r["already"], r["scored"], r["errors"],
+             f"{r['judge_cost_usd']:.6f}"] for name, r in doc["rules"].items()])
     verb = "would be written (dry run)" if args.dry_run else "written"
-    print(f"({report.calls} call(s) read; {len(report.outcomes)} result(s) {verb})", file=sys.stderr)
+    print(f"({doc['calls']} call(s) read; {len(doc['results'])} result(s) {verb})", file=sys.stderr)
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from .config import load
 
-    flags = {k: getattr(args, k, None) for k in ("data_dir", "clickhouse_url")}
+    flags = {k: getattr(args, k, None) for k in ("data_dir", "clickhouse_url", "auth_token")}
     try:
         s = load(flags, config_file=args.config)
         config = load_evaluation(s.evaluation)
