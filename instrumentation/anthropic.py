@@ -256,11 +256,16 @@ class _StreamState:
 class _MessagesEndpoint:
     """``messages.create``/``parse`` and, with ``always_streams``, the request of a ``messages.stream()`` manager."""
 
-    __slots__ = ("always_streams", "capture")
+    __slots__ = ("always_streams", "telemetry")
 
     def __init__(self, telemetry: Telemetry, *, always_streams: bool = False) -> None:
         self.always_streams = always_streams
-        self.capture = telemetry.capture_content
+        self.telemetry = telemetry
+
+    @property
+    def capture(self) -> bool:
+        # read per call: the in-app evaluator (promptpulse.evaluation.inapp) may be enabled after instrument()
+        return self.telemetry.capture_content
 
     def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
         model = kwargs.get("model")

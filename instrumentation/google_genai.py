@@ -230,7 +230,6 @@ def _read_embeddings(call: LLMCall, result: Any) -> None:
 
 
 def _generate_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoint:
-    capture = telemetry.capture_content
     return endpoint.Endpoint(
         telemetry,
         sc.OPERATION_GENERATE_CONTENT,
@@ -240,7 +239,7 @@ def _generate_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoi
         fingerprint=_generate_fingerprint,
         capture_input=_capture_input,
         capture_output=_capture_output,
-        stream_handler=(lambda: _StreamState(capture)) if stream else None,
+        stream_handler=(lambda: _StreamState(telemetry.capture_content)) if stream else None,
     )
 
 

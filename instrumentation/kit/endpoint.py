@@ -24,7 +24,6 @@ class Endpoint:
 
     __slots__ = (
         "attributes",
-        "capture",
         "capture_input",
         "capture_output",
         "fingerprint",
@@ -32,6 +31,7 @@ class Endpoint:
         "read",
         "stream_handler",
         "target",
+        "telemetry",
     )
 
     def __init__(
@@ -48,7 +48,7 @@ class Endpoint:
         stream_handler: Callable[[], streams.StreamHandler] | None = None,
     ) -> None:
         self.operation = operation
-        self.capture = telemetry.capture_content
+        self.telemetry = telemetry
         self.target = target
         self.attributes = attributes
         self.read = read
@@ -56,6 +56,11 @@ class Endpoint:
         self.capture_input = capture_input
         self.capture_output = capture_output
         self.stream_handler = stream_handler
+
+    @property
+    def capture(self) -> bool:
+        # read per call: the in-app evaluator (promptpulse.evaluation.inapp) may be enabled after instrument()
+        return self.telemetry.capture_content
 
     def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
         model = kwargs.get("model")

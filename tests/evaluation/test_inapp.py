@@ -140,3 +140,36 @@ def test_missing_field_is_an_error_span(env: Any) -> None:
     assert sc.GEN_AI_EVALUATION_SCORE_VALUE not in s.attributes
     assert s.attributes["promptpulse.evaluation.error"].startswith("no output")
     assert ev.stats["errors"] == 1
+
+
+def test_enabled_after_instrument_anthropic_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Endpoints read the content switch per call: enabling the evaluator after instrument() is enough, and a
+    streamed answer is evaluated once the stream is read."""
+    import anthropic
+
+    from promptpulse.instrumentation.anthropic import AnthropicInstrumentor
+
+    monkeypatch.delenv(spans.CAPTURE_CONTENT_ENV, raising=False)
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    inst = AnthropicInstrumentor()
+    inst.instrument(tracer_provider=tp)
+    try:
+        ev = inapp.enable(rules=[{"name": "card-guard", "metric": "pii", "params": {"types": ["card"]}}],
+                          tracer_provider=tp)
+        with FakeProvider(Scenario(text=answer)) as fake:
+            client = anthropic.Anthropic(base_url=fake.anthropic_base_url, api_key="sk-fake", max_retries=0)
+            events = client.messages.create(model="claude-3-5-haiku", max_tokens=100, stream=True,
+                                            messages=[{"role": "user", "content": "read my card back"}])
+            text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
+        assert text == "Your card 4111 1111 1111 1111 is on file."
+        assert ev.flush()
+    finally:
+        inapp.disable()
+        inst.uninstrument()
+    (call,) = [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    (score,) = [s for s in exporter.get_finished_spans() if s.name.startswith("gen_ai.evaluation ")]
+    assert sc.GEN_AI_OUTPUT_MESSAGES not in call.attributes
+    assert (score.parent.span_id, score.attributes[sc.GEN_AI_EVALUATION_EXPLANATION]) == \
+        (call.context.span_id, "found 1 card")
