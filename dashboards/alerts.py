@@ -132,6 +132,7 @@ def _seasonal_rule(labels: Sequence[str], value: str, count: str, condition: str
 
 
 SERIES = ("service", "environment", "prompt_name", "model", "provider")
+PROMPT_SERIES = ("service", "environment", "prompt_name")  # every rule keeps environment in its labels
 P95 = "promptpulse_hist_quantile(sumMap(latency_hist), 0.95)"
 MAD_SIGMA = 1.4826  # MAD x 1.4826 estimates the standard deviation of normal data
 WINDOW = lambda s, doc="evaluation window in seconds (complete minutes ending at now)": P("window_s", "UInt32", s, doc)  # noqa: E731
@@ -185,52 +186,53 @@ RULES: tuple[AlertRule, ...] = (
               _percentile_rule(0.99)),
     AlertRule(
         "daily_budget", "Daily spend above 110% of budget", "warning",
-        "Spend since midnight UTC vs daily_budget_usd x budget_ratio.", ("scope",),
+        "Spend since midnight UTC vs daily_budget_usd x budget_ratio (all services and environments).",
+        ("scope", "environment"),
         (P("daily_budget_usd", "Float64", 100.0, "the daily budget in USD (set it)"),
          P("budget_ratio", "Float64", 1.1, "fire above this share of the budget")),
         f"WITH {NOW} AS t_now, toStartOfDay(toDateTime(t_now, 'UTC')) AS day_start\n"
-        "SELECT 'total' AS scope, toFloat64(sum(cost_usd)) AS value,\n"
+        "SELECT 'total' AS scope, 'all' AS environment, toFloat64(sum(cost_usd)) AS value,\n"
         "    {daily_budget_usd:Float64} * {budget_ratio:Float64} AS threshold,\n"
         "    {daily_budget_usd:Float64} AS budget, toDate(day_start) AS day\n"
         "FROM llm_calls_1m\nWHERE bucket >= day_start AND bucket <= t_now\nHAVING value > threshold"),
     AlertRule(
         "cost_anomaly", "Cost above 1.5x expected", "warning",
         "Cost of the last hour vs the median cost of the same hour of the week over the previous weeks.",
-        ("service", "prompt_name"),
+        PROMPT_SERIES,
         (WINDOW(3600), WEEKS, P("ratio", "Float64", 1.5, "fire above ratio x expected"),
          P("min_cost_usd", "Float64", 0.01, "ignore windows cheaper than this"), MIN_PERIODS, MAD_K),
-        _seasonal_rule(("service", "prompt_name"), "toFloat64(sum(cost_usd))", "sum(calls)",
+        _seasonal_rule(PROMPT_SERIES, "toFloat64(sum(cost_usd))", "sum(calls)",
                        f"current >= {{min_cost_usd:Float64}} AND current > {{ratio:Float64}} * baseline "
                        f"AND current - baseline > {{mad_k:Float64}} * {MAD_SIGMA} * mad",
                        "{ratio:Float64} * baseline")),
     AlertRule(
         "traffic_spike", "Traffic spike above 2x normal", "warning",
         "Calls in the last 15 minutes vs the median of the same 15 minutes of the week over the previous weeks.",
-        ("service", "prompt_name"),
+        PROMPT_SERIES,
         (WINDOW(900), WEEKS, P("ratio", "Float64", 2.0, "fire above ratio x baseline"), MIN_CALLS(20), MIN_PERIODS,
          MAD_K),
-        _seasonal_rule(("service", "prompt_name"), "toFloat64(sum(calls))", "sum(calls)",
+        _seasonal_rule(PROMPT_SERIES, "toFloat64(sum(calls))", "sum(calls)",
                        f"current >= {{min_calls:UInt32}} AND current > {{ratio:Float64}} * baseline "
                        f"AND current - baseline > {{mad_k:Float64}} * {MAD_SIGMA} * mad",
                        "{ratio:Float64} * baseline")),
     AlertRule(
         "traffic_drop", "Sudden traffic drop", "warning",
         "Calls in the last 15 minutes below half the seasonal baseline (also fires on silence).",
-        ("service", "prompt_name"),
+        PROMPT_SERIES,
         (WINDOW(900), WEEKS, P("ratio", "Float64", 0.5, "fire below ratio x baseline"),
          P("min_baseline_calls", "Float64", 20.0, "only series that normally have this many calls"), MIN_PERIODS,
          MAD_K),
-        _seasonal_rule(("service", "prompt_name"), "toFloat64(sum(calls))", "sum(calls)",
+        _seasonal_rule(PROMPT_SERIES, "toFloat64(sum(calls))", "sum(calls)",
                        f"baseline >= {{min_baseline_calls:Float64}} AND current < {{ratio:Float64}} * baseline "
                        f"AND baseline - current > {{mad_k:Float64}} * {MAD_SIGMA} * mad",
                        "{ratio:Float64} * baseline")),
     AlertRule(
         "latency_baseline", "p95 latency above 2x baseline", "warning",
         "p95 of the last 15 minutes vs the median p95 of the same 15 minutes of the week in previous weeks.",
-        ("service", "prompt_name", "model"),
+        (*PROMPT_SERIES, "model"),
         (WINDOW(900), WEEKS, P("ratio", "Float64", 2.0, "fire above ratio x baseline p95"), MIN_CALLS(20),
          MIN_PERIODS, MAD_K),
-        _seasonal_rule(("service", "prompt_name", "model"), P95, "sum(calls)",
+        _seasonal_rule((*PROMPT_SERIES, "model"), P95, "sum(calls)",
                        f"current_n >= {{min_calls:UInt32}} AND current > {{ratio:Float64}} * baseline "
                        f"AND current - baseline > {{mad_k:Float64}} * {MAD_SIGMA} * mad",
                        "{ratio:Float64} * baseline", history_if="c >= {min_calls:UInt32}")),
@@ -238,15 +240,15 @@ RULES: tuple[AlertRule, ...] = (
         "quality_regression", "Quality score 5% below baseline", "warning",
         "Average score of the last 24 h vs the median of the daily averages of the previous days, per score name "
         "and prompt (llm_scores_1m: scores attributed to their calls at insert time; unattributed ones left out).",
-        ("score_name", "service", "prompt_name"),
+        ("score_name", *PROMPT_SERIES),
         (WINDOW(86400), P("days", "UInt16", 14, "baseline: the previous N days"),
          P("drop_pct", "Float64", 5.0, "fire when the average is this many percent below baseline"),
          P("min_scores", "UInt32", 10, "scores needed in a window"), MIN_PERIODS),
-        _seasonal_rule(("score_name", "service", "prompt_name"), "sum(value_sum) / sum(scores)", "sum(scores)",
+        _seasonal_rule(("score_name", *PROMPT_SERIES), "sum(value_sum) / sum(scores)", "sum(scores)",
                        "current_n >= {min_scores:UInt32} AND current < baseline * (1 - {drop_pct:Float64} / 100)",
                        "baseline * (1 - {drop_pct:Float64} / 100)",
-                       source="(\n            SELECT bucket, name AS score_name, service, prompt_name, scores,"
-                              " value_sum\n            FROM llm_scores_1m\n"
+                       source="(\n            SELECT bucket, name AS score_name, service, environment, prompt_name,"
+                              " scores, value_sum\n            FROM llm_scores_1m\n"
                               "            WHERE service != ''\n"
                               "        )",
                        period_s=86400, periods_param="days", history_if="c >= {min_scores:UInt32}")),
@@ -254,31 +256,33 @@ RULES: tuple[AlertRule, ...] = (
         "version_latency_regression", "Prompt version latency 20% above baseline", "warning",
         "Median latency of each prompt version in the last hour vs the prompt's median latency in the same hour "
         "of the previous days (all versions): catches a new version that is slower.",
-        ("service", "prompt_name", "prompt_version"),
+        (*PROMPT_SERIES, "prompt_version"),
         (WINDOW(3600), P("days", "UInt16", 7, "baseline: the same hour on each of the previous N days"),
          P("quantile", "Float64", 0.5, "latency quantile compared (0.5 = median)"),
          P("ratio", "Float64", 1.2, "fire above ratio x baseline"), MIN_CALLS(20), MIN_PERIODS),
         f"WITH {T_END} AS t_end\n"
-        "SELECT cur.service AS service, cur.prompt_name AS prompt_name, cur.prompt_version AS prompt_version,\n"
+        "SELECT cur.service AS service, cur.environment AS environment, cur.prompt_name AS prompt_name,\n"
+        "    cur.prompt_version AS prompt_version,\n"
         "    cur.v AS value, base.baseline * {ratio:Float64} AS threshold, base.baseline AS baseline,\n"
         "    cur.n AS current_n, base.periods AS periods, base.history AS history\n"
         "FROM (\n"
-        "    SELECT service, prompt_name, prompt_version,\n"
+        "    SELECT service, environment, prompt_name, prompt_version,\n"
         "        promptpulse_hist_quantile(sumMap(latency_hist), {quantile:Float64}) AS v, sum(calls) AS n\n"
         "    FROM llm_calls_1m\n"
         "    WHERE bucket >= t_end - toIntervalSecond({window_s:UInt32}) AND bucket < t_end\n"
-        "    GROUP BY service, prompt_name, prompt_version\n"
+        "    GROUP BY service, environment, prompt_name, prompt_version\n"
         ") AS cur\nINNER JOIN (\n"
-        + seasonal_stats(("service", "prompt_name"),
+        + seasonal_stats(PROMPT_SERIES,
                          "promptpulse_hist_quantile(sumMap(latency_hist), {quantile:Float64})", "sum(calls)",
                          period_s=86400, periods_param="days", history_if="c >= {min_calls:UInt32}")
-        + "\n) AS base ON cur.service = base.service AND cur.prompt_name = base.prompt_name\n"
+        + "\n) AS base ON cur.service = base.service AND cur.environment = base.environment"
+        " AND cur.prompt_name = base.prompt_name\n"
         "WHERE cur.n >= {min_calls:UInt32} AND base.periods >= {min_periods:UInt16} AND value > threshold\n"
         "ORDER BY value / threshold DESC"),
     AlertRule(
         "sla_burn_rate", "SLA error budget burning (multi-window)", "per-row",
         "Burn rate = error ratio / (1 - SLO). Critical when both 1h and 5m burn above 14.4x (2% of a 30-day budget "
-        "in an hour); warning when both 6h and 30m burn above 6x.", ("service", "window", "severity"),
+        "in an hour); warning when both 6h and 30m burn above 6x.", ("service", "environment", "window", "severity"),
         (P("slo_target", "Float64", 0.999, "availability SLO (ratio)"),
          P("fast_long_s", "UInt32", 3600, "fast burn: long window"), P("fast_short_s", "UInt32", 300,
                                                                         "fast burn: short window"),
@@ -287,10 +291,11 @@ RULES: tuple[AlertRule, ...] = (
                                                                          "slow burn: short window"),
          P("slow_burn", "Float64", 6.0, "slow burn threshold"), MIN_CALLS(10)),
         f"WITH {T_END} AS t_end, 1 - {{slo_target:Float64}} AS budget\n"
-        "SELECT service, window, severity, least(burn_long, burn_short) AS value, threshold, burn_long, burn_short,"
-        " n_calls\nFROM (\n"
+        "SELECT service, environment, window, severity, least(burn_long, burn_short) AS value, threshold,"
+        " burn_long, burn_short, n_calls\nFROM (\n"
         + "\n    UNION ALL\n".join(
-            f"    SELECT service, '{label}' AS window, '{sev}' AS severity, {{{speed}_burn:Float64}} AS threshold,\n"
+            f"    SELECT service, environment, '{label}' AS window, '{sev}' AS severity,"
+            f" {{{speed}_burn:Float64}} AS threshold,\n"
             f"        sumIf(errors, bucket >= t_end - toIntervalSecond({{{speed}_long_s:UInt32}})) / "
             f"sumIf(calls, bucket >= t_end - toIntervalSecond({{{speed}_long_s:UInt32}})) / budget AS burn_long,\n"
             f"        sumIf(errors, bucket >= t_end - toIntervalSecond({{{speed}_short_s:UInt32}})) / "
@@ -298,7 +303,7 @@ RULES: tuple[AlertRule, ...] = (
             f"        sumIf(calls, bucket >= t_end - toIntervalSecond({{{speed}_long_s:UInt32}})) AS n_calls\n"
             f"    FROM llm_calls_1m\n"
             f"    WHERE bucket >= t_end - toIntervalSecond({{{speed}_long_s:UInt32}}) AND bucket < t_end\n"
-            f"    GROUP BY service"
+            f"    GROUP BY service, environment"
             for speed, label, sev in (("fast", "1h/5m", "critical"), ("slow", "6h/30m", "warning")))
         + "\n)\nWHERE n_calls >= {min_calls:UInt32} AND burn_long > threshold AND burn_short > threshold\n"
         "ORDER BY value DESC"),
@@ -308,6 +313,35 @@ RULES_BY_NAME: dict[str, AlertRule] = {r.name: r for r in RULES}
 
 
 # --- Grafana alert-rule provisioning ---------------------------------------------------------------------------
+# The panel each rule's notification links to (dashboardUid / panelId): where the firing series is seen
+RULE_PANELS: dict[str, tuple[str, str]] = {
+    "error_rate": ("promptpulse-overview", "error_rate_ts"),
+    "http_5xx": ("promptpulse-performance", "errors_by_category"),
+    "success_rate": ("promptpulse-overview", "success_ts"),
+    "latency_p95": ("promptpulse-performance", "latency_ts"),
+    "latency_p99": ("promptpulse-performance", "latency_ts"),
+    "daily_budget": ("promptpulse-cost", "budget_today"),
+    "cost_anomaly": ("promptpulse-cost", "cost_by_prompt_name"),
+    "traffic_spike": ("promptpulse-overview", "rpm_by_prompt"),
+    "traffic_drop": ("promptpulse-overview", "rpm_by_prompt"),
+    "latency_baseline": ("promptpulse-performance", "latency_ts"),
+    "quality_regression": ("promptpulse-quality", "quality_ts"),
+    "version_latency_regression": ("promptpulse-compare", "compare_p95_ts"),
+    "sla_burn_rate": ("promptpulse-sla", "burn_rate_ts"),
+}
+# keepFiringFor: how long an instance stays firing after its query stops returning it, so a series hovering at the
+# threshold does not flap (the windowed rules re-evaluate every minute; the baseline rules move slowly)
+KEEP_FIRING: dict[str, str] = {"daily_budget": "0s", "cost_anomaly": "15m", "traffic_spike": "15m",
+                               "traffic_drop": "15m", "latency_baseline": "15m", "quality_regression": "1h",
+                               "version_latency_regression": "15m"}
+DEFAULT_KEEP_FIRING = "5m"
+# docs/ALERTS.md "Runbooks" has one section per rule; `export --runbook-url` points at where that file is published
+DEFAULT_RUNBOOK_URL = "docs/ALERTS.md"
+
+
+def runbook_url(rule: AlertRule, base: str = DEFAULT_RUNBOOK_URL) -> str:
+    return f"{base}#runbook-{rule.name.replace('_', '-')}"
+
 def grafana_query(rule: AlertRule) -> str:
     """What Grafana runs: the rule's SQL with literal defaults, reduced to label columns (strings) and ``value``
     (Grafana alerting turns each row of a table into one alert instance: string columns are labels, the one numeric
@@ -329,12 +363,15 @@ def summary_template(rule: AlertRule) -> str:
     return f"{rule.title}: {labels}: value {{{{ printf \"%.4g\" $values.A.Value }}}}"
 
 
-def _rule_doc(rule: AlertRule) -> dict[str, Any]:
+def _rule_doc(rule: AlertRule, panel_ids: Mapping[str, Mapping[str, int]], runbook_base: str) -> dict[str, Any]:
     thresholds = ", ".join(f"{p.name}={p.default}" for p in rule.params)
+    dashboard_uid, panel_key = RULE_PANELS[rule.name]
     return {
         "uid": f"pp-{rule.name.replace('_', '-')}"[:40],
         "title": rule.title,
         "condition": "B",
+        "dashboardUid": dashboard_uid,
+        "panelId": panel_ids[dashboard_uid][panel_key],
         "data": [
             {"refId": "A", "relativeTimeRange": {"from": 600, "to": 0}, "datasourceUid": DATASOURCE_UID,
              "model": {"refId": "A", "pluginVersion": PLUGIN_MIN_VERSION, "editorType": "sql", "format": 1,
@@ -347,13 +384,20 @@ def _rule_doc(rule: AlertRule) -> dict[str, Any]:
         "noDataState": "OK",
         "execErrState": "Error",
         "for": rule.pending,
+        "keepFiringFor": KEEP_FIRING.get(rule.name, DEFAULT_KEEP_FIRING),
         "labels": {"team": "promptpulse", "rule": rule.name}
         | ({} if rule.severity == "per-row" else {"severity": rule.severity}),
         "annotations": {"summary": summary_template(rule),
                         "description": rule.summary + f" Parameters: {thresholds}.",
+                        "runbook_url": runbook_url(rule, runbook_base),
                         "sql_file": f"dashboards/alerts/{rule.name}.sql"},
         "isPaused": False,
     }
+
+
+def yaml_text(value: Any) -> str:
+    """``value`` as YAML (the subset the provisioning files need; strings JSON-quoted)."""
+    return _yaml(value)
 
 
 def _yaml(value: Any, indent: int = 0) -> str:
@@ -382,9 +426,13 @@ def _yaml(value: Any, indent: int = 0) -> str:
     return json.dumps(value)
 
 
-def grafana_rules_yaml() -> str:
+def grafana_rules_yaml(runbook_base: str = DEFAULT_RUNBOOK_URL) -> str:
+    from .definitions import DASHBOARDS  # the rules link to dashboard panels; the evaluator does not need them
+    from .grafana import panel_ids
+
+    ids = {d.uid: panel_ids(d) for d in DASHBOARDS}
     doc = {"apiVersion": 1, "groups": [{"orgId": 1, "name": "promptpulse", "folder": FOLDER, "interval": "1m",
-                                        "rules": [_rule_doc(r) for r in RULES]}]}
+                                        "rules": [_rule_doc(r, ids, runbook_base) for r in RULES]}]}
     return ("# Generated by `python -m promptpulse.dashboards.build` from promptpulse/dashboards/alerts.py; "
             "do not edit.\n"
             "# Grafana alert-rule provisioning; the data source uid is the one in "

@@ -1,5 +1,5 @@
 -- Cost above 1.5x expected
--- rule: cost_anomaly; severity: warning; labels: service, prompt_name
+-- rule: cost_anomaly; severity: warning; labels: service, environment, prompt_name
 -- Cost of the last hour vs the median cost of the same hour of the week over the previous weeks.
 -- Returns the firing series only: labels, value, threshold (and context).
 -- Parameters (defaults):
@@ -11,24 +11,24 @@
 --   min_periods UInt16 = 2: fire only with at least this many baseline periods of history
 --   mad_k Float64 = 3.0: and only when the change exceeds mad_k x 1.4826 x MAD of the history
 WITH toStartOfMinute({now:DateTime64(3, 'UTC')}) AS t_end
-SELECT service, prompt_name, current AS value, {ratio:Float64} * baseline AS threshold, baseline, mad, current_n, periods, history
+SELECT service, environment, prompt_name, current AS value, {ratio:Float64} * baseline AS threshold, baseline, mad, current_n, periods, history
 FROM (
-    SELECT service, prompt_name,
+    SELECT service, environment, prompt_name,
         anyIf(v, k = 0) AS current, anyIf(c, k = 0) AS current_n,
         groupArrayIf(v, k > 0) AS history,
         arrayReduce('quantileExactInclusive(0.5)', history) AS baseline,
         arrayReduce('quantileExactInclusive(0.5)', arrayMap(x -> abs(x - baseline), history)) AS mad,
         length(history) AS periods
     FROM (
-        SELECT service, prompt_name, intDiv(dateDiff('second', bucket, t_end) - 1, 604800) AS k,
+        SELECT service, environment, prompt_name, intDiv(dateDiff('second', bucket, t_end) - 1, 604800) AS k,
                toFloat64(sum(cost_usd)) AS v, sum(calls) AS c
         FROM llm_calls_1m
         WHERE bucket >= t_end - toIntervalSecond({weeks:UInt16} * 604800 + {window_s:UInt32})
           AND bucket < t_end
           AND (dateDiff('second', bucket, t_end) - 1) % 604800 < {window_s:UInt32}
-        GROUP BY service, prompt_name, k
+        GROUP BY service, environment, prompt_name, k
     )
-    GROUP BY service, prompt_name
+    GROUP BY service, environment, prompt_name
 )
 WHERE periods >= {min_periods:UInt16} AND current >= {min_cost_usd:Float64} AND current > {ratio:Float64} * baseline AND current - baseline > {mad_k:Float64} * 1.4826 * mad
 ORDER BY value / greatest(threshold, 1e-9) DESC

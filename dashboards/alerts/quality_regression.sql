@@ -1,5 +1,5 @@
 -- Quality score 5% below baseline
--- rule: quality_regression; severity: warning; labels: score_name, service, prompt_name
+-- rule: quality_regression; severity: warning; labels: score_name, service, environment, prompt_name
 -- Average score of the last 24 h vs the median of the daily averages of the previous days, per score name and prompt (llm_scores_1m: scores attributed to their calls at insert time; unattributed ones left out).
 -- Returns the firing series only: labels, value, threshold (and context).
 -- Parameters (defaults):
@@ -10,28 +10,28 @@
 --   min_scores UInt32 = 10: scores needed in a window
 --   min_periods UInt16 = 2: fire only with at least this many baseline periods of history
 WITH toStartOfMinute({now:DateTime64(3, 'UTC')}) AS t_end
-SELECT score_name, service, prompt_name, current AS value, baseline * (1 - {drop_pct:Float64} / 100) AS threshold, baseline, mad, current_n, periods, history
+SELECT score_name, service, environment, prompt_name, current AS value, baseline * (1 - {drop_pct:Float64} / 100) AS threshold, baseline, mad, current_n, periods, history
 FROM (
-    SELECT score_name, service, prompt_name,
+    SELECT score_name, service, environment, prompt_name,
         anyIf(v, k = 0) AS current, anyIf(c, k = 0) AS current_n,
         groupArrayIf(v, k > 0 AND c >= {min_scores:UInt32}) AS history,
         arrayReduce('quantileExactInclusive(0.5)', history) AS baseline,
         arrayReduce('quantileExactInclusive(0.5)', arrayMap(x -> abs(x - baseline), history)) AS mad,
         length(history) AS periods
     FROM (
-        SELECT score_name, service, prompt_name, intDiv(dateDiff('second', bucket, t_end) - 1, 86400) AS k,
+        SELECT score_name, service, environment, prompt_name, intDiv(dateDiff('second', bucket, t_end) - 1, 86400) AS k,
                sum(value_sum) / sum(scores) AS v, sum(scores) AS c
         FROM (
-            SELECT bucket, name AS score_name, service, prompt_name, scores, value_sum
+            SELECT bucket, name AS score_name, service, environment, prompt_name, scores, value_sum
             FROM llm_scores_1m
             WHERE service != ''
         )
         WHERE bucket >= t_end - toIntervalSecond({days:UInt16} * 86400 + {window_s:UInt32})
           AND bucket < t_end
           AND (dateDiff('second', bucket, t_end) - 1) % 86400 < {window_s:UInt32}
-        GROUP BY score_name, service, prompt_name, k
+        GROUP BY score_name, service, environment, prompt_name, k
     )
-    GROUP BY score_name, service, prompt_name
+    GROUP BY score_name, service, environment, prompt_name
 )
 WHERE periods >= {min_periods:UInt16} AND current_n >= {min_scores:UInt32} AND current < baseline * (1 - {drop_pct:Float64} / 100)
 ORDER BY value / greatest(threshold, 1e-9) DESC

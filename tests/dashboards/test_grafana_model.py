@@ -115,3 +115,21 @@ def test_dashboards_type_check_against_grafana_schema(tmp_path) -> None:
     (tmp_path / "broken.json").write_text(json.dumps(doc))
     bad = _run_schema_check(tmp_path)
     assert bad.returncode == 1 and "'\"bogus\"' is not assignable" in bad.stderr.replace("Type ", ""), bad.stderr
+
+
+def test_rules_link_panels_runbooks_and_keep_environment() -> None:
+    rules = {r["labels"]["rule"]: r for r in yaml.safe_load(alerts.grafana_rules_yaml())["groups"][0]["rules"]}
+    docs = (build.PACKAGE_DIR.parent / "docs" / "ALERTS.md").read_text()
+    by_uid = {d.uid: d for d in definitions.DASHBOARDS}
+    for rule in alerts.RULES:
+        doc = rules[rule.name]
+        dash_uid, key = alerts.RULE_PANELS[rule.name]
+        assert (doc["dashboardUid"], doc["panelId"]) == (dash_uid, grafana.panel_ids(by_uid[dash_uid])[key])
+        url = doc["annotations"]["runbook_url"]
+        assert url == f"docs/ALERTS.md#runbook-{rule.name.replace('_', '-')}"
+        assert f'<a id="{url.split("#")[1]}"></a>' in docs, rule.name
+        assert doc["keepFiringFor"] in ("0s", "5m", "15m", "1h")
+        assert "environment" in alerts.label_names(rule), rule.name
+    assert rules["error_rate"]["panelId"] == next(
+        p["id"] for p in json.loads((build.PACKAGE_DIR / "promptpulse-overview.json").read_text())["panels"]
+        if p["title"] == "Error rate over time")
