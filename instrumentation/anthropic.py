@@ -40,7 +40,7 @@ Why replace rather than enrich:
 - their span exists only under some configurations, while ours must exist always — enriching would mean two code
   paths, and the span shape would depend on the app's client options;
 - their span has another name and scope than contract 1 (``chat {model}``), its tracer provider can differ from the
-  one given to this instrumentor, it writes the legacy ``gen_ai.usage.cache_write.input_tokens``, and it is ended by
+  one given to this instrumentor, it carries no cost, and it is ended by
   SDK internals at a moment we do not control — cost and usage would have to be squeezed in before that;
 - the official switches (``open_telemetry=False``, ``ANTHROPIC_OPEN_TELEMETRY=false``) are read when a client is
   constructed, so they cannot reach clients built before ``instrument()``; they would also turn off the SDK's trace

@@ -180,7 +180,7 @@ class _StreamState:
             if self.finish_reasons:
                 _set_usage(call, self.usage)
             else:  # cut short: the prompt count is final, the output count is not
-                call.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, self.usage[0])
+                call.set_attribute(sc.PROMPTPULSE_USAGE_INPUT_TOKENS_SEEN, self.usage[0])
         if self.text is not None:
             reason = self.finish_reasons[-1] if self.finish_reasons else None
             call.capture(sc.GEN_AI_OUTPUT_MESSAGES, _output_messages("".join(self.text), reason))

@@ -24,6 +24,12 @@ GEN_AI_REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
 GEN_AI_REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
 GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
 GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+GEN_AI_REQUEST_REASONING_LEVEL: Final = "gen_ai.request.reasoning.level"  # low / medium / high… as requested
+# OpenAI's own (the GenAI conventions' OpenAI page)
+OPENAI_API_TYPE: Final = "openai.api.type"  # chat_completions / responses
+OPENAI_REQUEST_SERVICE_TIER: Final = "openai.request.service_tier"
+OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
+OPENAI_RESPONSE_SYSTEM_FINGERPRINT: Final = "openai.response.system_fingerprint"
 
 # --- response ---------------------------------------------------------------------------------------------------
 GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
@@ -36,7 +42,8 @@ GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
-GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+# Renamed from gen_ai.usage.cache_creation.input_tokens (semantic-conventions-genai #440); ingest reads both.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 
 # --- prompt and cohorts -----------------------------------------------------------------------------------------
@@ -73,6 +80,9 @@ PROMPTPULSE_PROMPT_FINGERPRINT: Final = "promptpulse.prompt.fingerprint"
 PROMPTPULSE_RETRY_COUNT: Final = "promptpulse.retry.count"
 PROMPTPULSE_STREAM_STATE: Final = "promptpulse.stream.state"
 PROMPTPULSE_USAGE_MISSING: Final = "promptpulse.usage.missing"
+# A stream cut before its final usage: the input it had reported. Not gen_ai.usage.input_tokens, which would make the
+# call's usage look known (with 0 output tokens) to every reader, the processor's usage_known included.
+PROMPTPULSE_USAGE_INPUT_TOKENS_SEEN: Final = "promptpulse.usage.input_tokens_seen"
 # Frameworks: the LangChain runs (chains, agents) an LLM call was made in — on the provider's span and on run spans.
 GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
 PROMPTPULSE_CHAIN_NAME: Final = "promptpulse.chain.name"  # the innermost chain run
@@ -83,10 +93,13 @@ PROMPTPULSE_RUN_TYPE: Final = "promptpulse.run.type"  # on run spans: "chain", "
 LEGACY_GEN_AI_SYSTEM: Final = "gen_ai.system"
 LEGACY_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"
 LEGACY_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"
-LEGACY_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+LEGACY_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 OPENLIT_USAGE_COST: Final = "gen_ai.usage.cost"
 TRACELOOP_PROMPT_KEY: Final = "traceloop.prompt.key"
 TRACELOOP_PROMPT_VERSION: Final = "traceloop.prompt.version"
+
+# The semantic conventions version these names follow (the tracer's and meter's schema_url).
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.44.0"
 
 # --- values -----------------------------------------------------------------------------------------------------
 OPERATION_CHAT: Final = "chat"

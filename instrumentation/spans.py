@@ -70,8 +70,8 @@ class Telemetry:
         capture_content: bool | None = None,
         content_max_chars: int | None = None,
     ) -> None:
-        self.tracer = trace.get_tracer(instrumenting_module, version, tracer_provider)
-        meter = get_meter(instrumenting_module, version, meter_provider)
+        self.tracer = trace.get_tracer(instrumenting_module, version, tracer_provider, schema_url=sc.SCHEMA_URL)
+        meter = get_meter(instrumenting_module, version, meter_provider, schema_url=sc.SCHEMA_URL)
         self.token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -358,6 +358,9 @@ class LLMCall:
         attrs = self._pending
         if stream_state is not None:
             attrs[sc.PROMPTPULSE_STREAM_STATE] = stream_state
+            if stream_state == "error" and sc.GEN_AI_RESPONSE_FINISH_REASONS not in attrs:
+                # Cut before the event that says how the choice ended: say so rather than omit it.
+                attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = ("error",)
         ttfc = None
         if self._first_chunk_at is not None:
             ttfc = attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk_at - self._started_at
@@ -371,7 +374,7 @@ class LLMCall:
             if self.cache_read_tokens:
                 attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_tokens
             if self.cache_creation_tokens:
-                attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_creation_tokens
+                attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = self.cache_creation_tokens
             if self.reasoning_tokens:
                 attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
             prices = self._telemetry.prices or self._telemetry.price_table()

@@ -3,8 +3,9 @@
 - OpenAI's: ``prompt_tokens``/``completion_tokens`` with ``*_details`` (chat, completions; groq, litellm, compatible
   servers), ``input_tokens``/``output_tokens`` with details (responses), or either as a JSON dict.
 - "Input excludes the cache" (Anthropic, Bedrock's Converse): input = uncached + cache read + cache write.
-A stream cut before its usage is complete records the input it saw and no output: ``LLMCall.end`` then marks the
-usage missing and records no cost.
+A stream cut before its usage is complete records the input it saw as ``promptpulse.usage.input_tokens_seen`` and no
+``gen_ai.usage.*`` count: ``LLMCall.end`` then marks the usage missing and records no cost, and every reader (the
+processor's ``usage_known`` included) sees the call's usage as unknown — never as known with 0 output tokens.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def apply_uncached_usage(
     reasoning: int | None = None,
 ) -> None:
     """Usage whose input count excludes cache reads and writes. ``complete=False`` (a stream cut before its final
-    usage) or an unknown output records only the input seen — never an invented output count or cost."""
+    usage) or an unknown output records only the input seen (``promptpulse.usage.input_tokens_seen``) — never an
+    invented output count or cost."""
     if uncached is None and output is None:
         return
     total_input = (uncached or 0) + cache_read + cache_write
@@ -90,8 +92,4 @@ def apply_uncached_usage(
             reasoning_tokens=reasoning,
         )
     elif uncached is not None:
-        call.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, total_input)
-        if cache_read:
-            call.set_attribute(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cache_read)
-        if cache_write:
-            call.set_attribute(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, cache_write)
+        call.set_attribute(sc.PROMPTPULSE_USAGE_INPUT_TOKENS_SEEN, total_input)

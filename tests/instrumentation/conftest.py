@@ -62,7 +62,7 @@ class Otel:
         if cache_read is not None:
             assert attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == cache_read
         if cache_write is not None:
-            assert attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] == cache_write
+            assert attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] == cache_write
         if reasoning is not None:
             assert attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == reasoning
         assert attrs[sc.PROMPTPULSE_COST_USD] == pytest.approx(cost, rel=1e-12)

@@ -107,10 +107,12 @@ def _assert_streamed_ok(otel: Any, span: ReadableSpan, state: str = "complete") 
 
 
 def _assert_cut_short(span: ReadableSpan, state: str) -> None:
-    """Ended before message_delta: input known (from message_start), output unknown, no invented cost."""
+    """Ended before message_delta: the input seen (from message_start) is kept apart from gen_ai.usage.*, so the
+    call's usage reads as unknown — not as known with 0 output tokens; no invented cost."""
     attrs = span.attributes
     assert attrs[sc.PROMPTPULSE_STREAM_STATE] == state
-    assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == INPUT
+    assert attrs[sc.PROMPTPULSE_USAGE_INPUT_TOKENS_SEEN] == INPUT
+    assert sc.GEN_AI_USAGE_INPUT_TOKENS not in attrs
     assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs
     assert sc.PROMPTPULSE_COST_USD not in attrs
     assert attrs[sc.PROMPTPULSE_USAGE_MISSING] is True
@@ -147,7 +149,7 @@ def test_create_exact_attributes_tokens_and_cost(instrumented: Any, client: anth
         sc.GEN_AI_USAGE_INPUT_TOKENS: INPUT,
         sc.GEN_AI_USAGE_OUTPUT_TOKENS: OUTPUT,
         sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: CACHE_READ,
-        sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: CACHE_WRITE,
+        sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: CACHE_WRITE,
         sc.PROMPTPULSE_COST_USD: pytest.approx(expected_cost(), rel=1e-12),
     }
     # The fake sent Anthropic's wire shape (input_tokens without the cache parts), as the SDK shows.
@@ -465,8 +467,11 @@ def test_stream_cut_by_the_server(
     assert span.status.status_code == StatusCode.ERROR
     assert attrs[sc.PROMPTPULSE_STREAM_STATE] == "error"
     assert attrs[sc.ERROR_TYPE] == f"{type(raised.value).__module__}.{type(raised.value).__qualname__}"
-    # message_start arrived, message_delta did not: the input is known, the output and the cost are not invented.
-    assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == INPUT
+    # message_start arrived, message_delta did not: the input seen is kept, the output and the cost are not invented.
+    assert attrs[sc.PROMPTPULSE_USAGE_INPUT_TOKENS_SEEN] == INPUT
+    assert sc.GEN_AI_USAGE_INPUT_TOKENS not in attrs
+    # Cut before the event saying how the message ended: its finish reason is "error", not omitted.
+    assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("error",)
     assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs
     assert sc.PROMPTPULSE_COST_USD not in attrs
 

@@ -94,7 +94,7 @@ def test_converse_exact_attributes(instrumented: Any, client: Any, fake: FakePro
         sc.GEN_AI_USAGE_INPUT_TOKENS: INPUT,
         sc.GEN_AI_USAGE_OUTPUT_TOKENS: OUTPUT,
         sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: CACHE_READ,
-        sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: CACHE_WRITE,
+        sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: CACHE_WRITE,
         sc.PROMPTPULSE_COST_USD: pytest.approx(cost(CLAUDE_PRICES), rel=1e-12),
     }
     assert response["usage"]["inputTokens"] == INPUT - CACHE_READ - CACHE_WRITE  # Bedrock's wire shape

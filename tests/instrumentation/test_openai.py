@@ -312,6 +312,16 @@ def test_cut_stream_records_error_and_app_sees_sdk_error(instrumented, otel, fak
     assert a[sc.ERROR_TYPE].endswith(type(info.value).__name__)
     assert a[sc.PROMPTPULSE_ERROR_CATEGORY] in sc.ERROR_CATEGORIES
     assert sc.PROMPTPULSE_USAGE_MISSING not in a  # an error, not a silent gap
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("error",)  # cut before the choice's finish_reason
+
+
+def test_tracer_and_meter_carry_the_semconv_schema_url(instrumented, otel, client) -> None:
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    span = otel.only_span()
+    assert span.instrumentation_scope.schema_url == sc.SCHEMA_URL == "https://opentelemetry.io/schemas/1.44.0"
+    metrics_data = (otel.histogram(sc.METRIC_OPERATION_DURATION), otel.reader.get_metrics_data())[1]
+    scopes = [s.scope for rm in metrics_data.resource_metrics for s in rm.scope_metrics]
+    assert [s.schema_url for s in scopes if s.name == "promptpulse.instrumentation.openai"] == [sc.SCHEMA_URL]
 
 
 def test_stream_helper_is_one_span(instrumented, otel, fake, client) -> None:

@@ -194,3 +194,40 @@ def test_export_writes_an_unknown_cost_as_null_never_0(store: Store) -> None:
             zip(CASES, [True, True, True, False, False, True, False, False], strict=True)]
     assert [None if g is None else Decimal(g) for g in got] == [None if w is None else Decimal(w) for w in want]
     assert got.count(None) == 4 and Decimal(got[0]) > 0
+
+
+def test_anthropic_stream_cut_short_is_without_usage_and_cache_writes_count(store: Store) -> None:
+    """The real anthropic SDK: one stream read to its end (its cache writes under the current name,
+    gen_ai.usage.cache_write.input_tokens), one broken out of before message_delta. The cut one carries only the
+    input it saw (promptpulse.usage.input_tokens_seen), so llm_calls holds it as without usage — not as a call with
+    0 output tokens priced on its input alone."""
+    import anthropic
+
+    from promptpulse.instrumentation.anthropic import AnthropicInstrumentor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "usage-cut"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = AnthropicInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        scenario = Scenario(input_tokens=40, cached_tokens=10, cache_creation_tokens=6, output_tokens=12)
+        with FakeProvider(scenario) as fake:
+            client = anthropic.Anthropic(base_url=fake.anthropic_base_url, api_key="k", max_retries=0)
+            for cut in (False, True):
+                stream = client.messages.create(model="claude-haiku-4-5", max_tokens=64, stream=True,
+                                                messages=[{"role": "user", "content": "hi"}])
+                for _event in stream:
+                    if cut:
+                        break
+    finally:
+        instrumentor.uninstrument()
+    full, cut_short = exporter.get_finished_spans()
+    assert full.attributes[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] == 6
+    assert sc.LEGACY_USAGE_CACHE_CREATION_INPUT_TOKENS not in full.attributes
+    assert cut_short.attributes[sc.PROMPTPULSE_USAGE_INPUT_TOKENS_SEEN] == 40
+    decoded = decode_protobuf(encode_spans([full, cut_short]).SerializeToString())
+    store.insert_otel_traces(decoded.rows, dedup_token=uuid.uuid4().hex)
+    rows = store.query("SELECT usage_known, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, "
+                       "cost_known FROM llm_calls WHERE service = 'usage-cut' ORDER BY timestamp").rows
+    assert rows == [(True, 40, 12, 10, 6, True), (False, 0, 0, 0, 0, False)]
