@@ -75,6 +75,7 @@ ERROR_TYPE: Final = "error.type"
 PROMPTPULSE_COST_USD: Final = "promptpulse.cost.usd"
 PROMPTPULSE_ERROR_CATEGORY: Final = "promptpulse.error.category"
 PROMPTPULSE_FEATURE: Final = "promptpulse.feature"
+EVALUATION_FEATURE: Final = "promptpulse.evaluation"  # the feature of a judge's own LLM calls (evaluation cost)
 PROMPTPULSE_TAGS: Final = "promptpulse.tags"
 PROMPTPULSE_PROMPT_FINGERPRINT: Final = "promptpulse.prompt.fingerprint"
 PROMPTPULSE_RETRY_COUNT: Final = "promptpulse.retry.count"

@@ -97,3 +97,16 @@ LEFT JOIN
 ) AS c ON c.trace_id = s.trace_id AND c.span_id = s.span_id
 WHERE s.guardrail != ''
 GROUP BY hour, guardrail, rule, service, environment, prompt_name, prompt_version, model, feature;
+
+-- The judges' own LLM calls (made in the app through the instrumented SDKs, feature ${EVALUATION_FEATURE}): the cost
+-- of evaluation per day, service and judge model, apart from the app's traffic. Results also carry their judge's
+-- cost (llm_scores / llm_eval_errors.judge_cost_usd), which covers processor-side judges too.
+CREATE VIEW IF NOT EXISTS ${DB}.evaluation_cost ${ON_CLUSTER} AS
+SELECT
+    toDate(timestamp) AS day, service, provider, if(request_model != '', request_model, response_model) AS model,
+    count() AS calls, countIf(status = 'error') AS errors, sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens, sumIf(cost_usd, cost_known) AS cost_usd,
+    countIf(NOT cost_known) AS calls_without_cost
+FROM ${DB}.llm_calls
+WHERE feature = ${EVALUATION_FEATURE}
+GROUP BY day, service, provider, model;

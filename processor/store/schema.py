@@ -11,7 +11,8 @@ Placeholders in the SQL files (all written ``${NAME}``; docs/SCHEMA.md lists the
 ``${DEDUP_WINDOW}``         the (non_)replicated_deduplication_window table setting
 ``${TTL_RAW_DAYS}`` ``${TTL_CALLS_DAYS}`` ``${TTL_1M_DAYS}`` ``${TTL_1H_DAYS}``   retention in days
 ``${MODEL_PREFIX_PATTERN}`` ``${MODEL_SUFFIX_PATTERN}`` ``${PROVIDER_ALIASES_FROM}`` ``${PROVIDER_ALIASES_TO}``
-``${ERROR_CATEGORIES}``     rendered from instrumentation/pricing.py and semconv.py, never copied by hand
+``${ERROR_CATEGORIES}`` ``${EVALUATION_FEATURE}``   rendered from instrumentation/pricing.py and semconv.py, never
+                            copied by hand
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def _values(opts: SchemaOptions) -> dict[str, str]:
         "PROVIDER_ALIASES_FROM": sql_array([k for k, _ in aliases]),
         "PROVIDER_ALIASES_TO": sql_array([v for _, v in aliases]),
         "ERROR_CATEGORIES": sql_array(semconv.ERROR_CATEGORIES),
+        "EVALUATION_FEATURE": sql_string(semconv.EVALUATION_FEATURE),
     }
 
 

@@ -29,11 +29,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptpulse.instrumentation import semconv as sc
+
 from .heuristics import GUARDRAIL_TYPES, HEURISTICS
 from .record import DIMENSIONS, ROOTS, Call
 
 # The feature attribute of the judge's own LLM calls: they are evaluation cost, never app traffic.
-EVALUATION_FEATURE = "promptpulse.evaluation"
+EVALUATION_FEATURE = sc.EVALUATION_FEATURE
 TARGETS = ("call", "conversation")
 PLACES = ("processor", "app")
 DEFAULT_IDLE_S = 900.0
