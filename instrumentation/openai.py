@@ -64,6 +64,8 @@ _RESPONSES_PARAMS: Mapping[str, tuple[str, int]] = {
     "top_p": (sc.GEN_AI_REQUEST_TOP_P, requests.NUMBER),
     "text": (sc.GEN_AI_OUTPUT_TYPE, requests.TEXT_CONFIG),
     "text_format": (sc.GEN_AI_OUTPUT_TYPE, requests.TEXT_FORMAT),
+    "reasoning": (sc.GEN_AI_REQUEST_REASONING_LEVEL, requests.REASONING),
+    "service_tier": (sc.OPENAI_REQUEST_SERVICE_TIER, requests.STRING),
 }
 
 
@@ -71,6 +73,7 @@ _RESPONSES_PARAMS: Mapping[str, tuple[str, int]] = {
 class _ResponsesEndpoint(stainless.Endpoint):
     operation = sc.OPERATION_CHAT
     params = _RESPONSES_PARAMS
+    api_type = "responses"
 
     def fingerprint(self, kwargs: dict[str, Any]) -> str | None:
         return content.messages_fingerprint(kwargs.get("input"), kwargs.get("instructions"))
@@ -83,7 +86,7 @@ class _ResponsesEndpoint(stainless.Endpoint):
 
     def read(self, call: LLMCall, result: Any) -> None:
         call.set_response(model=result.model, response_id=result.id, finish_reasons=(_responses_finish(result),))
-        call.service_tier = getattr(result, "service_tier", None)
+        _read_service_tier(call, result)
         usage = result.usage
         if usage is not None:
             apply_responses_usage(call, usage)
@@ -94,6 +97,12 @@ class _ResponsesEndpoint(stainless.Endpoint):
 
     def stream_handler(self, call: LLMCall) -> streams.StreamHandler:
         return _ResponsesStreamHandler(self.capture)
+
+
+def _read_service_tier(call: LLMCall, response: Any) -> None:
+    tier = call.service_tier = getattr(response, "service_tier", None)  # its price row: flex, priority...
+    if tier:
+        call.set_attribute(sc.OPENAI_RESPONSE_SERVICE_TIER, tier)
 
 
 def _responses_finish(response: Any) -> str:
@@ -138,7 +147,7 @@ class _ResponsesStreamHandler:
             response_id=response.id,
             finish_reasons=(_responses_finish(response),) if final else None,
         )
-        call.service_tier = getattr(response, "service_tier", None)
+        _read_service_tier(call, response)
         if response.usage is not None:
             apply_responses_usage(call, response.usage)
         if final and self.capture:

@@ -13,7 +13,7 @@ from typing import Any
 from promptpulse.instrumentation.spans import AttributeValue
 
 # Kinds: how a value is normalised.
-NUMBER, INT, FLOAT, STOP, RESPONSE_FORMAT, TEXT_CONFIG, ENCODING, TEXT_FORMAT = range(8)
+NUMBER, INT, FLOAT, STOP, RESPONSE_FORMAT, TEXT_CONFIG, ENCODING, TEXT_FORMAT, STRING, REASONING = range(10)
 Params = Mapping[str, tuple[str, int]]
 
 
@@ -57,6 +57,11 @@ def _value(value: Any, kind: int) -> AttributeValue | None:
         return "json"
     if kind == ENCODING:
         return (value,) if isinstance(value, str) else None
+    if kind == STRING:
+        return value if isinstance(value, str) and value else None
+    if kind == REASONING:  # {"effort": "low", ...}
+        effort = value.get("effort") if isinstance(value, Mapping) else None
+        return effort if isinstance(effort, str) and effort else None
     return None
 
 

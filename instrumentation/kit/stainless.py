@@ -26,6 +26,8 @@ CHAT_PARAMS: Mapping[str, tuple[str, int]] = {
     "presence_penalty": (sc.GEN_AI_REQUEST_PRESENCE_PENALTY, requests.NUMBER),
     "n": (sc.GEN_AI_REQUEST_CHOICE_COUNT, requests.INT),
     "response_format": (sc.GEN_AI_OUTPUT_TYPE, requests.RESPONSE_FORMAT),
+    "reasoning_effort": (sc.GEN_AI_REQUEST_REASONING_LEVEL, requests.STRING),
+    "service_tier": (sc.OPENAI_REQUEST_SERVICE_TIER, requests.STRING),
 }
 
 EMBEDDINGS_PARAMS: Mapping[str, tuple[str, int]] = {
@@ -70,6 +72,7 @@ class Endpoint:
 
     operation = sc.OPERATION_CHAT
     params: Mapping[str, tuple[str, int]] = CHAT_PARAMS
+    api_type: str | None = None  # openai.api.type: chat_completions / responses
 
     def __init__(self, telemetry: Telemetry, sdk: Sdk) -> None:
         self.telemetry = telemetry
@@ -84,7 +87,9 @@ class Endpoint:
         provider, host, port = sdk.target(instance._client)
         model = kwargs.get("model")
         stream = kwargs.get("stream") is True
-        attrs = requests.request_attributes(kwargs, self.params, sdk.sentinel_types) if len(kwargs) > 2 else None
+        attrs = requests.request_attributes(kwargs, self.params, sdk.sentinel_types) if len(kwargs) > 2 else {}
+        if self.api_type is not None:
+            attrs[sc.OPENAI_API_TYPE] = self.api_type
         call = LLMCall(
             telemetry,
             self.operation,
@@ -152,6 +157,7 @@ class Endpoint:
 class ChatEndpoint(Endpoint):
     operation = sc.OPERATION_CHAT
     params = CHAT_PARAMS
+    api_type = "chat_completions"
 
     def fingerprint(self, kwargs: dict[str, Any]) -> str | None:
         return content.messages_fingerprint(kwargs.get("messages"))
@@ -172,7 +178,10 @@ def read_chat_completion(
     """An OpenAI-shaped chat completion (openai's, a clone's, LiteLLM's ``ModelResponse``) into the call."""
     choices = result.choices
     call.set_response(model=result.model, response_id=result.id, finish_reasons=finish_reasons(choices))
-    call.service_tier = getattr(result, "service_tier", None)  # its price row: flex, priority...
+    tier = call.service_tier = getattr(result, "service_tier", None)  # its price row: flex, priority...
+    if tier:
+        call.set_attribute(sc.OPENAI_RESPONSE_SERVICE_TIER, tier)
+    call.set_attribute(sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT, getattr(result, "system_fingerprint", None) or None)
     usage = getattr(result, "usage", None)
     if usage is not None:
         apply_usage(call, usage)
@@ -267,7 +276,11 @@ class ChoicesStreamHandler:
             self.response_id = chunk.id
         if self.model is None and chunk.model:
             self.model = chunk.model
-            call.service_tier = getattr(chunk, "service_tier", None)
+            tier = call.service_tier = getattr(chunk, "service_tier", None)
+            if tier:
+                call.set_attribute(sc.OPENAI_RESPONSE_SERVICE_TIER, tier)
+            fingerprint = getattr(chunk, "system_fingerprint", None)
+            call.set_attribute(sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT, fingerprint or None)
         usage = chunk.usage
         if usage is not None:
             self.usage = usage

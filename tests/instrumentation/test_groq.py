@@ -57,6 +57,9 @@ def test_chat_span_tokens_and_cost(instrumented, otel, fake_provider, client) ->
         sc.GEN_AI_REQUEST_TEMPERATURE: 0.2,
         sc.GEN_AI_REQUEST_MAX_TOKENS: 400,
         sc.GEN_AI_REQUEST_STOP_SEQUENCES: ("END",),
+        sc.OPENAI_API_TYPE: "chat_completions",  # Groq serves the OpenAI Chat Completions API
+        sc.OPENAI_RESPONSE_SERVICE_TIER: "default",
+        sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT: "fp_promptpulse_fake",
         sc.GEN_AI_RESPONSE_MODEL: "llama-3.3-70b-versatile",
         sc.GEN_AI_RESPONSE_ID: result.id,
         sc.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",),

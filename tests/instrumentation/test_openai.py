@@ -98,6 +98,8 @@ def test_chat_span_exact_attributes_tokens_and_cost(instrumented, otel, fake, cl
         presence_penalty=0.2,
         n=1,
         response_format={"type": "json_object"},
+        reasoning_effort="low",
+        service_tier="auto",
     )
     span = otel.only_span()
     assert span.name == "chat gpt-4o-mini"
@@ -120,6 +122,11 @@ def test_chat_span_exact_attributes_tokens_and_cost(instrumented, otel, fake, cl
         sc.GEN_AI_REQUEST_PRESENCE_PENALTY: 0.2,
         sc.GEN_AI_REQUEST_CHOICE_COUNT: 1,
         sc.GEN_AI_OUTPUT_TYPE: "json",
+        sc.GEN_AI_REQUEST_REASONING_LEVEL: "low",
+        sc.OPENAI_API_TYPE: "chat_completions",
+        sc.OPENAI_REQUEST_SERVICE_TIER: "auto",
+        sc.OPENAI_RESPONSE_SERVICE_TIER: "default",
+        sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT: "fp_promptpulse_fake",
         sc.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
         sc.GEN_AI_RESPONSE_ID: result.id,
         sc.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",),
@@ -154,7 +161,9 @@ def test_embeddings_completions_and_responses(instrumented, otel, fake, client) 
     fake.set_scenario(USAGE)
     client.embeddings.create(model="text-embedding-3-small", input="hello", encoding_format="float", dimensions=16)
     client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say this", max_tokens=300)
-    resp = client.responses.create(model="gpt-4o", input="hi", instructions="You are bot 5", max_output_tokens=400)
+    resp = client.responses.create(
+        model="gpt-4o", input="hi", instructions="You are bot 5", max_output_tokens=400, reasoning={"effort": "high"}
+    )
     emb, comp, rsp = otel.spans()
 
     a = attrs(emb)
@@ -177,6 +186,8 @@ def test_embeddings_completions_and_responses(instrumented, otel, fake, client) 
 
     a = attrs(rsp)
     assert a[sc.GEN_AI_OPERATION_NAME] == "chat"
+    assert a[sc.OPENAI_API_TYPE] == "responses" and a[sc.GEN_AI_REQUEST_REASONING_LEVEL] == "high"
+    assert sc.OPENAI_API_TYPE not in attrs(emb) and sc.OPENAI_API_TYPE not in attrs(comp)
     assert a[sc.GEN_AI_REQUEST_MAX_TOKENS] == 400
     assert a[sc.GEN_AI_RESPONSE_ID] == resp.id
     assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
