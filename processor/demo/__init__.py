@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=20.0, metavar="CALLS_PER_S",
                    help="LLM calls per second, Poisson arrivals (default 20)")
     p.add_argument("--keep-running", dest="keep_running", action="store_true",
-                   help="leave the service and API up after the overview, until Ctrl-C")
+                   help="leave the service, API and web console up after the overview, until Ctrl-C")
     p.add_argument("--data-dir", dest="data_dir",
                    help="where the embedded store keeps the data (default: a fresh temporary directory)")
     p.add_argument("--seed", type=int, default=7, help="seed of the traffic mix (default 7)")

@@ -98,6 +98,8 @@ def run(args: Any) -> int:
     print(f"  processor   OTLP/HTTP {host}:{service.ports['http']}, OTLP/gRPC {host}:{service.ports['grpc']}, "
           f"API http://{host}:{service.ports['api']} — embedded ClickHouse in {data_dir} "
           f"(ready in {time.monotonic() - t:.1f} s)", file=out)
+    print(f"  console     {_console_url(service)}  (the web console, up while the demo runs"
+          f"{'' if args.keep_running else '; --keep-running keeps it up'})", file=out)
     fake = FakeProvider(story.scenario(seed), max_recorded=1000).start()  # bodies are kB each: keep few
     print(f"  provider    fake OpenAI + Anthropic endpoints at {fake.url} (no network)", file=out)
     traffic = Traffic(openai_base_url=fake.openai_base_url, anthropic_base_url=fake.anthropic_base_url,
@@ -181,6 +183,7 @@ def _where(out: TextIO, data_dir: Path, service: Any, keep_running: bool) -> Non
     print("  tables: otel_traces (raw spans), llm_calls (one row per call), llm_calls_1m / llm_calls_1h (rollups), "
           "alert_events", file=out)
     if keep_running:
+        print(f"  console: open {_console_url(service)} — every section on the demo's data", file=out)
         print(f"  the service is up: API {api} (/api/metrics?prompt_id=summarize_ticket, /api/query), OTLP/HTTP "
               f"http://{service.settings.host}:{service.ports['http']}/v1/traces, OTLP/gRPC "
               f"{service.settings.host}:{service.ports['grpc']}", file=out)
@@ -192,6 +195,10 @@ def _where(out: TextIO, data_dir: Path, service: Any, keep_running: bool) -> Non
               file=out)
     print("  Grafana dashboards: promptpulse dashboards export DIR  (then import DIR/*.json with the ClickHouse "
           "data source plugin)", file=out)
+
+
+def _console_url(service: Any) -> str:
+    return f"http://{service.settings.host}:{service.ports['api']}/console/"
 
 
 def _wait_for_ctrl_c(out: TextIO) -> None:

@@ -123,15 +123,15 @@ class Page:
         self.page.wait_for_function(f"Number(document.body.dataset.refreshes || 0) >= {refreshes} && "
                                     "!document.body.dataset.loading", timeout=30000)
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, *, full_page: bool = True) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
-    def kpi(self, name: str) -> str:
-        return self.page.inner_text(f'[data-kpi="{name}"] .value')
+    def kpi(self, name: str, section: str = "overview") -> str:
+        return self.page.inner_text(f'#{section} [data-kpi="{name}"] .value')
 
-    def value(self, name: str) -> float:
-        return float(self.page.get_attribute(f'[data-kpi="{name}"]', "data-value"))
+    def value(self, name: str, section: str = "overview") -> float:
+        return float(self.page.get_attribute(f'#{section} [data-kpi="{name}"]', "data-value"))
 
     def close(self) -> None:
         assert not self.errors, self.errors

@@ -32,13 +32,13 @@ def test_last_hour_kpis_equal_the_api_and_the_seed(page: Page) -> None:
     assert want["requests"] == 60 and want["errors"] == 2 and want["calls_without_usage"] == NO_USAGE
     assert page.kpi("Requests") == "60"
     assert page.kpi("Success rate") == "96.67 %"
-    assert "green" in pg.get_attribute('[data-kpi="Success rate"]', "class")
+    assert "green" in pg.get_attribute('#overview [data-kpi="Success rate"]', "class")
     assert page.kpi("Error rate") == "3.33 %"
     assert page.value("Input") == want["input_tokens"] == 35 * 100 + 20 * 1000
     assert page.kpi("Input") == "23.5 K"
     assert page.value("Output") == want["output_tokens"] == 35 * 20 + 20 * 200
     assert page.kpi("Calls without usage") == "5"
-    assert "5 call(s) without usage not counted" in pg.inner_text('[data-kpi="Input"] .note')
+    assert "5 call(s) without usage not counted" in pg.inner_text('#overview [data-kpi="Input"] .note')
     assert page.value("Total cost") == pytest.approx(float(want["cost"]), rel=1e-9)
     assert page.kpi("Total cost") == f"${float(want['cost']):.4f}"
     # cost per request divides by the 55 calls with a known cost, never by 60
@@ -66,7 +66,7 @@ def test_presets_change_the_numbers_and_colours(page: Page) -> None:
     assert want["requests"] == 160 and want["errors"] == 22
     assert page.kpi("Requests") == "160"
     assert page.kpi("Success rate") == "86.25 %"
-    assert "red" in pg.get_attribute('[data-kpi="Success rate"]', "class")  # < 90 %: critical
+    assert "red" in pg.get_attribute('#overview [data-kpi="Success rate"]', "class")  # < 90 %: critical
     pg.click('[data-preset="7d"]')
     page.wait_loaded(3)
     assert page.kpi("Requests") == "360"

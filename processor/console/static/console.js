@@ -11,6 +11,7 @@ const COLORS = ["#2f6fdf", "#e07b24", "#1a9c4b", "#9b4fd1", "#d23c3c", "#16a2b8"
 const state = {
   preset: "24h", start: null, end: null, live: false, filters: {}, prompts: [], compareBy: "prompt",
   token: sessionStorage.getItem("promptpulse.token") || "", catalog: {}, options: {}, drill: null,
+  budget: "100", slo: "99.9",
 };
 let liveTimer = null;
 let renderSeq = 0;
@@ -257,7 +258,7 @@ function renderChart(key, data, opts = {}) {
   const uSeries = [{}].concat(series.map((s, k) => {
     const color = COLORS[k % COLORS.length];
     const line = ((panel.overrides || {})[s.column] || {})["custom.drawStyle"] === "line";
-    return { label: s.label, stroke: color, width: 2, spanGaps: true, points: { show: false },
+    return { label: s.label, stroke: color, width: 2, spanGaps: true, points: { show: xs.length <= 3, size: 7 },
       fill: stacked && !line ? color + "55" : undefined, paths: bars && !line ? bars : undefined,
       value: (u, v, si, idx) => (idx === null || idx === undefined ? "–" :
         (fmt(raw[si - 1][idx], unit, panel.decimals) ?? "–")) };
@@ -266,7 +267,8 @@ function renderChart(key, data, opts = {}) {
   const order = stacked ? [...series.keys()].reverse() : [...series.keys()];
   const opts2 = {
     width: Math.max(320, (opts.width || 430) - 14), height: 200, series: [uSeries[0], ...order.map((k) => uSeries[k + 1])],
-    scales: { x: { time: true } },
+    // the x axis is the selected range, whatever the data covers (a minute of demo traffic is one point)
+    scales: { x: { time: true, range: () => range().map((d) => d.getTime() / 1000) }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] } },
     axes: [{}, { size: 86, values: (u, vals) => vals.map((v) => fmt(v, unit, panel.decimals) ?? "") }],
     legend: { live: true },
   };
@@ -500,14 +502,134 @@ async function renderCompare(seq, requests) {
       items.map((it) => { const t = f(it); return el("td", { "data-item": it.item }, t === null ? unknownSpan() : t); }))),
     el("tr", { class: "winner" }, el("td", { class: "text" }, "Winner"), items.map((it) => el("td", {
       "data-item": it.item, class: it.item === doc.winner ? "win" : "" }, it.item === doc.winner ? "Winner" : "—")))));
-  body.replaceChildren(
+  body.replaceChildren(...[
     plan.auto ? el("p", { class: "muted", text: plan.by === "version" ?
       `The busiest versions of ${plan.prompt}; pick versions in the Prompt selector to choose.` :
       "The busiest prompts in this range; pick 2 or 3 in the Prompt selector to choose." }) : null,
     el("div", { class: "table-wrap" }, table),
     el("p", { class: "verdict", "data-winner": doc.winner || "" }, doc.verdict),
     doc.more_calls_needed ? el("p", { class: "muted", text: `More calls needed: ${JSON.stringify(doc.more_calls_needed)}` }) : null,
-    el("p", { class: "desc muted", text: `${doc.method}` }));
+    el("p", { class: "desc muted", text: `${doc.method}` })].filter(Boolean));
+}
+
+// alert_events labels: a Map (alerts_firing) or its toString() text (alert_history): {'k':'v', ...}
+function parseLabels(v) {
+  if (v && typeof v === "object") return v;
+  const out = {};
+  for (const m of String(v || "").matchAll(/'((?:[^'\\]|\\.)*)':'((?:[^'\\]|\\.)*)'/g)) out[m[1]] = m[2];
+  return out;
+}
+
+const LABEL_FILTERS = { service: "service", environment: "environment", model: "model", provider: "provider" };
+
+function seriesLink(row) {
+  const labels = parseLabels(row.labels);
+  const t = (row.since ?? row.timestamp) * 1000;
+  const p = new URLSearchParams({ range: "custom", start: new Date(t - 3600000).toISOString(),
+    end: new Date(Math.min(Date.now(), t + 1800000)).toISOString() });
+  for (const [k, v] of Object.entries(labels)) {
+    if (!v) continue;
+    if (LABEL_FILTERS[k]) p.append(LABEL_FILTERS[k], v);
+    if (k === "prompt" || k === "prompt_name") p.append("prompt", labels.version ? `${v}@${labels.version}` : v);
+  }
+  return `${location.pathname}?${p}#performance`;
+}
+
+function alertTable(key, data, empty) {
+  const t = renderTable(key, data, { empty });
+  const li = data.columns.indexOf("labels");
+  t.querySelectorAll("tbody tr").forEach((tr, k) => {
+    const row = Object.fromEntries(data.columns.map((c, i) => [c, data.rows[k][i]]));
+    const a = el("a", { href: seriesLink(row), class: "series-link", text: "series →",
+      onclick: (e) => { e.preventDefault(); history.pushState(null, "", a.href); readUrl(); refresh(); } });
+    tr.append(el("td", { class: "text" }, a));
+    if (li >= 0) tr.querySelector('[data-col="labels"]').textContent =
+      Object.entries(parseLabels(row.labels)).filter(([, v]) => v).map(([k, v]) => `${k}=${v}`).join(", ");
+  });
+  const head = t.querySelector("thead tr");
+  if (head) head.append(el("th", { class: "text" }, ""));
+  return t;
+}
+
+async function renderAlerts(seq) {
+  const body = $("#alerts .body");
+  const d = await panelData(["alerts_firing", "alert_history", "alert_counts"]);
+  if (seq !== renderSeq) return;
+  if (!d.alerts_firing.rows.length && !d.alert_history.rows.length) {
+    body.replaceChildren(emptyState(`No alert fired or resolved in this range. The processor evaluates the alert rules
+      every minute (<code>[alerts]</code> in promptpulse.toml; the built-in rules: error rate over 5 % for 5 minutes,
+      p99 over 5 s, success rate under 95 %, daily budget…) and records every state change in
+      <code>alert_events</code> — see docs/ALERTS.md.`));
+    return;
+  }
+  body.replaceChildren(
+    alertTable("alerts_firing", d.alerts_firing, "Nothing is firing at the end of the range."),
+    el("div", { class: "grid" }, renderBars("alert_counts", d.alert_counts, "rule", "fired")),
+    alertTable("alert_history", d.alert_history, "No state change in this range."));
+}
+
+function settingInput(name, label, value, onChange) {
+  return el("label", {}, `${label} `, el("input", { type: "number", step: "any", min: "0", value, "data-setting": name,
+    onchange: (e) => onChange(e.target.value) }));
+}
+
+async function renderCost(seq, requests) {
+  const body = $("#cost .body");
+  if (!requests) { body.replaceChildren(emptyState(NO_DATA)); return; }
+  const keys = ["cost_stats", "budget_today", "month_projection", "cost_by_prompt_name", "cost_by_model", "cost_pie",
+    "daily_spend", "cost_table"];
+  const d = await panelData(keys, { daily_budget: state.budget });
+  if (seq !== renderSeq) return;
+  const noCost = d.cost_stats.rows[0][d.cost_stats.columns.indexOf("Calls without usage")] +
+    d.cost_stats.rows[0][d.cost_stats.columns.indexOf("Calls unpriced")];
+  body.replaceChildren(
+    el("div", { class: "settings" }, settingInput("daily_budget", "Daily budget (USD)", state.budget, (v) => {
+      state.budget = v; changed();
+    }), noCost ? el("span", { class: "muted", text: `${fmtShort(noCost)} call(s) without a known cost are counted, not priced at $0.` }) : null),
+    el("div", { class: "tiles" }, statTiles("cost_stats", d.cost_stats), statTiles("budget_today", d.budget_today),
+      statTiles("month_projection", d.month_projection)),
+    el("div", { class: "grid" }, renderChart("cost_by_prompt_name", d.cost_by_prompt_name),
+      renderChart("cost_by_model", d.cost_by_model), renderPie("cost_pie", d.cost_pie),
+      renderChart("daily_spend", d.daily_spend)),
+    renderTable("cost_table", d.cost_table));
+}
+
+async function renderSla(seq, requests) {
+  const body = $("#sla .body");
+  if (!requests) { body.replaceChildren(emptyState(NO_DATA)); return; }
+  const keys = ["sla_stats", "error_budget", "downtime", "burn_rate", "burn_rate_ts", "sla_daily"];
+  const d = await panelData(keys, { slo_target: state.slo });
+  if (seq !== renderSeq) return;
+  body.replaceChildren(
+    el("div", { class: "settings" }, settingInput("slo_target", "Availability SLO (%)", state.slo, (v) => {
+      state.slo = v; changed();
+    }), el("span", { class: "muted", text: "Targets: p95 < 2000 ms, success ≥ 95 %." })),
+    el("div", { class: "tiles" }, statTiles("sla_stats", d.sla_stats), statTiles("error_budget", d.error_budget),
+      statTiles("downtime", d.downtime)),
+    el("div", { class: "grid" }, renderTable("burn_rate", d.burn_rate), renderChart("burn_rate_ts", d.burn_rate_ts)),
+    renderTable("sla_daily", d.sla_daily));
+}
+
+async function renderQuality(seq) {
+  const body = $("#quality .body");
+  const keys = ["quality_stats", "quality_ts", "quality_distribution", "feedback_rates", "quality_by_version",
+    "lowest_scores"];
+  const d = await panelData(keys);
+  if (seq !== renderSeq) return;
+  const n = d.quality_stats.rows[0] ? d.quality_stats.rows[0][d.quality_stats.columns.indexOf("Scores")] : 0;
+  if (!n) {
+    body.replaceChildren(emptyState(`No quality scores or feedback in this range. Record them from the app —
+      <code>promptpulse.score("helpfulness", 0.9)</code> after a call — or
+      <code>POST /api/scores</code> with <code>{"trace_id", "span_id", "name", "value"}</code> (docs/API.md).`));
+    return;
+  }
+  body.replaceChildren(
+    el("div", { class: "tiles" }, statTiles("quality_stats", d.quality_stats)),
+    el("div", { class: "grid" }, renderChart("quality_ts", d.quality_ts),
+      renderBars("quality_distribution", d.quality_distribution, "score", "scores")),
+    el("div", { class: "grid" }, renderTable("feedback_rates", d.feedback_rates),
+      renderTable("quality_by_version", d.quality_by_version)),
+    renderTable("lowest_scores", d.lowest_scores, { onRow: (r) => openCall(r.trace_id), hide: ["span_id"] }));
 }
 
 // ------------------------------------------------------------------------------------------------ top bar
@@ -563,6 +685,8 @@ function writeUrl() {
   for (const x of state.prompts) p.append("prompt", x.version ? `${x.prompt}@${x.version}` : x.prompt);
   if (state.compareBy !== "prompt") p.set("compare_by", state.compareBy);
   if (state.live) p.set("live", "1");
+  if (state.budget !== "100") p.set("daily_budget", state.budget);
+  if (state.slo !== "99.9") p.set("slo_target", state.slo);
   history.replaceState(null, "", `${location.pathname}?${p}${location.hash}`);
 }
 
@@ -580,6 +704,8 @@ function readUrl() {
   });
   state.compareBy = p.get("compare_by") === "version" ? "version" : "prompt";
   state.live = p.get("live") === "1";
+  state.budget = p.get("daily_budget") || "100";
+  state.slo = p.get("slo_target") || "99.9";
 }
 
 function toLocalInput(d) {
@@ -641,7 +767,8 @@ function showAuth(refused) {
 }
 
 // ------------------------------------------------------------------------------------------------ refresh
-const SECTIONS = [renderPerformance, renderBreakdown, renderDrill, renderCompare];
+const SECTIONS = [renderPerformance, renderBreakdown, renderDrill, renderCompare, renderAlerts, renderCost, renderSla,
+  renderQuality];
 
 function reportError(e) {
   if (e instanceof AuthError) { showAuth(Boolean(state.token)); return; }
@@ -652,15 +779,18 @@ async function refresh() {
   const seq = ++renderSeq;
   document.body.dataset.loading = "1";
   try {
+    charts.splice(0).forEach((c) => c.destroy());
+    if (seq === 1) renderTopbar();  // the first screen does not wait for the filter options
+    const requests = await renderOverview(seq);
+    if (requests === null) return;
+    performance.mark(`overview-${seq}`);  // bench/bench_console.py reads these
     await loadOptions();
     if (seq !== renderSeq) return;
     renderTopbar();
-    charts.splice(0).forEach((c) => c.destroy());
-    const requests = await renderOverview(seq);
-    if (requests === null) return;
     for (const render of SECTIONS) await render(seq, requests);
     if (seq !== renderSeq) return;
     showError(null);
+    performance.mark(`rendered-${seq}`);
     $("#last-refresh").textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
   } catch (e) {
