@@ -208,12 +208,21 @@ def _dashboards_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", help="where to write the dashboard JSON, alert SQL and provisioning files")
     p.add_argument("--trace-url", help="trace backend URL the dashboards' trace ids link to (the id is appended), "
                                        "e.g. https://jaeger.example.com/trace/")
+    p.add_argument("--runbook-url", help="where docs/ALERTS.md is published (the rules' runbook_url links)")
+    p.add_argument("--dashboards-path", help="where Grafana will read DIR/grafana/dashboards "
+                                             "(the dashboard provider's path; default /var/lib/grafana/dashboards/"
+                                             "promptpulse)")
 
 
 def _dashboards(args: argparse.Namespace) -> int:
+    from promptpulse.dashboards import grafana_files
     from promptpulse.dashboards.build import export
 
-    for path in export(args.directory, trace_url=args.trace_url):
+    channels = grafana_files.channels_from_env()
+    print("notification channels: " + (", ".join(f"{c.kind} (${c.env})" for c in channels) or "none (set "
+          + ", ".join(c.env for c in grafana_files.CHANNELS) + ")"), file=sys.stderr)
+    for path in export(args.directory, trace_url=args.trace_url, runbook_url=args.runbook_url, channels=channels,
+                       dashboards_path=args.dashboards_path or grafana_files.DEFAULT_DASHBOARDS_PATH):
         print(path)
     return 0
 

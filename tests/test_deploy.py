@@ -364,7 +364,7 @@ def test_compose_depends_on_and_healthchecks() -> None:
 
 
 def _processor_services() -> dict[str, dict[str, Any]]:
-    return {n: svc for n, svc in services().items() if svc.get("build") and n != "schema"}
+    return {n: svc for n, svc in services().items() if svc.get("build") and n not in ("schema", "grafana-provisioning")}
 
 
 def test_compose_processor_command_lines_are_valid() -> None:
@@ -413,31 +413,47 @@ def test_compose_clickhouse_url_database_and_credentials_agree() -> None:
     assert collector_env["CLICKHOUSE_PASSWORD"] == ch_env["CLICKHOUSE_PASSWORD"]
 
 
-def test_compose_grafana_mounts_promptpulse_provisioning() -> None:
-    grafana = services()["grafana"]
+def test_compose_grafana_mounts_promptpulse_provisioning(tmp_path: Path) -> None:
+    """The one-shot grafana-provisioning service exports into a volume that Grafana reads as its provisioning path
+    and dashboard folder; run the same export here and follow Grafana's paths into it."""
+    from promptpulse.dashboards import build, grafana_files
+
+    s = services()
+    job, grafana = s["grafana-provisioning"], s["grafana"]
+    args = parse_cli(argv(job["entrypoint"]) + argv(job["command"]))
+    assert (args.command, args.action) == ("dashboards", "export")
+    assert grafana["depends_on"]["grafana-provisioning"]["condition"] == "service_completed_successfully"
+    volume, export_dir = str(job["volumes"][0]).split(":")[:2]
+    assert export_dir == args.directory
+    mount = next(str(v).split(":")[1] for v in grafana["volumes"] if str(v).startswith(volume + ":"))
+    # the export, as the job runs it (every channel set, as a .env might)
+    job_env = env_of(job)
+    channels = grafana_files.channels_from_env({k: "set" for k in job_env})
+    assert {c.env for c in channels} == {c.env for c in grafana_files.CHANNELS} == set(job_env)
+    build.export(tmp_path, trace_url=args.trace_url, dashboards_path=args.dashboards_path, channels=channels)
+    inside = lambda path: tmp_path / Path(path).relative_to(export_dir if path.startswith(export_dir)  # noqa: E731
+                                                           else mount)
     env = env_of(grafana)
-    ds = load(DATASOURCE)["datasources"][0]
+    provisioning = inside(env["GF_PATHS_PROVISIONING"])
+    ds_file = provisioning / "datasources" / "promptpulse.yaml"
+    ds = load(ds_file)["datasources"][0]
     plugins = env.get("GF_PLUGINS_PREINSTALL", "") + "," + env.get("GF_INSTALL_PLUGINS", "")
     assert ds["type"] in [p.split("@")[0] for p in plugins.split(",")], "the data source plugin is installed"
-    # every ${VAR} the data source file uses is set
-    lines = DATASOURCE.read_text(encoding="utf-8").splitlines()
-    text = "\n".join(ln for ln in lines if not ln.lstrip().startswith("#"))
-    for var in re.findall(r"\$\{(\w+)\}", text):
-        assert env.get(var), f"grafana: {var} (used by {DATASOURCE.name}) is not set"
-    mounts = dict(bind_mounts(grafana))
-    assert mounts[DATASOURCE].startswith("/etc/grafana/provisioning/datasources/")
-    assert mounts[DASHBOARD_PROVIDER].startswith("/etc/grafana/provisioning/dashboards/")
-    rules = ROOT / "dashboards" / "alerts" / "grafana-alert-rules.yaml"
-    assert mounts[rules].startswith("/etc/grafana/provisioning/alerting/")
-    # every dashboard JSON in the repository sits where the provider's path points
-    path = load(DASHBOARD_PROVIDER)["providers"][0]["options"]["path"]
-    dashboards = sorted((ROOT / "dashboards").glob("*.json"))
-    assert dashboards
-    for d in dashboards:
-        assert mounts.get(d) == f"{path}/{d.name}", f"{d.name} is not mounted into {path}"
-    # the alert rules use the uid of the provisioned data source
-    assert ds["uid"] in rules.read_text(encoding="utf-8")
-
+    # every ${VAR} the provisioning files use is set in Grafana's environment (the channels pass through)
+    for f in provisioning.rglob("*.yaml"):
+        text = "\n".join(ln for ln in f.read_text(encoding="utf-8").splitlines() if not ln.lstrip().startswith("#"))
+        for var in re.findall(r"\$\{(\w+)\}", text):
+            assert var in env, f"grafana: {var} (used by {f.name}) is not set"
+    for var in ("PROMPTPULSE_CLICKHOUSE_HOST", "PROMPTPULSE_CLICKHOUSE_USER", "PROMPTPULSE_CLICKHOUSE_PASSWORD"):
+        assert env[var]
+    # every dashboard sits where the provider's path points
+    path = load(provisioning / "dashboards" / "promptpulse.yaml")["providers"][0]["options"]["path"]
+    names = sorted(p.name for p in inside(path).glob("*.json"))
+    assert names == sorted(p.name for p in (ROOT / "dashboards").glob("*.json")) and names
+    # the alert rules use the uid of the provisioned data source; the checked-in data source file is the same
+    assert ds["uid"] in (provisioning / "alerting" / "promptpulse-rules.yaml").read_text(encoding="utf-8")
+    assert load(ds_file) == load(DATASOURCE)
+    assert load(provisioning / "alerting" / "promptpulse-notifications.yaml")["contactPoints"]
 
 def test_compose_collectors_mount_their_configs() -> None:
     s = services()

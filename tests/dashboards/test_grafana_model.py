@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from promptpulse.dashboards import alerts, build, definitions, grafana
+from promptpulse.dashboards import alerts, build, definitions, grafana, grafana_files
 
 DATASOURCE_YAML = build.PACKAGE_DIR / "provisioning" / "datasources" / "clickhouse.yaml"
 
@@ -133,3 +133,61 @@ def test_rules_link_panels_runbooks_and_keep_environment() -> None:
     assert rules["error_rate"]["panelId"] == next(
         p["id"] for p in json.loads((build.PACKAGE_DIR / "promptpulse-overview.json").read_text())["panels"]
         if p["title"] == "Error rate over time")
+
+
+ALL_CHANNELS = {c.env: f"secret-{c.kind}" for c in grafana_files.CHANNELS}
+
+
+def test_notifications_from_the_environment() -> None:
+    from grafana_alerting_types import check_notifications
+
+    assert grafana_files.channels_from_env({}) == ()
+    none = grafana_files.notifications()
+    assert set(none) == {"apiVersion", "templates"} and check_notifications(none) == []
+    channels = grafana_files.channels_from_env(ALL_CHANNELS | {"PROMPTPULSE_ALERT_SLACK_URL": " "})
+    assert [c.kind for c in channels] == ["webhook", "email", "pagerduty"]
+    doc = grafana_files.notifications(channels)
+    assert check_notifications(doc) == []
+    points = {p["name"]: [(r["type"], r["settings"]) for r in p["receivers"]] for p in doc["contactPoints"]}
+    assert [t for t, _ in points["PromptPulse"]] == ["webhook", "email"]
+    assert points["PromptPulse"][0][1]["url"] == "${PROMPTPULSE_ALERT_WEBHOOK_URL}"  # Grafana reads the secret
+    assert points["PromptPulse pager"][0][1]["integrationKey"] == "${PROMPTPULSE_ALERT_PAGERDUTY_KEY}"
+    policy = doc["policies"][0]
+    assert policy["receiver"] == "PromptPulse" and "severity" not in policy["group_by"]
+    assert policy["routes"] == [{"receiver": "PromptPulse pager", "object_matchers": [["severity", "=", "critical"]],
+                                 "continue": True}]
+    text = grafana_files.notifications_yaml(channels)
+    assert yaml.safe_load(text) == doc and not any(v in text for v in ALL_CHANNELS.values())
+    # only a pager: it is the root receiver
+    pager_only = grafana_files.notifications(grafana_files.channels_from_env(
+        {"PROMPTPULSE_ALERT_PAGERDUTY_KEY": "k"}))
+    assert pager_only["policies"][0]["receiver"] == "PromptPulse pager" and check_notifications(pager_only) == []
+    templates = doc["templates"][0]["template"]
+    receivers = [r for p in doc["contactPoints"] for r in p["receivers"]]
+    assert templates.count("{{ define ") == 2 and all("promptpulse.title" in str(r["settings"]) for r in receivers)
+    assert templates.count("{{ end }}") == templates.count("{{ if ") + templates.count("{{ range ") + 2
+
+
+def test_export_writes_a_grafana_provisioning_tree(tmp_path) -> None:
+    from grafana_alerting_types import check_notifications, check_rules
+
+    build.export(tmp_path, dashboards_path="/etc/promptpulse/grafana/dashboards",
+                 channels=grafana_files.channels_from_env(ALL_CHANNELS), runbook_url="https://docs.example/ALERTS.md")
+    root = tmp_path / "grafana"
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    assert names == sorted([*(f"dashboards/{d.filename}" for d in definitions.DASHBOARDS),
+                            "provisioning/alerting/promptpulse-notifications.yaml",
+                            "provisioning/alerting/promptpulse-rules.yaml",
+                            "provisioning/dashboards/promptpulse.yaml", "provisioning/datasources/promptpulse.yaml"])
+    provider = yaml.safe_load((root / "provisioning/dashboards/promptpulse.yaml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/etc/promptpulse/grafana/dashboards"
+    rules = yaml.safe_load((root / "provisioning/alerting/promptpulse-rules.yaml").read_text())
+    assert check_rules(rules, datasource_uids={grafana.DATASOURCE_UID}, panels=_panels_by_dashboard()) == []
+    runbook = rules["groups"][0]["rules"][0]["annotations"]["runbook_url"]
+    assert runbook == "https://docs.example/ALERTS.md#runbook-error-rate"
+    notes = yaml.safe_load((root / "provisioning/alerting/promptpulse-notifications.yaml").read_text())
+    assert check_notifications(notes) == [] and len(notes["contactPoints"]) == 2
+    ds = yaml.safe_load((root / "provisioning/datasources/promptpulse.yaml").read_text())
+    assert ds == yaml.safe_load(DATASOURCE_YAML.read_text())
+    assert (root / "dashboards/promptpulse-overview.json").read_text() == \
+        (build.PACKAGE_DIR / "promptpulse-overview.json").read_text()
