@@ -52,6 +52,7 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),
             capture_content=kwargs.get("capture_content"),
+            logger_provider=kwargs.get("logger_provider"),
         )
         patcher = self._patcher = patching.LazyPatcher(type(self).__name__)
         patcher.when_imported(self._SDK_MODULE, lambda _module: self._on_sdk_import(telemetry, patcher))

@@ -14,12 +14,13 @@ from time import perf_counter
 from typing import Any
 
 from opentelemetry import context, trace
+from opentelemetry._logs import get_logger
 from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from promptpulse.instrumentation import errors, metrics_buffer, tagging
 from promptpulse.instrumentation import semconv as sc
-from promptpulse.instrumentation.kit import content
+from promptpulse.instrumentation.kit import capture, content
 from promptpulse.instrumentation.pricing import PriceTable, default_table
 
 _log = logging.getLogger(__name__)
@@ -52,10 +53,6 @@ def _flush_before_collection(options: Any) -> tuple[()]:
     return ()
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 class Telemetry:
     """One instrumentor's OpenTelemetry handles: tracer, semconv histograms, price table, content settings."""
 
@@ -67,9 +64,11 @@ class Telemetry:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         prices: PriceTable | None = None,
-        capture_content: bool | None = None,
+        capture_content: bool | str | None = None,
         content_max_chars: int | None = None,
+        logger_provider: Any = None,
     ) -> None:
+        self.instrumenting_module, self.version = instrumenting_module, version
         self.tracer = trace.get_tracer(instrumenting_module, version, tracer_provider, schema_url=sc.SCHEMA_URL)
         meter = get_meter(instrumenting_module, version, meter_provider, schema_url=sc.SCHEMA_URL)
         self.token_usage = meter.create_histogram(
@@ -99,7 +98,10 @@ class Telemetry:
             description="Never reports a value; records PromptPulse's pending histograms before a collection",
         )
         self.prices = prices
-        self.capture_on_span = _env_flag(CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
+        mode = os.environ.get(CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
+        self.capture_on_span, self.capture_in_event = capture.parse_mode(mode)
+        self._logger_provider = logger_provider
+        self._logger: Any = None
         if content_max_chars is None:
             content_max_chars = int(os.environ.get(CONTENT_MAX_CHARS_ENV) or DEFAULT_CONTENT_MAX_CHARS)
         self.content_max_chars = content_max_chars
@@ -107,11 +109,20 @@ class Telemetry:
     @property
     def capture_content(self) -> bool:
         """Whether providers read message content: captured on the span, or wanted by the in-app evaluator."""
-        return self.capture_on_span or end_hook is not None
+        return self.capture_on_span or self.capture_in_event or end_hook is not None
 
     @capture_content.setter
-    def capture_content(self, value: bool) -> None:
-        self.capture_on_span = value
+    def capture_content(self, value: bool | str) -> None:
+        self.capture_on_span, self.capture_in_event = capture.parse_mode(value)
+
+    @property
+    def logger(self) -> Any:
+        """The logger of the content events (the app's LoggerProvider, or the one given), made on first use."""
+        if self._logger is None:
+            self._logger = get_logger(
+                self.instrumenting_module, self.version, self._logger_provider, schema_url=sc.SCHEMA_URL
+            )
+        return self._logger
 
     def price_table(self) -> PriceTable:
         if self.prices is None:
@@ -318,14 +329,14 @@ class LLMCall:
             return
         if self._telemetry.capture_on_span:
             self._pending[key] = self._telemetry.truncate(value)
-        if end_hook is not None:
+        if end_hook is not None or self._telemetry.capture_in_event:
             if self._content is None:
                 self._content = {}
             self._content[key] = value
 
     @property
     def content(self) -> dict[str, Any]:
-        """What capture() saw while the in-app evaluator was on (empty otherwise)."""
+        """What capture() saw while the in-app evaluator or content events were on (empty otherwise)."""
         return self._content or {}
 
     def record_error(self, exc: BaseException, *, status_code: int | None = None) -> None:
@@ -396,6 +407,8 @@ class LLMCall:
             response_id = attrs.get(sc.GEN_AI_RESPONSE_ID)
             if response_id:  # so score(call=...) finds this call from any object carrying the response id
                 tagging.remember_response_id(response_id, self.span.get_span_context())  # type: ignore[arg-type]
+        if self._content and self._telemetry.capture_in_event:
+            capture.emit_event(self._telemetry.logger, self, self._content, self._telemetry.truncate)
         self.span.end()
         hook = end_hook
         if hook is not None:
