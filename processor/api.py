@@ -51,7 +51,9 @@ def metrics_query(params: dict[str, str]) -> tuple[str, str, dict[str, Any], str
     )
     errors = (f"SELECT error_category, count() FROM llm_calls WHERE {w} AND status = 'error' "
               "GROUP BY error_category ORDER BY error_category")
-    period = f"{start.isoformat()} to {end.isoformat()}"  # resolved: "-7d" and "now" become times
+    # the seed's shape echoes the dates given ("2024-01-01 to 2024-01-31"); "-7d", "now" are shown as times
+    period = " to ".join(given if given and given[0].isdigit() else t.isoformat()
+                         for given, t in ((start_s, start), (end_s, end)))
     return summary, errors, p, period
 
 
