@@ -64,5 +64,8 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:  # a pid reused by another program after a crash is not a holder (Linux tells; elsewhere trust the pid)
+        return b"promptpulse" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return True
-    return True

@@ -191,3 +191,22 @@ def test_serve_without_the_processor_extra_says_which_extra(tmp_path: Path) -> N
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip() == ("promptpulse query: no module 'clickhouse_connect': the [processor] extra is not "
                                 "installed (pip install -e '.[processor]' in a checkout)")
+
+
+def test_a_stale_owner_file_does_not_hold_the_data_dir(tmp_path: Path) -> None:
+    import json
+
+    from promptpulse.processor.store import owner
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # alive, not promptpulse
+    try:
+        for pid in (sleeper.pid, 2 ** 22 + 12345):  # a reused pid; a pid no process has
+            (data / owner.FILE).write_text(json.dumps({"pid": pid, "api": "http://127.0.0.1:9"}))
+            assert owner.holder(data) is None, pid
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    (data / owner.FILE).write_text(json.dumps({"pid": os.getpid(), "api": "http://127.0.0.1:9"}))
+    assert owner.holder(data) is None  # this very process
