@@ -52,6 +52,7 @@ child of ours — one more span, never a broken call; the test suite guards the 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
@@ -184,14 +185,14 @@ def _read_message(call: LLMCall, message: Any, capture: bool) -> None:
     )
     _read_usage(call, getattr(message, "usage", None))
     if capture:
-        text = content.text_of(getattr(message, "content", None))
-        call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_message(text or "", stop_reason)])
+        blocks = getattr(message, "content", None)
+        call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_from_blocks(blocks, stop_reason)])
 
 
 class _StreamState:
     """What one event stream has said so far; a ``streams.StreamHandler``."""
 
-    __slots__ = ("cache_creation", "cache_read", "capture", "delta_seen", "output", "stop_reason", "text", "uncached")
+    __slots__ = ("blocks", "cache_creation", "cache_read", "capture", "delta_seen", "output", "stop_reason", "uncached")
 
     def __init__(self, capture: bool) -> None:
         self.capture = capture
@@ -201,7 +202,8 @@ class _StreamState:
         self.output: int | None = None
         self.delta_seen = False
         self.stop_reason: str | None = None
-        self.text: list[str] | None = [] if capture else None
+        # Content blocks by index, when content is captured: text, or a tool_use with its input JSON as streamed.
+        self.blocks: dict[int, dict[str, Any]] | None = {} if capture else None
 
     def _take_input(self, usage: Any) -> None:
         # In message_delta these are None unless the API repeats them; then they are cumulative: replace.
@@ -218,10 +220,22 @@ class _StreamState:
     def on_chunk(self, call: LLMCall, event: Any) -> None:
         kind = getattr(event, "type", None)
         if kind == "content_block_delta":
-            if self.text is not None:
-                text = getattr(getattr(event, "delta", None), "text", None)
+            if self.blocks is not None:
+                block = self.blocks.setdefault(getattr(event, "index", 0), {"type": "text", "text": ""})
+                delta = getattr(event, "delta", None)
+                text = getattr(delta, "text", None)
                 if isinstance(text, str):
-                    self.text.append(text)
+                    block["text"] = block.get("text", "") + text
+                partial = getattr(delta, "partial_json", None)
+                if isinstance(partial, str):
+                    block["json"] = block.get("json", "") + partial
+        elif kind == "content_block_start":
+            if self.blocks is not None:
+                start = getattr(event, "content_block", None)
+                block = {"type": getattr(start, "type", None), "text": getattr(start, "text", None) or ""}
+                if block["type"] == "tool_use":
+                    block.update(id=getattr(start, "id", None), name=getattr(start, "name", None), input=None)
+                self.blocks[getattr(event, "index", 0)] = block
         elif kind == "message_start":
             message = getattr(event, "message", None)
             call.set_response(model=getattr(message, "model", None), response_id=getattr(message, "id", None))
@@ -248,8 +262,20 @@ class _StreamState:
         apply_uncached_usage(
             call, self.uncached, self.output, self.cache_read, self.cache_creation, complete=self.delta_seen
         )
-        if self.text is not None:
-            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_message("".join(self.text), self.stop_reason)])
+        if self.blocks is not None:
+            blocks = [_streamed_block(self.blocks[i]) for i in sorted(self.blocks)]
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_from_blocks(blocks, self.stop_reason)])
+
+
+def _streamed_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A streamed content block as the block the API would have returned (a tool_use's input parsed from its JSON)."""
+    if block.get("type") == "tool_use":
+        raw = block.get("json") or "{}"
+        try:
+            block["input"] = json.loads(raw)
+        except ValueError:  # cut mid-way: keep what arrived
+            block["input"] = raw
+    return block
 
 
 # --- endpoints ---------------------------------------------------------------------------------------------------
@@ -290,10 +316,10 @@ class _MessagesEndpoint:
         if self.capture:
             system = kwargs.get("system")
             if _given(system):
-                call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, system)
+                call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, content.system_instructions(system))
             messages = kwargs.get("messages")
             if isinstance(messages, Sequence):
-                call.capture(sc.GEN_AI_INPUT_MESSAGES, list(messages))
+                call.capture(sc.GEN_AI_INPUT_MESSAGES, content.messages(messages))
         return call
 
     def finish(self, call: LLMCall, result: Any) -> Any:

@@ -119,6 +119,13 @@ def _read_chat(call: LLMCall, result: Any) -> None:
     _read_usage(call, get(result, "usage"))
 
 
+def _capture_output(call: LLMCall, result: Any) -> None:
+    message = get(result, "message")
+    text = content.text_of(get(message, "content"))
+    reason = _finish_reason(get(result, "finish_reason"))
+    call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_message(text, reason, get(message, "tool_calls"))])
+
+
 def _embed_attributes(kwargs: dict[str, Any]) -> dict[str, AttributeValue]:
     attrs: dict[str, AttributeValue] = {}
     formats = kwargs.get("embedding_types")
@@ -150,6 +157,7 @@ def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoint:
         read=_read_chat,
         fingerprint=_chat_fingerprint,
         capture_input=content.capture_messages,
+        capture_output=_capture_output,
         stream_handler=_StreamState if stream else None,
     )
 

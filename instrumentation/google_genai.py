@@ -141,25 +141,26 @@ def _read_response(call: LLMCall, response: Any) -> None:
         _set_usage(call, numbers)
 
 
-def _response_text(response: Any) -> str:
+def _response_parts(response: Any) -> list[Any]:
     candidates = getattr(response, "candidates", None) or ()
     message = getattr(candidates[0], "content", None) if candidates else None
-    return _text_of(message) or ""
+    return list(getattr(message, "parts", None) or ())
 
 
-def _output_messages(text: str, reason: str | None) -> list[dict[str, Any]]:
-    return [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": reason or ""}]
+def _output_messages(parts: list[Any], reason: str | None) -> list[dict[str, Any]]:
+    return [content.output_from_blocks(parts, reason)]
 
 
 class _StreamState:
     """A ``streams.StreamHandler`` for ``generate_content_stream`` chunks (each a GenerateContentResponse)."""
 
-    __slots__ = ("finish_reasons", "text", "usage")
+    __slots__ = ("finish_reasons", "parts", "usage")
 
     def __init__(self, capture: bool) -> None:
         self.usage: tuple[int, int, int, int] | None = None
         self.finish_reasons: list[str] = []
-        self.text: list[str] | None = [] if capture else None
+        # The answer's parts, when content is captured: consecutive text pieces joined, function calls as they come.
+        self.parts: list[Any] | None = [] if capture else None
 
     def on_chunk(self, call: LLMCall, chunk: Any) -> None:
         call.set_response(model=getattr(chunk, "model_version", None), response_id=getattr(chunk, "response_id", None))
@@ -170,8 +171,15 @@ class _StreamState:
             reason = _finish_reason(candidate)
             if reason:
                 self.finish_reasons.append(reason)
-        if self.text is not None:
-            self.text.append(_response_text(chunk))
+        if self.parts is not None:
+            for part in _response_parts(chunk):
+                text = getattr(part, "text", None)
+                if isinstance(text, str) and self.parts and isinstance(self.parts[-1], dict):
+                    self.parts[-1]["text"] += text
+                elif isinstance(text, str):
+                    self.parts.append({"text": text})
+                else:
+                    self.parts.append(part)
 
     def on_finish(self, call: LLMCall) -> None:
         if self.finish_reasons:
@@ -181,9 +189,9 @@ class _StreamState:
                 _set_usage(call, self.usage)
             else:  # cut short: the prompt count is final, the output count is not
                 call.set_attribute(sc.PROMPTPULSE_USAGE_INPUT_TOKENS_SEEN, self.usage[0])
-        if self.text is not None:
+        if self.parts is not None:
             reason = self.finish_reasons[-1] if self.finish_reasons else None
-            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, _output_messages("".join(self.text), reason))
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, _output_messages(self.parts, reason))
 
 
 # --- endpoints ---------------------------------------------------------------------------------------------------
@@ -196,15 +204,16 @@ def _generate_fingerprint(kwargs: dict[str, Any]) -> str | None:
 
 
 def _capture_input(call: LLMCall, kwargs: dict[str, Any]) -> None:
-    system = _text_of(_get(kwargs.get("config"), "system_instruction", "systemInstruction"))
-    if system:
-        call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, system)
-    call.capture(sc.GEN_AI_INPUT_MESSAGES, _text_of(kwargs.get("contents")))
+    system = _get(kwargs.get("config"), "system_instruction", "systemInstruction")
+    if system is not None:
+        parts = system if isinstance(system, str | list | tuple) else _get(system, "parts") or system
+        call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, content.system_instructions(parts))
+    call.capture(sc.GEN_AI_INPUT_MESSAGES, content.messages(kwargs.get("contents"), content_key="parts"))
 
 
 def _capture_output(call: LLMCall, result: Any) -> None:
     reasons = [r for r in (_finish_reason(c) for c in getattr(result, "candidates", None) or ()) if r]
-    call.capture(sc.GEN_AI_OUTPUT_MESSAGES, _output_messages(_response_text(result), next(iter(reasons), None)))
+    call.capture(sc.GEN_AI_OUTPUT_MESSAGES, _output_messages(_response_parts(result), next(iter(reasons), None)))
 
 
 def _embed_attributes(kwargs: dict[str, Any]) -> dict[str, AttributeValue]:

@@ -134,6 +134,16 @@ def _read_embeddings(call: LLMCall, result: Any) -> None:
         call.set_attribute(sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, len(vector))
 
 
+def _capture_output(call: LLMCall, result: Any) -> None:
+    messages = []
+    for choice in get(result, "choices") or ():
+        message = get(choice, "message")
+        reason = _finish_reasons([choice])
+        text = content.text_of(get(message, "content"))
+        messages.append(content.output_message(text, reason[0] if reason else None, get(message, "tool_calls")))
+    call.capture(sc.GEN_AI_OUTPUT_MESSAGES, messages)
+
+
 def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoint:
     return endpoint.Endpoint(
         telemetry,
@@ -143,6 +153,7 @@ def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoint:
         read=_read_response,
         fingerprint=_chat_fingerprint,
         capture_input=content.capture_messages,
+        capture_output=_capture_output,
         stream_handler=_StreamState if stream else None,
     )
 

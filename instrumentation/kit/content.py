@@ -143,24 +143,92 @@ _SYSTEM_ROLES = ("system", "developer")
 
 # --- shaping (only when content capture is on) ----------------------------------------------------------------------
 def text_parts(content: Any) -> list[dict[str, Any]]:
-    """A message's content as parts: text parts kept, other parts by their type."""
+    """A message's content as GenAI parts, whatever the provider's block shape: a string; text blocks
+    (``{"type": "text", "text"}``, Bedrock's and Gemini's ``{"text"}``); tool calls (Anthropic ``tool_use``, Bedrock
+    ``toolUse``, Gemini ``function_call``); tool results (Anthropic ``tool_result``, Bedrock ``toolResult``, Gemini
+    ``function_response``); any other block by its type."""
     if content is None:
         return []
     if isinstance(content, str):
         return [{"type": "text", "content": content}]
-    parts: list[dict[str, Any]] = []
-    if isinstance(content, list | tuple):
-        for part in content:
-            text = part if isinstance(part, str) else get(part, "text")
-            if isinstance(text, str):
-                parts.append({"type": "text", "content": text})
-            else:
-                parts.append({"type": str(get(part, "type") or "unknown")})
-    return parts
+    if not isinstance(content, list | tuple):
+        content = [content]
+    return [_part(block) for block in content]
+
+
+def _part(block: Any) -> dict[str, Any]:
+    if isinstance(block, str):
+        return {"type": "text", "content": block}
+    kind = get(block, "type")
+    text = get(block, "text")
+    if isinstance(text, str) and (kind is None or kind == "text" or kind.endswith("_text")):
+        return {"type": "text", "content": text}
+    if kind == "tool_use":  # Anthropic
+        return tool_call_part(get(block, "id"), get(block, "name"), get(block, "input"))
+    if kind == "tool_result":
+        return tool_response_part(get(block, "tool_use_id"), get(block, "content"))
+    use = get(block, "toolUse")  # Bedrock Converse
+    if use is not None:
+        return tool_call_part(get(use, "toolUseId"), get(use, "name"), get(use, "input"))
+    result = get(block, "toolResult")
+    if result is not None:
+        return tool_response_part(get(result, "toolUseId"), get(result, "content"))
+    call = get(block, "function_call") or get(block, "functionCall")  # Gemini
+    if call is not None:
+        return tool_call_part(get(call, "id"), get(call, "name"), get(call, "args"))
+    response = get(block, "function_response") or get(block, "functionResponse")
+    if response is not None:
+        return tool_response_part(get(response, "id"), get(response, "response"))
+    return {"type": str(kind or "unknown")}
+
+
+def tool_response_part(call_id: Any, response: Any) -> dict[str, Any]:
+    """A tool's result; a list of content blocks becomes their parts."""
+    if isinstance(response, list | tuple):
+        response = text_parts(response)
+    elif not isinstance(response, str | int | float | bool | dict) and response is not None:
+        response = _plain(response)
+    return {"type": "tool_call_response", "id": call_id, "response": response}
+
+
+def _plain(value: Any) -> Any:
+    """An SDK object (a pydantic model, a protobuf-like dict) as plain JSON-able data, for tool arguments/results."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json", exclude_none=True)
+        except Exception:
+            return str(value)
+    return value
+
+
+_ROLES = {"model": "assistant"}  # Gemini's name for the assistant
+
+
+def messages(items: Any, *, content_key: str = "content") -> list[dict[str, Any]] | None:
+    """Chat messages of any provider (``{"role", content_key}`` objects or dicts; Gemini's ``Content`` with ``parts``,
+    a bare string or part) as GenAI input messages."""
+    if items is None:
+        return None
+    if isinstance(items, str) or not isinstance(items, list | tuple):
+        items = [items]
+    out = []
+    for item in items:
+        if isinstance(item, str) or (get(item, "role") is None and get(item, content_key) is None):
+            out.append({"role": "user", "parts": text_parts(item)})
+            continue
+        role = str(get(item, "role") or "user")
+        out.append({"role": _ROLES.get(role, role), "parts": text_parts(get(item, content_key))})
+    return out
+
+
+def output_from_blocks(blocks: Any, finish_reason: str | None) -> dict[str, Any]:
+    """One GenAI output message from a provider's content blocks."""
+    return {"role": "assistant", "parts": text_parts(blocks), "finish_reason": finish_reason or ""}
 
 
 def tool_call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
-    return {"type": "tool_call", "id": call_id, "name": name, "arguments": arguments}
+    return {"type": "tool_call", "id": call_id, "name": name, "arguments": _plain(arguments)}
 
 
 def _openai_tool_calls(tool_calls: Any) -> list[dict[str, Any]]:

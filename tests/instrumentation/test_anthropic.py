@@ -8,6 +8,7 @@ second span from the SDK if PromptPulse let one through. One subprocess test doe
 from __future__ import annotations
 
 import gc
+import json
 import subprocess
 import sys
 import textwrap
@@ -41,6 +42,22 @@ SCENARIO = Scenario(
 )
 MESSAGES = [{"role": "user", "content": "Say hello to order 123"}]
 SYSTEM = [{"type": "text", "text": "You are a support agent for ACME."}]
+TOOL_TURN = [
+    *MESSAGES,
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "Looking it up."},
+            {"type": "tool_use", "id": "toolu_1", "name": "find_order", "input": {"order": 123}},
+        ],
+    },
+    {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "shipped"}]}
+        ],
+    },
+]
 
 
 def expected_cost() -> float:
@@ -187,16 +204,38 @@ def test_content_capture_opt_in(fake: FakeProvider, otel: Any) -> None:
     )
     try:
         client = anthropic.Anthropic(**_client_kwargs(fake, otel))
-        client.messages.create(model=MODEL, max_tokens=8, system="Be brief.", messages=MESSAGES)
+        client.messages.create(model=MODEL, max_tokens=8, system="Be brief.", messages=TOOL_TURN)
         with client.messages.stream(model=MODEL, max_tokens=8, messages=MESSAGES) as stream:
             text = stream.get_final_text()
     finally:
         instrumentor.uninstrument()
     plain, streamed = otel.spans()
-    assert plain.attributes[sc.GEN_AI_SYSTEM_INSTRUCTIONS] == "Be brief."
-    assert "order 123" in plain.attributes[sc.GEN_AI_INPUT_MESSAGES]
-    assert text in plain.attributes[sc.GEN_AI_OUTPUT_MESSAGES]
-    assert text in streamed.attributes[sc.GEN_AI_OUTPUT_MESSAGES]
+    # The GenAI JSON schemas: system instructions as parts; messages with parts; tool_use / tool_result blocks kept.
+    assert json.loads(plain.attributes[sc.GEN_AI_SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(plain.attributes[sc.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Say hello to order 123"}]},
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "text", "content": "Looking it up."},
+                {"type": "tool_call", "id": "toolu_1", "name": "find_order", "arguments": {"order": 123}},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {
+                    "type": "tool_call_response",
+                    "id": "toolu_1",
+                    "response": [{"type": "text", "content": "shipped"}],
+                }
+            ],
+        },
+    ]
+    for span in (plain, streamed):
+        (answer,) = json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+        reason = span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS][0]
+        assert answer == {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": reason}
 
 
 def test_beta_messages(instrumented: Any, client: anthropic.Anthropic, otel: Any) -> None:
@@ -674,3 +713,54 @@ def test_provider_follows_the_cloud_client(instrumented: Any, fake: FakeProvider
     otel.clear()
     anthropic.Anthropic(**_client_kwargs(fake, otel)).messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
     assert _only_span(otel).attributes[sc.GEN_AI_PROVIDER_NAME] == "anthropic"
+
+
+def test_streamed_tool_use_is_captured_as_a_tool_call(otel: Any) -> None:
+    """A tool_use block streamed as input_json_delta pieces (the SDK's own event types) becomes one tool_call part."""
+    from anthropic.types import (
+        InputJSONDelta,
+        RawContentBlockDeltaEvent,
+        RawContentBlockStartEvent,
+        RawMessageDeltaEvent,
+        TextBlock,
+        TextDelta,
+        ToolUseBlock,
+    )
+
+    from promptpulse.instrumentation.anthropic import _StreamState
+    from promptpulse.instrumentation.spans import Telemetry
+
+    telemetry = Telemetry("t", "0", tracer_provider=otel.tracer_provider, capture_content=True)
+    call = telemetry.start("chat", "anthropic", MODEL, stream=True)
+    state = _StreamState(capture=True)
+    events = [
+        RawContentBlockStartEvent(type="content_block_start", index=0, content_block=TextBlock(type="text", text="")),
+        RawContentBlockDeltaEvent(type="content_block_delta", index=0, delta=TextDelta(type="text_delta", text="Hm.")),
+        RawContentBlockStartEvent(
+            type="content_block_start",
+            index=1,
+            content_block=ToolUseBlock(type="tool_use", id="toolu_9", name="find_order", input={}),
+        ),
+        RawContentBlockDeltaEvent(
+            type="content_block_delta", index=1, delta=InputJSONDelta(type="input_json_delta", partial_json='{"ord')
+        ),
+        RawContentBlockDeltaEvent(
+            type="content_block_delta", index=1, delta=InputJSONDelta(type="input_json_delta", partial_json='er": 7}')
+        ),
+        RawMessageDeltaEvent.model_validate(
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}
+        ),
+    ]
+    for event in events:
+        state.on_chunk(call, event)
+    state.on_finish(call)
+    call.end()
+    (answer,) = json.loads(otel.only_span().attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert answer == {
+        "role": "assistant",
+        "parts": [
+            {"type": "text", "content": "Hm."},
+            {"type": "tool_call", "id": "toolu_9", "name": "find_order", "arguments": {"order": 7}},
+        ],
+        "finish_reason": "tool_use",
+    }

@@ -182,3 +182,43 @@ def test_uninstrument(client: genai.Client, otel: Any) -> None:
     instrumentor.uninstrument()
     client.models.generate_content(model=MODEL, contents="Hi")
     assert otel.spans() == []
+
+
+def test_content_follows_the_genai_schemas(fake: FakeProvider, otel: Any) -> None:
+    import json
+
+    instrumentor = GoogleGenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
+    client = genai.Client(api_key="fake-key", http_options=types.HttpOptions(base_url=fake.gemini_base_url))
+    contents = [
+        types.Content(role="user", parts=[types.Part(text="Where is order 7?")]),
+        types.Content(
+            role="model", parts=[types.Part(function_call=types.FunctionCall(id="c1", name="find", args={"n": 7}))]
+        ),
+        types.Content(
+            role="user",
+            parts=[types.Part(function_response=types.FunctionResponse(id="c1", name="find", response={"s": "ok"}))],
+        ),
+    ]
+    config = types.GenerateContentConfig(system_instruction="Be brief.")
+    try:
+        response = client.models.generate_content(model=MODEL, contents=contents, config=config)
+        streamed = "".join(c.text or "" for c in client.models.generate_content_stream(model=MODEL, contents="Hi"))
+    finally:
+        instrumentor.uninstrument()
+    plain, stream = otel.spans()
+    assert json.loads(plain.attributes[sc.GEN_AI_SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(plain.attributes[sc.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Where is order 7?"}]},
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "find", "arguments": {"n": 7}}]},
+        {"role": "user", "parts": [{"type": "tool_call_response", "id": "c1", "response": {"s": "ok"}}]},
+    ]
+    (answer,) = json.loads(plain.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+    reason = plain.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS][0]
+    assert answer["parts"] == [{"type": "text", "content": response.text}]
+    assert (answer["role"], answer["finish_reason"]) == ("assistant", reason)
+    assert json.loads(stream.attributes[sc.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Hi"}]}
+    ]
+    (answer,) = json.loads(stream.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert answer["parts"] == [{"type": "text", "content": streamed}]

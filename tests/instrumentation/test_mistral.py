@@ -143,3 +143,23 @@ def test_uninstrument(client: Mistral, otel: Any) -> None:
     instrumentor.uninstrument()
     client.chat.complete(model=MODEL, messages=MESSAGES)
     assert otel.spans() == []
+
+
+def test_content_follows_the_genai_schemas(client: Any, otel: Any) -> None:
+    import json
+
+    instrumentor = MistralInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
+    try:
+        client.chat.complete(model=MODEL, messages=MESSAGES)
+    finally:
+        instrumentor.uninstrument()
+    attrs = otel.only_span().attributes
+    assert json.loads(attrs[sc.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "system", "parts": [{"type": "text", "content": SYSTEM}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Say hello to order 123"}]},
+    ]
+    (answer,) = json.loads(attrs[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert answer["role"] == "assistant"
+    assert answer["finish_reason"] == attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS][0]
+    assert [p["type"] for p in answer["parts"]] == ["text"] and answer["parts"][0]["content"].startswith("Hello")
