@@ -15,6 +15,10 @@ back to the app as a fresh ``StreamingBody`` over the same bytes.
 
 Streams (``ConverseStream``'s ``stream``, ``InvokeModelWithResponseStream``'s ``body``) are replaced in the response
 dict by a ``streams.SyncStreamProxy``; output tokens and cost are reported only once the stream said how it stopped.
+
+Content (when captured): Converse's ``system``/``messages`` (text, ``toolUse``, ``toolResult`` blocks) or the same keys
+of an Anthropic body, a family's prompt string, and the answer of a non-streamed call; a stream's answer text is not
+captured.
 """
 
 from __future__ import annotations
@@ -262,9 +266,10 @@ class _Usage:
 class _Endpoint:
     """One Bedrock Runtime operation; ``start`` gets ``(operation_name, api_params)`` as botocore passes them."""
 
-    __slots__ = ("operation", "stream")
+    __slots__ = ("operation", "stream", "telemetry")
 
-    def __init__(self, operation: str) -> None:
+    def __init__(self, operation: str, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
         self.operation = operation
         self.stream = operation in ("ConverseStream", "InvokeModelWithResponseStream")
 
@@ -274,7 +279,7 @@ class _Endpoint:
         model = model if isinstance(model, str) else ""
         source = params if self.operation.startswith("Converse") else (_json_body(params.get("body")) or {})
         host, port = targets.host_port(getattr(instance.meta, "endpoint_url", None))
-        return telemetry.start(
+        call = telemetry.start(
             _operation(self.operation, model),
             sc.PROVIDER_AWS_BEDROCK,
             model,
@@ -284,6 +289,9 @@ class _Endpoint:
             attributes=_request_attributes(source),
             fingerprint=_fingerprint(source),
         )
+        if telemetry.capture_content:
+            _capture_input(call, source)
+        return call
 
     def finish(self, call: LLMCall, result: Any) -> Any:
         usage = _Usage()
@@ -300,20 +308,48 @@ class _Endpoint:
             return result
         if self.operation == "Converse":
             usage.absorb(result)
+            answer: Any = result
         else:
+            answer = None
             usage.headers(result)
             body = result.get("body")
             if body is not None and hasattr(body, "read"):
                 data = body.read()
                 result["body"] = _streaming_body(data)
-                parsed = _json_body(data)
+                parsed = answer = _json_body(data)
                 if parsed is not None:
                     usage.absorb(parsed)
+        if call.operation != sc.OPERATION_EMBEDDINGS and isinstance(answer, Mapping) and self.telemetry.capture_content:
+            _capture_output(call, answer, usage.stop)
         if call.operation == sc.OPERATION_EMBEDDINGS and usage.output is None and usage.input is not None:
             usage.output = 0
         usage.report(call, complete=True)
         call.end()
         return result
+
+
+def _capture_input(call: LLMCall, source: Mapping[str, Any]) -> None:
+    """Converse's ``system``/``messages`` (text and toolUse/toolResult blocks), the same keys of an Anthropic body, or a
+    family's prompt string."""
+    system = source.get("system")
+    if system:
+        call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, content.system_instructions(system))
+    messages = source.get("messages")
+    if messages is None:
+        messages = source.get("inputText") or source.get("prompt")
+    call.capture(sc.GEN_AI_INPUT_MESSAGES, content.messages(messages))
+
+
+def _capture_output(call: LLMCall, answer: Mapping[str, Any], stop: str | None) -> None:
+    """The answer's content blocks: Converse's output message, an Anthropic body's content, or a family's text."""
+    message = (answer.get("output") or {}).get("message") if isinstance(answer.get("output"), Mapping) else None
+    blocks: Any = (message or {}).get("content") if isinstance(message, Mapping) else answer.get("content")
+    if blocks is None:
+        results = answer.get("results")
+        first = results[0] if isinstance(results, list) and results and isinstance(results[0], Mapping) else {}
+        blocks = answer.get("generation") or first.get("outputText")
+    if blocks is not None:
+        call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_from_blocks(blocks, stop)])
 
 
 def _streaming_body(data: bytes) -> Any:
@@ -333,7 +369,7 @@ def _service_name(client: Any) -> str | None:
 
 
 def _api_call_wrapper(telemetry: Telemetry) -> wrappers.WrapperFn:
-    by_operation = {op: wrappers.sync_wrapper(telemetry, _Endpoint(op)) for op in _OPERATIONS}
+    by_operation = {op: wrappers.sync_wrapper(telemetry, _Endpoint(op, telemetry)) for op in _OPERATIONS}
 
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         operation = args[0] if args else kwargs.get("operation_name")

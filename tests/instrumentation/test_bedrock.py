@@ -226,3 +226,46 @@ def test_uninstrument(client: Any, otel: Any) -> None:
     instrumentor.uninstrument()
     client.converse(modelId=NOVA, messages=MESSAGES)
     assert otel.spans() == []
+
+
+def test_content_follows_the_genai_schemas(fake: FakeProvider, otel: Any) -> None:
+    instrumentor = BedrockInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
+    try:
+        client = boto3.client(
+            "bedrock-runtime",
+            region_name="us-east-1",
+            endpoint_url=fake.bedrock_endpoint_url,
+            aws_access_key_id="AKIAFAKE",
+            aws_secret_access_key="fake-secret",
+        )
+        tool_turn = [
+            *MESSAGES,
+            {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t1", "name": "find", "input": {"n": 123}}}]},
+            {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "shipped"}]}}]},
+        ]
+        response = client.converse(modelId=NOVA, system=SYSTEM, messages=tool_turn)
+        body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50, "messages": MESSAGES}
+        invoked = json.loads(client.invoke_model(modelId=CLAUDE, body=json.dumps(body))["body"].read())
+    finally:
+        instrumentor.uninstrument()
+    converse, invoke = otel.spans()
+    attrs = converse.attributes
+    assert json.loads(attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS]) == [
+        {"type": "text", "content": "You are a support agent for ACME."}
+    ]
+    assert json.loads(attrs[sc.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Say hello to order 123"}]},
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "t1", "name": "find", "arguments": {"n": 123}}]},
+        {
+            "role": "user",
+            "parts": [{"type": "tool_call_response", "id": "t1", "response": [{"type": "text", "content": "shipped"}]}],
+        },
+    ]
+    text = response["output"]["message"]["content"][0]["text"]
+    assert json.loads(attrs[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": response["stopReason"]}
+    ]
+    (answer,) = json.loads(invoke.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert answer["parts"] == [{"type": "text", "content": invoked["content"][0]["text"]}]
+    assert json.loads(invoke.attributes[sc.GEN_AI_INPUT_MESSAGES])[0]["parts"][0]["content"] == "Say hello to order 123"
