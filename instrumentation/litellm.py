@@ -130,6 +130,7 @@ class _StreamHandler(stainless.ChoicesStreamHandler):
                 text = getattr(choice.delta, "content", None)
                 if text:
                     self.texts.setdefault(choice.index, []).append(text)
+                self._take_tool_calls(choice)
 
 
 class _CompletionEndpoint:

@@ -151,7 +151,7 @@ class _GenerateEndpoint(_Endpoint):
     def capture_input(self, call: LLMCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         system = kwargs.get("system")
         if isinstance(system, str) and system:
-            call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, [{"type": "text", "content": system}])
+            call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, content.system_instructions(system))
         prompt = _arg(args, kwargs, 1, "prompt")
         if isinstance(prompt, str):
             call.capture(sc.GEN_AI_INPUT_MESSAGES, content.input_messages(prompt))

@@ -81,7 +81,7 @@ class _ResponsesEndpoint(stainless.Endpoint):
     def capture_input(self, call: LLMCall, kwargs: dict[str, Any]) -> None:
         instructions = kwargs.get("instructions")
         if isinstance(instructions, str):
-            call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, [{"type": "text", "content": instructions}])
+            call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, content.system_instructions(instructions))
         call.capture(sc.GEN_AI_INPUT_MESSAGES, content.input_messages(kwargs.get("input")))
 
     def read(self, call: LLMCall, result: Any) -> None:

@@ -259,7 +259,7 @@ class ChoicesStreamHandler:
     final chunk (only sent with ``stream_options={"include_usage": True}``; without it the span says
     ``promptpulse.usage.missing`` — the request is never changed to ask for it)."""
 
-    __slots__ = ("chat", "finish_reasons", "model", "response_id", "texts", "usage")
+    __slots__ = ("chat", "finish_reasons", "model", "response_id", "texts", "tools", "usage")
 
     apply_usage = staticmethod(apply_completion_usage)  # a subclass for another SDK's usage object replaces it
 
@@ -270,6 +270,8 @@ class ChoicesStreamHandler:
         self.usage: Any = None
         self.finish_reasons: dict[int, str] | None = None
         self.texts: dict[int, list[str]] | None = {} if capture else None
+        # Streamed tool calls by (choice, tool index), when content is captured: id, name, arguments as they arrive.
+        self.tools: dict[tuple[int, int], dict[str, Any]] | None = {} if capture else None
 
     def on_chunk(self, call: LLMCall, chunk: Any) -> None:
         if self.response_id is None and chunk.id:
@@ -295,6 +297,20 @@ class ChoicesStreamHandler:
                 text = choice.delta.content if self.chat else choice.text
                 if text:
                     texts.setdefault(choice.index, []).append(text)
+                if self.chat and self.tools is not None:
+                    self._take_tool_calls(choice)
+
+    def _take_tool_calls(self, choice: Any) -> None:
+        for delta in getattr(choice.delta, "tool_calls", None) or ():
+            key = (choice.index, getattr(delta, "index", 0) or 0)
+            tool = self.tools.setdefault(key, {"id": None, "function": {"name": None, "arguments": ""}})  # type: ignore[union-attr]
+            function = getattr(delta, "function", None)
+            if getattr(delta, "id", None):
+                tool["id"] = delta.id
+            if getattr(function, "name", None):
+                tool["function"]["name"] = function.name
+            if getattr(function, "arguments", None):
+                tool["function"]["arguments"] += function.arguments
 
     def on_finish(self, call: LLMCall) -> None:
         reasons = self.finish_reasons
@@ -306,11 +322,14 @@ class ChoicesStreamHandler:
         if self.usage is not None:
             self.apply_usage(call, self.usage)
         if self.texts is not None:
-            indexes = sorted(set(self.texts) | set(reasons or ()))
-            call.capture(
-                sc.GEN_AI_OUTPUT_MESSAGES,
-                [content.output_message("".join(self.texts.get(i, ())), (reasons or {}).get(i)) for i in indexes],
-            )
+            tools = self.tools or {}
+            indexes = sorted(set(self.texts) | set(reasons or ()) | {i for i, _ in tools})
+            messages = []
+            for i in indexes:
+                calls = [tools[key] for key in sorted(tools) if key[0] == i]
+                text = "".join(self.texts[i]) if i in self.texts else None if calls else ""
+                messages.append(content.output_message(text, (reasons or {}).get(i), calls))
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, messages)
 
 
 def sentinel_types(types_module: Any) -> tuple[type, ...]:

@@ -717,3 +717,43 @@ def test_runs_under_opentelemetry_instrument(fake, tmp_path: Path) -> None:
     assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 20
     assert sc.PROMPTPULSE_COST_USD in a
     assert span["resource"]["attributes"]["service.name"] == "pp-test"
+
+
+def test_streamed_tool_calls_are_captured(otel) -> None:
+    """Tool-call deltas (the SDK's own chunk type) become one tool_call part with the arguments joined."""
+    from openai.types.chat import ChatCompletionChunk
+
+    from promptpulse.instrumentation.kit.stainless import ChoicesStreamHandler
+    from promptpulse.instrumentation.spans import Telemetry
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk.model_validate(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
+
+    call_delta = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "find", "arguments": '{"n"'}}
+    chunks = [
+        chunk({"role": "assistant", "tool_calls": [call_delta]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": ": 7}"}}]}),
+        chunk({}, "tool_calls"),
+    ]
+    telemetry = Telemetry("t", "0", tracer_provider=otel.tracer_provider, capture_content=True)
+    call = telemetry.start("chat", "openai", "gpt-4o-mini", stream=True)
+    handler = ChoicesStreamHandler(True, chat=True)
+    for c in chunks:
+        handler.on_chunk(call, c)
+    handler.on_finish(call)
+    call.end()
+    assert json.loads(attrs(otel.only_span())[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "call_1", "name": "find", "arguments": '{"n": 7}'}],
+            "finish_reason": "tool_calls",
+        }
+    ]
