@@ -11,7 +11,7 @@ from typing import Any
 
 from promptpulse.instrumentation import patching, streams, wrappers
 from promptpulse.instrumentation import semconv as sc
-from promptpulse.instrumentation.kit import content, raw, requests, retries
+from promptpulse.instrumentation.kit import content, endpoint, raw, requests, retries
 from promptpulse.instrumentation.kit.usage import apply_completion_usage, apply_usage_dict
 from promptpulse.instrumentation.spans import LLMCall, Telemetry
 
@@ -67,55 +67,30 @@ class Sdk:
     target: Callable[[Any], tuple[str, str | None, int | None]]  # client -> (provider, host, port)
 
 
-class Endpoint:
-    """Shared start/finish logic; subclasses say how to read the request and the response."""
+class Endpoint(endpoint.Endpoint):
+    """A method of an OpenAI-shaped Stainless SDK: the hooks read its client, its keyword arguments and its result
+    types (SDK streams, raw responses); subclasses say how to read the request and the response."""
 
     operation = sc.OPERATION_CHAT
     params: Mapping[str, tuple[str, int]] = CHAT_PARAMS
     api_type: str | None = None  # openai.api.type: chat_completions / responses
 
     def __init__(self, telemetry: Telemetry, sdk: Sdk) -> None:
-        self.telemetry = telemetry
+        super().__init__(telemetry)
         self.sdk = sdk
 
-    @property
-    def capture(self) -> bool:
-        return self.telemetry.capture_content
+    def target(self, instance: Any) -> tuple[str, str | None, int | None]:
+        return self.sdk.target(instance._client)
 
-    def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
-        sdk = self.sdk
-        provider, host, port = sdk.target(instance._client)
-        model = kwargs.get("model")
-        stream = kwargs.get("stream") is True
-        attrs = requests.request_attributes(kwargs, self.params, sdk.sentinel_types) if len(kwargs) > 2 else {}
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        return kwargs.get("stream") is True
+
+    def attributes(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # Only what the app passed; the common call (model + messages) skips the loop.
+        attrs = requests.request_attributes(kwargs, self.params, self.sdk.sentinel_types) if len(kwargs) > 2 else {}
         if self.api_type is not None:
             attrs[sc.OPENAI_API_TYPE] = self.api_type
-        call = LLMCall(
-            telemetry,
-            self.operation,
-            provider,
-            model if isinstance(model, str) else "",
-            stream=stream,
-            server_address=host,
-            server_port=port,
-            attributes=attrs,
-            fingerprint=self.fingerprint(kwargs),
-        )
-        if telemetry.capture_content:
-            self.capture_input(call, kwargs)
-        return call
-
-    def fingerprint(self, kwargs: dict[str, Any]) -> str | None:
-        return None
-
-    def capture_input(self, call: LLMCall, kwargs: dict[str, Any]) -> None:
-        pass
-
-    def read(self, call: LLMCall, result: Any) -> None:
-        """Read a parsed, non-streamed result into the call."""
-
-    def stream_handler(self, call: LLMCall) -> streams.StreamHandler | None:
-        return None
+        return attrs
 
     def finish(self, call: LLMCall, result: Any) -> Any:
         sdk = self.sdk
@@ -232,20 +207,6 @@ class CompletionsEndpoint(Endpoint):
 class EmbeddingsEndpoint(Endpoint):
     operation = sc.OPERATION_EMBEDDINGS
     params = EMBEDDINGS_PARAMS
-
-    def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
-        provider, host, port = self.sdk.target(instance._client)
-        model = kwargs.get("model")
-        return telemetry.start(
-            self.operation,
-            provider,
-            model if isinstance(model, str) else "",
-            server_address=host,
-            server_port=port,
-            attributes=requests.request_attributes(kwargs, self.params, self.sdk.sentinel_types)
-            if len(kwargs) > 2
-            else None,
-        )
 
     def read(self, call: LLMCall, result: Any) -> None:
         call.set_response(model=result.model)
