@@ -86,7 +86,9 @@ def open_server(store: Any) -> Iterator[Server]:
     yield from _serve(store, None)
 
 
-@pytest.fixture(scope="session")
+# module scope, not session: Playwright's sync API keeps an event loop running in the main thread while it is up,
+# and every async test after it would fail with "Runner.run() cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: .ci/run installs Debian's chromium")
