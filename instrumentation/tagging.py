@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
@@ -109,6 +110,9 @@ def last_call() -> CallRef | None:
 #   final message of a stream helper): the last RESPONSE_IDS_MAX ids.
 RESPONSE_IDS_MAX = 10_000
 _by_response_id: dict[str, trace.SpanContext] = {}
+# Their order, oldest first (a dict's first key, after many deletions from its front, is found by scanning the
+# deleted slots; an OrderedDict costs ~3x a dict per insert).
+_response_id_order: deque[str] = deque()
 
 
 class _ResultRef(weakref.ref):  # type: ignore[type-arg]
@@ -135,12 +139,13 @@ def remember_result(result: object, span_context: trace.SpanContext) -> None:
 
 
 def remember_response_id(response_id: str, span_context: trace.SpanContext) -> None:
-    ids = _by_response_id
-    ids[response_id] = span_context
-    if len(ids) > RESPONSE_IDS_MAX:
+    _by_response_id[response_id] = span_context
+    order = _response_id_order
+    order.append(response_id)
+    if len(order) > RESPONSE_IDS_MAX:
         try:
-            del ids[next(iter(ids))]  # the oldest (dicts keep insertion order)
-        except (KeyError, RuntimeError, StopIteration):  # another thread trimmed it first
+            _by_response_id.pop(order.popleft(), None)
+        except IndexError:  # another thread trimmed it first
             pass
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,3 +209,21 @@ def test_a_call_made_in_a_thread_is_named_by_its_response(
     gc.collect()
     assert key not in tagging._by_object
     client.close()
+
+
+def test_the_response_id_map_keeps_the_last_ids_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import trace
+
+    monkeypatch.setattr(tagging, "_by_response_id", {})
+    monkeypatch.setattr(tagging, "_response_id_order", deque())
+    monkeypatch.setattr(tagging, "RESPONSE_IDS_MAX", 3)
+    for i in range(1, 6):
+        tagging.remember_response_id(f"r{i}", trace.SpanContext(1, i, is_remote=False))
+
+    class Response:
+        def __init__(self, response_id: str) -> None:
+            self.id = response_id
+
+    assert [tagging.call_of(Response(f"r{i}")) for i in range(1, 6)] == [
+        None, None, (1, 3), (1, 4), (1, 5)]  # fmt: skip
+    assert len(tagging._by_response_id) == 3
