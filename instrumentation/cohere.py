@@ -83,15 +83,21 @@ def _finish_reason(value: Any) -> str | None:
 class _StreamState:
     """A ``streams.StreamHandler`` for v2 ``chat_stream`` events."""
 
-    __slots__ = ("finish_reason", "usage")
+    __slots__ = ("finish_reason", "texts", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, capture: bool = False) -> None:
         self.finish_reason: str | None = None
         self.usage: Any = None
+        self.texts: list[str] | None = [] if capture else None  # the answer's text pieces, when content is captured
 
     def on_chunk(self, call: LLMCall, event: Any) -> None:
         kind = get(event, "type")
-        if kind == "message-start":
+        if kind == "content-delta":
+            if self.texts is not None:
+                text = get(get(get(get(event, "delta"), "message"), "content"), "text")
+                if isinstance(text, str):
+                    self.texts.append(text)
+        elif kind == "message-start":
             call.set_response(response_id=get(event, "id"))
         elif kind == "message-end":
             delta = get(event, "delta")
@@ -102,6 +108,8 @@ class _StreamState:
         if self.finish_reason:
             call.set_response(finish_reasons=(self.finish_reason,))
         _read_usage(call, self.usage)
+        if self.texts is not None:
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_message("".join(self.texts), self.finish_reason)])
 
 
 # --- endpoints ---------------------------------------------------------------------------------------------------
@@ -158,7 +166,7 @@ def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoint:
         fingerprint=_chat_fingerprint,
         capture_input=content.capture_messages,
         capture_output=_capture_output,
-        stream_handler=_StreamState if stream else None,
+        stream_handler=(lambda: _StreamState(telemetry.capture_content)) if stream else None,
     )
 
 

@@ -88,24 +88,34 @@ def _read_response(call: LLMCall, response: Any) -> None:
 class _StreamState:
     """A ``streams.StreamHandler`` for ``chat.stream`` events (``CompletionEvent`` with ``data`` a chunk)."""
 
-    __slots__ = ("finish_reasons", "usage")
+    __slots__ = ("finish_reasons", "texts", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, capture: bool = False) -> None:
         self.finish_reasons: list[str] = []
         self.usage: Any = None
+        self.texts: list[str] | None = [] if capture else None  # the answer's text pieces, when content is captured
 
     def on_chunk(self, call: LLMCall, event: Any) -> None:
         chunk = getattr(event, "data", event)
         call.set_response(model=get(chunk, "model"), response_id=get(chunk, "id"))
-        self.finish_reasons += _finish_reasons(get(chunk, "choices"))
+        choices = get(chunk, "choices")
+        self.finish_reasons += _finish_reasons(choices)
         usage = get(chunk, "usage")
         if usage is not None:
             self.usage = usage
+        if self.texts is not None:
+            for choice in choices or ():
+                text = content.text_of(get(get(choice, "delta"), "content"))
+                if text:
+                    self.texts.append(text)
 
     def on_finish(self, call: LLMCall) -> None:
         if self.finish_reasons:
             call.set_response(finish_reasons=self.finish_reasons)
         _read_usage(call, self.usage)
+        if self.texts is not None:
+            reason = self.finish_reasons[-1] if self.finish_reasons else None
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_message("".join(self.texts), reason)])
 
 
 # --- endpoints ---------------------------------------------------------------------------------------------------
@@ -154,7 +164,7 @@ def _chat_endpoint(telemetry: Telemetry, *, stream: bool) -> endpoint.Endpoint:
         fingerprint=_chat_fingerprint,
         capture_input=content.capture_messages,
         capture_output=_capture_output,
-        stream_handler=_StreamState if stream else None,
+        stream_handler=(lambda: _StreamState(telemetry.capture_content)) if stream else None,
     )
 
 

@@ -158,9 +158,15 @@ def test_content_follows_the_genai_schemas(fake: FakeProvider, otel: Any) -> Non
     try:  # the client is made after instrument(): ClientV2 binds its v2 methods when it is built
         client = cohere.ClientV2(api_key="fake-key", base_url=fake.cohere_base_url, max_retries=0)
         client.chat(model=MODEL, messages=MESSAGES)
+        streamed = "".join(
+            e.delta.message.content.text
+            for e in client.chat_stream(model=MODEL, messages=MESSAGES)
+            if e.type == "content-delta"
+        )
     finally:
         instrumentor.uninstrument()
-    attrs = otel.only_span().attributes
+    plain, streaming = otel.spans()
+    attrs = plain.attributes
     assert json.loads(attrs[sc.GEN_AI_INPUT_MESSAGES]) == [
         {"role": "system", "parts": [{"type": "text", "content": SYSTEM}]},
         {"role": "user", "parts": [{"type": "text", "content": "Say hello to order 123"}]},
@@ -169,3 +175,6 @@ def test_content_follows_the_genai_schemas(fake: FakeProvider, otel: Any) -> Non
     assert answer["role"] == "assistant"
     assert answer["finish_reason"] == attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS][0]
     assert [p["type"] for p in answer["parts"]] == ["text"] and answer["parts"][0]["content"].startswith("Hello")
+    (answer,) = json.loads(streaming.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert answer["parts"] == [{"type": "text", "content": streamed}]
+    assert answer["finish_reason"] == streaming.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS][0]

@@ -152,9 +152,13 @@ def test_content_follows_the_genai_schemas(client: Any, otel: Any) -> None:
     instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
     try:
         client.chat.complete(model=MODEL, messages=MESSAGES)
+        streamed = "".join(
+            e.data.choices[0].delta.content or "" for e in client.chat.stream(model=MODEL, messages=MESSAGES)
+        )
     finally:
         instrumentor.uninstrument()
-    attrs = otel.only_span().attributes
+    plain, streaming = otel.spans()
+    attrs = plain.attributes
     assert json.loads(attrs[sc.GEN_AI_INPUT_MESSAGES]) == [
         {"role": "system", "parts": [{"type": "text", "content": SYSTEM}]},
         {"role": "user", "parts": [{"type": "text", "content": "Say hello to order 123"}]},
@@ -163,3 +167,6 @@ def test_content_follows_the_genai_schemas(client: Any, otel: Any) -> None:
     assert answer["role"] == "assistant"
     assert answer["finish_reason"] == attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS][0]
     assert [p["type"] for p in answer["parts"]] == ["text"] and answer["parts"][0]["content"].startswith("Hello")
+    (answer,) = json.loads(streaming.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert answer["parts"] == [{"type": "text", "content": streamed}]
+    assert answer["finish_reason"] == streaming.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS][0]
