@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_queries import CHUNK, GENERATORS, generate
 
 from promptpulse.processor import api_server
+from promptpulse.processor.api_app import create_app
+from promptpulse.processor.console import router  # imported up front: the code of the start, not a later one
 from promptpulse.processor.store.embedded import EmbeddedStore
 
 CHROMIUM = "/usr/bin/chromium"
@@ -81,6 +83,7 @@ def run(calls: int, runs: int, presets: list[str]) -> dict:
             store.command(f"OPTIMIZE TABLE {table} FINAL")
         t_opt = time.perf_counter() - t
         n = store.query("SELECT count() FROM llm_calls").scalar()
+        assert create_app and router.router
         svc = SimpleNamespace(get_store=lambda: store, settings=None, ingest=SimpleNamespace(authorized=lambda h: True))
         srv = api_server.make_server("127.0.0.1", 0, svc)
         srv.start()

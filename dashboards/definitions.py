@@ -22,6 +22,7 @@ FILTER_VARIABLES = (
              q.variable_query("model", depends=("service", "environment", "prompt", "version"))),
     Variable("provider", "Provider", "query",
              q.variable_query("provider", depends=("service", "environment", "prompt", "version", "model"))),
+    Variable("feature", "Feature", "query", q.variable_query("feature", depends=("service", "environment"))),
 )
 COMPARE_BY = Variable("compare_by", "Compare", "custom", "prompt, version", default="prompt")
 SLO_TARGET = Variable("slo_target", "Availability SLO %", "textbox", default="99.9")

@@ -23,7 +23,7 @@ STEP_S = f"greatest($__interval_s, {RES_S})"
 # dashboard variable -> rollup column
 FILTER_VARS: tuple[tuple[str, str], ...] = (
     ("service", "service"), ("environment", "environment"), ("prompt", "prompt_name"),
-    ("version", "prompt_version"), ("model", "model"), ("provider", "provider"),
+    ("version", "prompt_version"), ("model", "model"), ("provider", "provider"), ("feature", "feature"),
 )
 RAW_MODEL = "if(request_model != '', request_model, response_model)"
 

@@ -63,14 +63,14 @@ class Common:
                                                                             "end - 24 h)")] = None,
                  end: Annotated[dt.datetime | None, Query(description="range end (ISO 8601; default now)")] = None,
                  service: Values = [], environment: Values = [], prompt: Values = [],  # noqa: B006
-                 version: Values = [], model: Values = [], provider: Values = [],  # noqa: B006
+                 version: Values = [], model: Values = [], provider: Values = [], feature: Values = [],  # noqa: B006
                  compare_by: Annotated[str | None, Query(description="prompt or version (compare panels)")] = None,
                  slo_target: Annotated[str | None, Query(description="availability SLO percent (SLA panels; "
                                                                      "99.9)")] = None,
                  daily_budget: Annotated[str | None, Query(description="daily budget USD (cost panels; 100)")] = None,
                  score_name: Values = []) -> None:  # noqa: B006
         self.args = (start, end, {"service": service, "environment": environment, "prompt": prompt,
-                                  "version": version, "model": model, "provider": provider},
+                                  "version": version, "model": model, "provider": provider, "feature": feature},
                      {"compare_by": compare_by, "slo_target": slo_target, "daily_budget": daily_budget}, score_name)
 
     def params(self) -> panels.PanelParams:

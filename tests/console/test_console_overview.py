@@ -81,6 +81,13 @@ def test_filters_change_the_numbers(page: Page) -> None:
     assert page.kpi("Requests") == "20"
     assert page.kpi("Success rate") == "100.00 %"
     assert "service=docs-bot" in pg.url
+    pg.select_option('[data-filter="service"]', "")
+    page.wait_loaded(3)
+    assert page.kpi("Requests") == "60"
+    pg.select_option('[data-filter="feature"]', "chat")
+    page.wait_loaded(4)
+    assert page.kpi("Requests") == "40"
+    assert pg.locator('[data-filter="feature"] option').all_inner_texts() == ["all features", "chat", "docs"]
 
 
 def test_empty_range_says_what_to_do(page: Page) -> None:

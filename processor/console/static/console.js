@@ -3,7 +3,7 @@
 "use strict";
 
 const PRESETS = { "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400 };
-const FILTERS = ["service", "environment", "model", "provider"];
+const FILTERS = ["service", "environment", "model", "provider", "feature"];
 const LIVE_MS = 30000;
 const COLORS = ["#2f6fdf", "#e07b24", "#1a9c4b", "#9b4fd1", "#d23c3c", "#16a2b8", "#c99a00", "#6b7385",
   "#e84393", "#00b894"];
@@ -93,6 +93,12 @@ function fmt(v, unit, decimals) {
     case "short": return fmtShort(v, decimals);
     default: return fmtNumber(v, decimals ?? (Number.isInteger(v) ? 0 : 2));
   }
+}
+// compact tick labels (the legend and tables carry the exact values)
+function axisFmt(v, unit) {
+  if (v === null || v === undefined) return "";
+  const n = Math.abs(v) >= 1000 ? fmtShort(v) : String(+v.toPrecision(3));
+  return { percent: `${n}%`, ms: `${n} ms`, currencyUSD: `$${n}`, reqpm: `${n}/min` }[unit] ?? n;
 }
 function unknownSpan(title) {
   return el("span", { class: "unknown-val", title: title || "unknown: no call in this selection reports it" },
@@ -269,7 +275,7 @@ function renderChart(key, data, opts = {}) {
     width: Math.max(320, (opts.width || 430) - 14), height: 200, series: [uSeries[0], ...order.map((k) => uSeries[k + 1])],
     // the x axis is the selected range, whatever the data covers (a minute of demo traffic is one point)
     scales: { x: { time: true, range: () => range().map((d) => d.getTime() / 1000) }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] } },
-    axes: [{}, { size: 86, values: (u, vals) => vals.map((v) => fmt(v, unit, panel.decimals) ?? "") }],
+    axes: [{}, { size: 64, values: (u, vals) => vals.map((v) => axisFmt(v, unit)) }],
     legend: { live: true },
   };
   const target = el("div", { class: "plot" });
