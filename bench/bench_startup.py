@@ -2,11 +2,12 @@
 
 Runs ``opentelemetry-instrument python -c "import openai"`` (or ``--app``) as fresh processes, alternating two
 settings in one run: PromptPulse's entry points disabled (``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` lists all ten)
-and enabled. Exporters are ``none``, so nothing but the instrumentors differs. Reports, on the wall clock and in
-CPU time (user + system of the child, less disturbed by a loaded machine), the median of each and the difference of
-the medians, and the time nine plain processes each take to load and instrument() the ten instrumentors (our part
-alone, without the noise of two whole interpreter start-ups); ``--imports`` also lists the LLM SDK modules each
-setting ends up importing.
+and enabled; any other instrumentation installed (OpenLLMetry is a dev dependency) is disabled on both sides, and the
+exporters are ``none``, so nothing but our instrumentors differs. Reports, on the wall clock and in CPU time (user +
+system of the child, less disturbed by a loaded machine), the median of each and the difference of the medians, and
+the time nine plain processes each take to load and instrument() the ten instrumentors (our part alone, without the
+noise of two whole interpreter start-ups); ``--imports`` also lists the LLM SDK modules each setting ends up
+importing.
 
     .venv/bin/python bench/bench_startup.py                        # 15 pairs, the app imports openai
     .venv/bin/python bench/bench_startup.py --runs 31 --app "import anthropic"
@@ -30,9 +31,9 @@ SDK_MODULES = ("openai", "anthropic", "google.genai", "botocore", "mistralai", "
 SDK_MODULES += ("langchain_core",)
 
 
-def promptpulse_entry_points() -> list[str]:
+def entry_points_named(ours: bool) -> list[str]:
     names = (ep.name for ep in entry_points(group="opentelemetry_instrumentor"))
-    return sorted(name for name in names if name.startswith("promptpulse_"))
+    return sorted(name for name in names if name.startswith("promptpulse_") is ours)
 
 
 # Byte-code cached as in an installed package (this machine sets PYTHONDONTWRITEBYTECODE, and an editable install's
@@ -44,7 +45,9 @@ def environment(disabled: bool = True) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = PYCACHE
     env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
-    env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = ",".join(promptpulse_entry_points()) if disabled else ""
+    # Other instrumentations installed (OpenLLMetry is a dev dependency) are off on both sides.
+    off = entry_points_named(ours=False) + (entry_points_named(ours=True) if disabled else [])
+    env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = ",".join(off)
     return env
 
 

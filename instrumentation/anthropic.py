@@ -45,7 +45,7 @@ Why replace rather than enrich:
 - the official switches (``open_telemetry=False``, ``ANTHROPIC_OPEN_TELEMETRY=false``) are read when a client is
   constructed, so they cannot reach clients built before ``instrument()``; they would also turn off the SDK's trace
   propagation and the spans of the endpoints we do not instrument.
-If that private hook ever disappears, the patch is skipped (``patching.apply``) and the app sees the SDK span as a
+If that private hook ever disappears, the patch is skipped (``patching.LazyPatcher``) and the app sees the SDK span as a
 child of ours — one more span, never a broken call; the test suite guards the one-span rule.
 """
 
@@ -69,7 +69,7 @@ from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _log = logging.getLogger(__name__)
 
-_INSTRUMENTS = ("anthropic >= 0.40",)
+_INSTRUMENTS = ("anthropic >= 0.43",)
 
 # Filled at instrument time from the installed SDK.
 _SENTINEL_TYPES: tuple[type, ...] = ()
@@ -433,7 +433,8 @@ def _load_sdk_types() -> None:
     _SENTINEL_TYPES = tuple(t for t in (getattr(_types, "Omit", None), getattr(_types, "NotGiven", None)) if t)
 
 
-_MESSAGES_MODULES = ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages")
+# Named through the packages that re-export the classes (the defining module's path is an SDK detail).
+_MESSAGES_MODULES = ("anthropic.resources.messages", "anthropic.resources.beta.messages")
 
 
 def _patches(telemetry: Telemetry) -> list[patching.Patch]:
@@ -443,17 +444,20 @@ def _patches(telemetry: Telemetry) -> list[patching.Patch]:
     stream_sync = _stream_helper_wrapper(telemetry, is_async=False)
     stream_async = _stream_helper_wrapper(telemetry, is_async=True)
     patches = []
+    # optional: newer than the oldest supported version (parse; beta's stream helper; the SDK's own span): missing
+    # there is no warning.
     for module in _MESSAGES_MODULES:
+        beta = ".beta." in module
         patches += [
             patching.Patch(module, "Messages.create", create_sync),
-            patching.Patch(module, "Messages.parse", create_sync),
-            patching.Patch(module, "Messages.stream", stream_sync),
+            patching.Patch(module, "Messages.parse", create_sync, optional=True),
+            patching.Patch(module, "Messages.stream", stream_sync, optional=beta),
             patching.Patch(module, "AsyncMessages.create", create_async),
-            patching.Patch(module, "AsyncMessages.parse", create_async),
-            patching.Patch(module, "AsyncMessages.stream", stream_async),
+            patching.Patch(module, "AsyncMessages.parse", create_async, optional=True),
+            patching.Patch(module, "AsyncMessages.stream", stream_async, optional=beta),
         ]
     patches += [
-        patching.Patch("anthropic._base_client", "start_api_call_span", _sdk_span_wrapper),
+        patching.Patch("anthropic._base_client", "start_api_call_span", _sdk_span_wrapper, optional=True),
         *retries.retry_patches("anthropic"),
     ]
     return patches

@@ -32,7 +32,7 @@ from promptpulse.instrumentation.spans import LLMCall, Telemetry
 
 _log = logging.getLogger(__name__)
 
-_INSTRUMENTS = ("openai >= 1.0",)
+_INSTRUMENTS = ("openai >= 1.50",)
 
 # --- where a call went ------------------------------------------------------------------------------------------
 # The SDK's own provider plug-ins (openai.providers.*) → provider.
@@ -224,12 +224,13 @@ _HELPER_CLOSES: tuple[tuple[str, str, Any], ...] = (
 _CHAT, _COMPLETIONS, _EMBEDDINGS = stainless.ChatEndpoint, stainless.CompletionsEndpoint, stainless.EmbeddingsEndpoint
 _RESPONSES = _ResponsesEndpoint
 
-# (module, method, endpoint class, async)
+# (module, method, endpoint class, async). Classes are named through the package that re-exports them, which every
+# supported version has (1.x's chat/completions.py became a package in 1.6x; the class is the same object).
 _METHODS: tuple[tuple[str, str, type[stainless.Endpoint], bool], ...] = (
-    ("openai.resources.chat.completions.completions", "Completions.create", _CHAT, False),
-    ("openai.resources.chat.completions.completions", "Completions.parse", _CHAT, False),
-    ("openai.resources.chat.completions.completions", "AsyncCompletions.create", _CHAT, True),
-    ("openai.resources.chat.completions.completions", "AsyncCompletions.parse", _CHAT, True),
+    ("openai.resources.chat.completions", "Completions.create", _CHAT, False),
+    ("openai.resources.chat.completions", "Completions.parse", _CHAT, False),
+    ("openai.resources.chat.completions", "AsyncCompletions.create", _CHAT, True),
+    ("openai.resources.chat.completions", "AsyncCompletions.parse", _CHAT, True),
     ("openai.resources.completions", "Completions.create", _COMPLETIONS, False),
     ("openai.resources.completions", "AsyncCompletions.create", _COMPLETIONS, True),
     ("openai.resources.embeddings", "Embeddings.create", _EMBEDDINGS, False),
@@ -241,6 +242,9 @@ _METHODS: tuple[tuple[str, str, type[stainless.Endpoint], bool], ...] = (
     ("openai.resources.beta.responses.responses", "Responses.create", _RESPONSES, False),
     ("openai.resources.beta.responses.responses", "AsyncResponses.create", _RESPONSES, True),
 )
+# Newer than the oldest supported version (chat parse left beta in 1.9x; responses parse came after create): missing
+# is no warning. A module missing altogether (responses before 1.66) is never imported, so never patched.
+OPTIONAL = frozenset((module, name) for module, name, _, _ in _METHODS if name.endswith(".parse") or ".beta." in module)
 
 
 class OpenAIInstrumentor(common.Instrumentor):
@@ -250,6 +254,6 @@ class OpenAIInstrumentor(common.Instrumentor):
     _SDK_MODULE = "openai"
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
-        patches = stainless.sdk_patches(telemetry, _bind_sdk_types(), _METHODS, "openai")
+        patches = stainless.sdk_patches(telemetry, _bind_sdk_types(), _METHODS, "openai", OPTIONAL)
         patches.extend(patching.Patch(module, name, wrapper) for module, name, wrapper in _HELPER_CLOSES)
         return patches

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from opentelemetry.instrumentation.utils import unwrap
-from wrapt import register_post_import_hook, resolve_path, wrap_function_wrapper
+from wrapt import FunctionWrapper, register_post_import_hook, resolve_path, wrap_function_wrapper
 
 from promptpulse.instrumentation.wrappers import WrapperFn
 
@@ -40,7 +40,8 @@ class LazyPatcher:
         self.armed = True
         self.applied: list[tuple[ModuleType, Patch]] = []
         self.missing: list[str] = []
-        self._lock = threading.Lock()
+        self.foreign: str | None = None  # the module of another instrumentation found wrapping a method, if any
+        self._lock = threading.RLock()  # wrapping may import a module whose hook is ours too
 
     def when_imported(self, module: str, hook: Callable[[ModuleType], None]) -> None:
         """``hook(module)`` once ``module`` is imported (now if it already is), unless reverted first. An exception in
@@ -71,6 +72,7 @@ class LazyPatcher:
                 return
             for patch in patches:
                 try:
+                    self._note_foreign(module, patch)
                     wrap_function_wrapper(module, patch.name, patch.wrapper)
                     self.applied.append((module, patch))
                 except AttributeError:
@@ -84,6 +86,23 @@ class LazyPatcher:
                 "promptpulse: %s: this SDK version has no %s; those calls get no span",
                 self.owner,
                 ", ".join(missing),
+            )
+
+    def _note_foreign(self, module: ModuleType, patch: Patch) -> None:
+        """Warn once when another instrumentation (OpenLLMetry, the contrib openai-v2) already wraps a method: it then
+        records its own span of each call besides ours (docs/INSTRUMENTATION.md, "Other instrumentations")."""
+        if self.foreign is not None:
+            return
+        original = resolve_path(module, patch.name)[2]
+        if isinstance(original, FunctionWrapper):
+            wrapper = getattr(original, "_self_wrapper", None)
+            self.foreign = getattr(wrapper, "__module__", None) or "an unknown module"
+            _log.warning(
+                "promptpulse: %s.%s is already instrumented by %s, which records its own span of each call besides "
+                "PromptPulse's; disable one of them (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS) to count each call once",
+                patch.module,
+                patch.name,
+                self.foreign,
             )
 
     def revert(self) -> bool:

@@ -31,9 +31,10 @@ def retry_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: di
 
 
 def retry_patches(package: str) -> list[patching.Patch]:
-    """The retry hooks of a Stainless SDK's sync and async base clients."""
+    """The retry hooks of a Stainless SDK's sync and async base clients. Optional: the hook is newer than the oldest
+    supported SDK versions, which then count no retries."""
     module = f"{package}._base_client"
     return [
-        patching.Patch(module, "SyncAPIClient._sleep_for_retry", retry_wrapper),
-        patching.Patch(module, "AsyncAPIClient._sleep_for_retry", retry_wrapper),
+        patching.Patch(module, "SyncAPIClient._sleep_for_retry", retry_wrapper, optional=True),
+        patching.Patch(module, "AsyncAPIClient._sleep_for_retry", retry_wrapper, optional=True),
     ]

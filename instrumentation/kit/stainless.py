@@ -302,14 +302,16 @@ def sdk_patches(
     sdk: Sdk,
     methods: tuple[tuple[str, str, type[Endpoint], bool], ...],
     package: str,
+    optional: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[patching.Patch]:
     """Patches for a Stainless SDK (openai's or a clone's): its ``(module, method, endpoint class, async)`` methods,
-    one endpoint per class, and the retry hook of ``package``'s base client."""
+    one endpoint per class, and the retry hook of ``package``'s base client. ``optional``: the ``(module, method)``
+    pairs some supported versions lack (no warning when missing)."""
     endpoints: dict[type[Endpoint], Endpoint] = {}
     patches = []
     for module, name, endpoint_cls, is_async in methods:
         endpoint = endpoints.get(endpoint_cls) or endpoints.setdefault(endpoint_cls, endpoint_cls(telemetry, sdk))
         make = wrappers.async_wrapper if is_async else wrappers.sync_wrapper
-        patches.append(patching.Patch(module, name, make(telemetry, endpoint)))
+        patches.append(patching.Patch(module, name, make(telemetry, endpoint), optional=(module, name) in optional))
     patches.extend(retries.retry_patches(package))
     return patches

@@ -700,8 +700,8 @@ def test_runs_under_opentelemetry_instrument(fake, tmp_path: Path) -> None:
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",
         "OTEL_SERVICE_NAME": "pp-test",
-        # our own instrumentor alone: the other entry point's name must not collide with ours
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "promptpulse_anthropic",
+        # our own instrumentor alone (not OpenLLMetry's "openai", a dev dependency): names must not collide with ours
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "promptpulse_anthropic,openai",
     }
     cli = Path(sys.executable).parent / "opentelemetry-instrument"
     out = subprocess.run(
