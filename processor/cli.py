@@ -71,7 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .service import Service
 
     settings = _settings(args)
-    check(settings)  # a bad [alerts] / [reports] table or an unset ${VAR}: one line now, not a traceback later
+    check(settings)  # a bad [alerts]/[reports]/[evaluation] table, an unset ${VAR}: one line now, not a traceback
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     Service(settings).run_forever()
     return 0

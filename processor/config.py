@@ -166,8 +166,10 @@ def load(flags: dict[str, Any] | None = None, *, config_file: str | None = None,
 
 
 def check(s: Settings, *, secrets: bool = True) -> None:
-    """Check the [alerts] and [reports] tables as `serve` will use them (``secrets=False``: an unset ``${VAR}``
-    is no error, for commands that send nothing). Raises ConfigError naming the file and key."""
+    """Check the [alerts], [reports] and [evaluation] tables as `serve` will use them (``secrets=False``: an unset
+    ``${VAR}`` is no error, for commands that send nothing). Raises ConfigError naming the file and key."""
+    from promptpulse.evaluation.rules import load_evaluation
+
     from .alerts.rules import AlertConfigError, load_alerts
     from .reports import check_config
 
@@ -175,6 +177,7 @@ def check(s: Settings, *, secrets: bool = True) -> None:
     try:
         load_alerts(s.alerts, secrets=secrets)
         check_config(s.reports or {})
+        load_evaluation(s.evaluation)
     except (AlertConfigError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
 

@@ -44,7 +44,7 @@ def _ts(t: dt.datetime) -> str:
 class RuleReport:
     matched: int = 0  # calls (or conversations) the filters kept
     sampled: int = 0
-    no_content: int = 0  # sampled but without captured content: left to an in-app rule
+    no_content: int = 0  # sampled, the rule reads content, none was captured: left to an in-app rule
     already: int = 0  # scored (or failed) by an earlier pass
     scored: int = 0
     errors: int = 0
@@ -176,7 +176,7 @@ class ProcessorEvaluator:
                 if not rule.sampled(key):
                     continue
                 rep.sampled += 1
-                if not subject.has_content:
+                if rule.needs_content and not subject.has_content:
                     rep.no_content += 1
                     continue
                 todo.append((rule, subject, last))

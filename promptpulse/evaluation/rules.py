@@ -120,6 +120,14 @@ class Rule:
             out[param] = call.resolve(path)
         return out
 
+    @property
+    def needs_content(self) -> bool:
+        """Some mapped field is message content (not only span attributes)."""
+        from .metrics import default_mapping
+
+        paths = {**default_mapping(self.metric, self.target), **self.mapping}.values()
+        return any(p.partition(".")[0] not in ("attributes", "metadata") for p in paths)
+
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "metric": self.metric, "sampling": self.sampling, "runs": self.runs,
                              "target": self.target, "filters": {k: list(v) for k, v in self.filters.items()},

@@ -171,3 +171,23 @@ def test_cli_list_test_run(store, tmp_path: Path, capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit, match=r"sampling is a number from 0\.0 to 1\.0"):
         main(["eval", "list", "--config", str(bad)])
 
+
+
+def test_serve_refuses_a_bad_rule_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[evaluation.rules]]\nname = "x"\nmetric = "regex"\n')
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--config", str(bad), "--data-dir", str(tmp_path / "data")])
+    assert str(e.value) == f"promptpulse serve: {bad}: rule 'x': metric regex needs params.pattern"
+    assert not (tmp_path / "data").exists()
+
+
+def test_attribute_only_rules_need_no_content(store) -> None:
+    config = load_evaluation({"rules": [{"name": "model-name", "metric": "regex", "params": {"pattern": "^gpt-4o$"},
+                                         "map": {"output": "attributes.gen_ai.request.model"},
+                                         "filters": {"prompt_name": "support"}}]})
+    assert not config.rules[0].needs_content
+    report = ProcessorEvaluator(store, config).run_pass(T0 + dt.timedelta(seconds=41), T0 + dt.timedelta(seconds=51))
+    # calls 41..50: no content captured, still evaluated on their attributes
+    assert report.rules["model-name"].as_dict() == {"matched": 10, "sampled": 10, "no_content": 0, "already": 0,
+                                                    "scored": 10, "errors": 0, "judge_cost_usd": 0.0}
