@@ -146,6 +146,11 @@ class ApiServer:
             server_header=False, headers=[("server", "promptpulse")],
             ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None)
         self.server = uvicorn.Server(config)
+        # uvicorn's INFO lines ("Uvicorn running on ... Press CTRL+C", "Started server process") describe a
+        # standalone server; serve logs its own ports. Warnings (refused requests) still show unless set otherwise.
+        quiet = logging.getLogger("uvicorn.error")
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)
         self.sock = _bind(host, port)
         self.server_address: tuple[str, int] = self.sock.getsockname()[:2]
         self._running = threading.Event()
