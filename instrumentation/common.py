@@ -22,8 +22,9 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
     the SDK is in use, and list their patches.
 
     ``instrument()`` imports no SDK: ``patches()`` runs when the app imports ``_SDK_MODULE`` (now, if it already
-    has), and each patch is applied when its own module is imported (``patching.LazyPatcher``). An installed SDK
-    outside ``_INSTRUMENTS`` gets one warning and no patches. Telemetry is scoped to the subclass's module. Never
+    has), and each patch is applied when its own module is imported (``patching.LazyPatcher``). An SDK outside
+    ``_INSTRUMENTS`` gets one warning and no patches when it is imported (reading its version costs a metadata parse:
+    an SDK never imported costs nothing). Telemetry is scoped to the subclass's module. Never
     instantiated itself (``BaseInstrumentor`` is a singleton per class).
     """
 
@@ -36,15 +37,13 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
         return self._INSTRUMENTS
 
     def _check_dependency_conflicts(self) -> None:
-        return None  # checked in _instrument, the same way for instrument() and opentelemetry-instrument
+        return None  # checked when the SDK is imported, the same way for instrument() and opentelemetry-instrument
 
     def patches(self, telemetry: Telemetry) -> list[patching.Patch]:
         raise NotImplementedError
 
     def _instrument(self, **kwargs: Any) -> None:
         if self._patcher is not None:  # never wrap twice, whatever BaseInstrumentor's bookkeeping says
-            return
-        if not supported(type(self).__name__, self._INSTRUMENTS):
             return
         telemetry = self.telemetry = Telemetry(
             type(self).__module__,
@@ -55,7 +54,12 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
             logger_provider=kwargs.get("logger_provider"),
         )
         patcher = self._patcher = patching.LazyPatcher(type(self).__name__)
-        patcher.when_imported(self._SDK_MODULE, lambda _module: self._on_sdk_import(telemetry, patcher))
+
+        def on_import(_module: Any) -> None:
+            if supported(type(self).__name__, self._INSTRUMENTS):
+                self._on_sdk_import(telemetry, patcher)
+
+        patcher.when_imported(self._SDK_MODULE, on_import)
 
     def _on_sdk_import(self, telemetry: Telemetry, patcher: patching.LazyPatcher) -> None:
         """The app imported the SDK: register its patches (each applied when its module is imported)."""
@@ -69,7 +73,7 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 def supported(owner: str, requirements: Collection[str]) -> bool:
     """False, with one warning, when an SDK in ``requirements`` is installed at a version outside its range. Reads
-    package metadata only (no SDK import). Not installed is not a warning: nothing will import it."""
+    package metadata only. Not installed (a module without a distribution) is not a warning."""
     conflict = get_dependency_conflicts(requirements)
     if conflict is None:
         return True

@@ -184,10 +184,10 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _INSTRUMENTS
 
     def _check_dependency_conflicts(self) -> None:
-        return None  # checked in _instrument (common.supported), as for the SDK instrumentors
+        return None  # checked when LangChain is imported (common.supported), as for the SDK instrumentors
 
     def _instrument(self, **kwargs: Any) -> None:
-        if self._patcher is not None or not common.supported(type(self).__name__, _INSTRUMENTS):
+        if self._patcher is not None:
             return
         tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"))
         patcher = self._patcher = patching.LazyPatcher(type(self).__name__)
@@ -195,6 +195,8 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         patcher.when_imported("langchain_core.callbacks.base", lambda base: self._join(base, tracer, patcher))
 
     def _join(self, base: Any, tracer: trace.Tracer, patcher: patching.LazyPatcher) -> None:
+        if not common.supported(type(self).__name__, _INSTRUMENTS):
+            return
         handler = self.handler = _make_handler_class(base.BaseCallbackHandler)(tracer)
 
         def join_manager(wrapped: Any, instance: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
