@@ -61,7 +61,9 @@ class InAppEvaluator:
         self._conversations: OrderedDict[str, _Conversation] = OrderedDict()
         self.max_conversations = max_conversations
         self.clock = clock
-        self.stats = {"queued": 0, "dropped": 0, "scored": 0, "errors": 0, "conversations_dropped": 0}
+        self._counts = {"queued": 0, "dropped": 0}  # counted by the app's threads, under _count_lock
+        self._count_lock = threading.Lock()
+        self._worker_stats = {"scored": 0, "errors": 0, "conversations_dropped": 0}  # the worker's alone
         self._lock = threading.Lock()  # the conversations, between the worker and check_idle() callers
         self._thread = threading.Thread(target=self._loop, name="promptpulse-evaluation", daemon=True)
         if start:
@@ -79,11 +81,14 @@ class InAppEvaluator:
                 if not any(r.sampled(trace_id) for r in self.call_rules):
                     return
             self._queue.put_nowait((span, call.content))
-            self.stats["queued"] += 1
+            counted = "queued"
         except queue.Full:
-            self.stats["dropped"] += 1
+            counted = "dropped"
         except Exception:  # never the app's problem
             _log.debug("promptpulse evaluation: hook failed", exc_info=True)
+            return
+        with self._count_lock:
+            self._counts[counted] += 1
 
     # --- the worker ------------------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -120,7 +125,7 @@ class InAppEvaluator:
                 conv.done.clear()  # a new turn: a new episode to score when it goes idle
                 while len(self._conversations) > self.max_conversations:
                     self._conversations.popitem(last=False)
-                    self.stats["conversations_dropped"] += 1
+                    self._worker_stats["conversations_dropped"] += 1
 
     def check_idle(self, now: float | None = None) -> int:
         """Score the buffered conversations idle long enough for a rule; returns how many results were sent."""
@@ -147,7 +152,7 @@ class InAppEvaluator:
         result = evaluate(rule, rule.inputs(subject))
         outcome = Outcome(rule, target.trace_id, target.span_id, result, dt.datetime.now(dt.timezone.utc))
         self._export(outcome)
-        self.stats["scored" if result.ok else "errors"] += 1
+        self._worker_stats["scored" if result.ok else "errors"] += 1
 
     def _export(self, o: Outcome) -> None:
         parent = trace.NonRecordingSpan(trace.SpanContext(int(o.trace_id, 16), int(o.span_id, 16), is_remote=True,
@@ -160,6 +165,12 @@ class InAppEvaluator:
         span.end()
 
     # --- control ---------------------------------------------------------------------------------------------
+    @property
+    def stats(self) -> dict[str, int]:
+        """queued / dropped (a full queue) calls, scored / errors results, conversations dropped (too many)."""
+        with self._count_lock:
+            return {**self._counts, **self._worker_stats}
+
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued call is evaluated (for tests and shutdown)."""
         deadline = time.monotonic() + timeout

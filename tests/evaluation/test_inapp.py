@@ -173,3 +173,22 @@ def test_enabled_after_instrument_anthropic_stream(monkeypatch: pytest.MonkeyPat
     assert sc.GEN_AI_OUTPUT_MESSAGES not in call.attributes
     assert (score.parent.span_id, score.attributes[sc.GEN_AI_EVALUATION_EXPLANATION]) == \
         (call.context.span_id, "found 1 card")
+
+
+def test_counts_are_exact_under_concurrent_calls() -> None:
+    import threading
+    from types import SimpleNamespace
+
+    tracer = TracerProvider().get_tracer("t")
+    ev = inapp.InAppEvaluator([parse_rule({"name": "r", "metric": "refusal"})], queue_size=100, start=False)
+    ended = []
+    for _ in range(400):
+        s = tracer.start_span("chat x")
+        s.end()
+        ended.append(SimpleNamespace(span=s, content={}))
+    threads = [threading.Thread(target=lambda part=ended[i::8]: [ev.hook(c) for c in part]) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (ev.stats["queued"], ev.stats["dropped"]) == (100, 300)
