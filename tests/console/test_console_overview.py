@@ -3,6 +3,7 @@ presets change them, thresholds colour them as the seed says, unknown usage is c
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import urllib.error
 import urllib.parse
@@ -14,6 +15,10 @@ from conftest import TOKEN, Page
 from console_seed import HOUR, NO_USAGE, totals
 
 pytestmark = pytest.mark.slow
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def get(base: str, path: str, params: dict[str, Any] | None = None, token: str | None = TOKEN) -> tuple[int, Any]:
@@ -123,3 +128,27 @@ def test_open_server_needs_no_token(browser: Any, open_server: Any) -> None:
     p.open("?range=1h", token=None)
     assert p.kpi("Requests") == "60"
     p.close()
+
+
+def test_panel_parameters_are_bound_never_pasted(page: Page) -> None:
+    """Filter values travel as query parameters: a quote in a value is a value, not SQL; bad parameters are 400."""
+    from promptpulse.processor.console import panels
+
+    now = utcnow()
+    sql, params = panels.bind(panels.catalog()["requests"].sql, panels.PanelParams(
+        now - HOUR, now, {"service": ["x' OR '1'='1"]}))
+    assert "x' OR" not in sql and "{v_service_0:String}" in sql and params == {"v_service_0": "x' OR '1'='1"}
+    code, doc = get(page.base, "/api/panels/requests", {"service": "x' OR '1'='1"})
+    assert code == 200 and doc["rows"] == [[0]]
+    code, doc = get(page.base, "/api/panels/requests", {"service": ["support-bot", "docs-bot"],
+                                                        "start": (now - HOUR).isoformat(), "end": now.isoformat()})
+    assert code == 200 and doc["rows"] == [[60]]
+    for params, message in (({"keys": "requests,nope"}, "unknown panel(s): nope"),
+                            ({"keys": "requests", "start": now.isoformat(), "end": (now - HOUR).isoformat()},
+                             "start must be before end"),
+                            ({"keys": "error_budget", "slo_target": "abc"}, "slo_target must be a number"),
+                            ({"keys": "compare_table", "compare_by": "model"}, "compare_by must be one of"),
+                            ({"keys": "trace_calls"}, "panel needs values for 'trace_id'")):
+        code, doc = get(page.base, "/api/panels/data", params)
+        assert code == 400 and message in doc["error"], (params, doc)
+    assert get(page.base, "/api/panels/nope")[0] == 404
