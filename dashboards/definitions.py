@@ -345,6 +345,8 @@ COST_TABLE = Panel(
 
 # quality: the score rollups (scores carry their call's dimensions, so the dashboard variables apply); the
 # drill-down joins raw scores to their calls
+# only the scored calls are read from llm_calls (the join no longer scans every call of the range)
+SCORED = f"trace_id IN (SELECT trace_id FROM llm_scores WHERE timestamp >= {FROM} AND timestamp < {TO})"
 SCORES = (
     "(\n    SELECT s.timestamp AS timestamp, s.name AS name, s.value AS value, s.label AS label,\n"
     "           s.comment AS comment,"
@@ -353,7 +355,7 @@ SCORES = (
     " c.prompt_version AS prompt_version, c.model AS model, c.latency_ms AS latency_ms\n"
     "    FROM llm_scores AS s\n"
     f"    INNER JOIN (SELECT trace_id, span_id, service, prompt_name, prompt_version, {q.RAW_MODEL} AS model,\n"
-    f"                       latency_ms FROM {q.raw_calls(f'({FROM} - INTERVAL 1 DAY)', TO)}) AS c\n"
+    f"                       latency_ms FROM {q.raw_calls(f'({FROM} - INTERVAL 1 DAY)', TO, extra=SCORED)}) AS c\n"
     "      ON s.trace_id = c.trace_id AND s.span_id = c.span_id\n"
     f"    WHERE s.timestamp >= {FROM} AND s.timestamp < {TO}\n"
     "      AND $__conditionalAll(s.name IN (${score_name:singlequote}), $score_name)\n)"

@@ -618,19 +618,20 @@ async function renderSla(seq, requests) {
 
 async function renderQuality(seq) {
   const body = $("#quality .body");
-  const keys = ["quality_stats", "quality_ts", "quality_distribution", "feedback_rates", "quality_by_version",
-    "lowest_scores"];
-  const d = await panelData(keys);
+  const stats = (await panelData(["quality_stats"])).quality_stats;  // the rest only when there are scores
   if (seq !== renderSeq) return;
-  const n = d.quality_stats.rows[0] ? d.quality_stats.rows[0][d.quality_stats.columns.indexOf("Scores")] : 0;
+  const n = stats.rows[0] ? stats.rows[0][stats.columns.indexOf("Scores")] : 0;
   if (!n) {
     body.replaceChildren(emptyState(`No quality scores or feedback in this range. Record them from the app —
       <code>promptpulse.score("helpfulness", 0.9)</code> after a call — or
       <code>POST /api/scores</code> with <code>{"trace_id", "span_id", "name", "value"}</code> (docs/API.md).`));
     return;
   }
+  const d = await panelData(["quality_ts", "quality_distribution", "feedback_rates", "quality_by_version",
+    "lowest_scores"]);
+  if (seq !== renderSeq) return;
   body.replaceChildren(
-    el("div", { class: "tiles" }, statTiles("quality_stats", d.quality_stats)),
+    el("div", { class: "tiles" }, statTiles("quality_stats", stats)),
     el("div", { class: "grid" }, renderChart("quality_ts", d.quality_ts),
       renderBars("quality_distribution", d.quality_distribution, "score", "scores")),
     el("div", { class: "grid" }, renderTable("feedback_rates", d.feedback_rates),
