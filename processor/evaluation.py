@@ -28,7 +28,7 @@ _CALL_COLUMNS = ("c.trace_id AS trace_id, c.span_id AS span_id, c.timestamp AS t
                  "c.environment AS environment, c.operation AS operation, c.provider AS provider, "
                  "c.request_model AS request_model, c.response_model AS response_model, c.prompt_name AS prompt_name, "
                  "c.prompt_version AS prompt_version, c.feature AS feature, c.tags AS tags, "
-                 "c.conversation_id AS conversation_id, t.sa AS sa")
+                 "c.conversation_id AS conversation_id, c.status AS status, t.sa AS sa")
 # Spans of the window, by id; a margin on both sides because a span's Timestamp and its call's timestamp are the
 # same instant at different precisions.
 _SPANS = ("SELECT TraceId, SpanId, SpanAttributes AS sa FROM otel_traces "
@@ -77,8 +77,10 @@ def _call_from_row(r: dict[str, Any]) -> Call:
                      (sc.PROMPTPULSE_FEATURE, "feature"), (sc.GEN_AI_CONVERSATION_ID, "conversation_id")):
         attrs[key] = r.get(col) or ""
     attrs[sc.PROMPTPULSE_TAGS] = tuple(r.get("tags") or ())
-    return from_span_row(r["trace_id"], r["span_id"], attrs, service=r.get("service") or "",
+    call = from_span_row(r["trace_id"], r["span_id"], attrs, service=r.get("service") or "",
                          environment=r.get("environment") or "", timestamp=r.get("timestamp"))
+    call.failed = r.get("status") == "error"
+    return call
 
 
 class ProcessorEvaluator:

@@ -108,6 +108,8 @@ def run(args: Any) -> int:
     b0, b1 = traffic.burst
     print("  traffic     real openai + anthropic SDKs, OpenAIInstrumentor/AnthropicInstrumentor -> BatchSpanProcessor"
           " -> OTLP/HTTP exporter", file=out)
+    print(f"  evaluation  in the app: reply_pii (guardrail) on every chat call, answer_relevance on 20% judged by "
+          f"{story.JUDGE_MODEL} (the fake provider) — docs/EVALUATION.md", file=out)
     print(f"  the story   {story.STORY_VERSION[0]} {story.STORY_VERSION[2]} ships longer summaries than "
           f"{story.STORY_VERSION[1]}; {story.BURST_MODEL} answers {int(story.BURST_ERROR_SHARE * 100)}% "
           f"{story.BURST_STATUS}s from t={b0:.0f}s to t={b1:.0f}s", file=out)
@@ -133,10 +135,13 @@ def run(args: Any) -> int:
             "SELECT count() FROM llm_calls WHERE service = {service:String} AND timestamp >= {start:DateTime('UTC')}",
             overview.window_params(story.SERVICE, start, end)).scalar() or 0)
         tally = traffic.tally
+        ev = traffic.evaluator.stats
         print("", file=out)
         print(f"Done: {tally.done} LLM calls in {traffic.stopped_at - traffic.started_at:.1f} s "
               f"({tally.failed} failed after the SDKs' retries, {tally.scores} feedback scores); "
               f"{stored} calls in the store.", file=out)
+        print(f"Online evaluation: {ev['scored']} scores from the app's rules, {ev['errors']} evaluation errors "
+              f"(llm_scores, source 'evaluation').", file=out)
         if stored != tally.done:
             print(f"WARNING: the app made {tally.done} calls but the store has {stored}", file=out)
         print("", file=out)

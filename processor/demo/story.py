@@ -67,8 +67,28 @@ def _usage_for(seed: int) -> object:
     return usage
 
 
+# --- online evaluation: two rules in the app (docs/EVALUATION.md), the judge answered by the fake provider ----------
+JUDGE_MODEL = "gpt-4.1-mini"
+JUDGE_KEY_ENV = "PROMPTPULSE_DEMO_JUDGE_KEY"
+
+
+def evaluation_rules(openai_base_url: str) -> list[dict]:
+    chat = {"operation": "chat"}
+    return [
+        {"name": "reply_pii", "metric": "pii", "guardrail": True, "filters": chat},
+        {"name": "answer_relevance", "metric": "answer_relevance", "sampling": 0.2, "filters": chat,
+         "judge": {"model": JUDGE_MODEL, "base_url": openai_base_url, "api_key_env": JUDGE_KEY_ENV,
+                   "record_calls": False}},  # the judge's calls stay out of the demo's call counts
+    ]
+
+
+def _judge_answer(req: RequestInfo) -> str:
+    score = 0.6 + (req.seq % 5) / 10  # 0.6 .. 1.0, deterministic per request
+    return f'{{"score": {score:.1f}, "reason": "The answer addresses the question."}}'
+
+
 def scenario(seed: int) -> Scenario:
-    """The fake provider's behaviour: one sub-scenario per model."""
+    """The fake provider's behaviour: one sub-scenario per model (and the judge's)."""
     usage = _usage_for(seed)
     per_model = {
         name: Scenario(
@@ -83,6 +103,7 @@ def scenario(seed: int) -> Scenario:
         )
         for name, m in MODELS.items()
     }
+    per_model[JUDGE_MODEL] = Scenario(text=_judge_answer, output_tokens=20, latency=Latency.fixed(0.02), seed=seed)
     return Scenario(models=per_model, seed=seed, response_models={n: m.response_model for n, m in MODELS.items()})
 
 

@@ -66,6 +66,7 @@ class Traffic:
         self._stop = threading.Event()
         self._setup_otel(otlp_endpoint)
         self._setup_clients(openai_base_url, anthropic_base_url)
+        self._setup_evaluation(openai_base_url)
         rng = random.Random(seed)
         self._systems = {(p.name, v.version): f"You are the {p.name.replace('_', ' ')} assistant, v{v.version}. "
                          + story.words(rng, v.system_tokens)
@@ -103,6 +104,16 @@ class Traffic:
         self._anthropic = anthropic.Anthropic(base_url=anthropic_base_url, api_key="sk-ant-demo-not-a-real-key",
                                               max_retries=2, timeout=30.0)
         self._errors = expected_errors()
+
+    def _setup_evaluation(self, openai_base_url: str) -> None:
+        """Two online-evaluation rules in the app: a PII guardrail and an LLM judge (answered by the fake)."""
+        import os
+
+        from promptpulse.evaluation import inapp
+
+        os.environ.setdefault(story.JUDGE_KEY_ENV, "sk-demo-judge-not-a-real-key")
+        self.evaluator = inapp.enable(rules=story.evaluation_rules(openai_base_url),
+                                      tracer_provider=self.tracer_provider, queue_size=10_000)
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -153,6 +164,9 @@ class Traffic:
 
     def close(self) -> None:
         """Flush the exporter (everything the app produced reaches the processor) and undo the instrumentation."""
+        from promptpulse.evaluation import inapp
+
+        inapp.disable()  # evaluates what is queued first: its score spans go out with the rest
         self.tracer_provider.force_flush(timeout_millis=30_000)
         self.tracer_provider.shutdown()
         for inst in self._instrumentors:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation import spans
@@ -204,7 +205,8 @@ def _call_of(span: Any, content: Mapping[str, Any]) -> Call:
                 service=str(res.get("service.name", "")), environment=str(env),
                 input_messages=content.get(sc.GEN_AI_INPUT_MESSAGES),
                 output_messages=content.get(sc.GEN_AI_OUTPUT_MESSAGES),
-                system=content.get(sc.GEN_AI_SYSTEM_INSTRUCTIONS))
+                system=content.get(sc.GEN_AI_SYSTEM_INSTRUCTIONS),
+                failed=getattr(getattr(span, "status", None), "status_code", None) == StatusCode.ERROR)
 
 
 _current: InAppEvaluator | None = None

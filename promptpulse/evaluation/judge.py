@@ -6,12 +6,15 @@ evaluation error, never a score."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from .heuristics import MetricError, Result
 from .rules import EVALUATION_FEATURE, JudgeConfig
@@ -80,7 +83,8 @@ def _ask(cfg: JudgeConfig, prompt: str) -> tuple[str, str, int | None, int | Non
     from promptpulse.instrumentation.tagging import prompt as tag
 
     client = _client(cfg)
-    with tag("promptpulse.evaluation", feature=EVALUATION_FEATURE, tags=("promptpulse.evaluation",)):
+    with tag("promptpulse.evaluation", feature=EVALUATION_FEATURE, tags=("promptpulse.evaluation",)), \
+            (contextlib.nullcontext() if cfg.record_calls else suppress_instrumentation()):
         if cfg.provider == "openai":
             r = client.chat.completions.create(
                 model=cfg.model, temperature=0, max_tokens=cfg.max_tokens,

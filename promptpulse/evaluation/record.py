@@ -29,6 +29,7 @@ class Call:
     output_messages: Any = None
     system: Any = None
     timestamp: Any = None
+    failed: bool = False  # the call ended in an error: it has no answer to evaluate
     # A conversation: its calls in time order (this Call is then the last one, the one its scores attach to).
     turns: Sequence[Call] = ()
 

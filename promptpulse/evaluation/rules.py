@@ -75,6 +75,7 @@ class JudgeConfig:
     api_key_env: str | None = None  # default: the SDK's own (OPENAI_API_KEY, ANTHROPIC_API_KEY)
     timeout_s: float = 30.0
     max_tokens: int = 300
+    record_calls: bool = True  # False: the judge's calls are made with instrumentation suppressed (no spans)
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,9 @@ class Rule:
         return self.judge is not None
 
     def matches(self, call: Call) -> bool:
-        """The rule's filters hold for the call (every key; any of a key's values). Judge calls never match."""
-        if call.dimension("feature") == EVALUATION_FEATURE:
+        """The rule's filters hold for the call (every key; any of a key's values). Judge calls and failed calls
+        (no answer) never match."""
+        if call.failed or call.dimension("feature") == EVALUATION_FEATURE:
             return False
         for key, values in self.filters.items():
             if key == "tags":
@@ -219,7 +221,7 @@ def parse_rule(d: Mapping[str, Any]) -> Rule:
         jd = d.get("judge", {})
         if not isinstance(jd, Mapping):
             raise RuleError(f"{where}: judge is a table")
-        bad = set(jd) - {"provider", "model", "base_url", "api_key_env", "timeout_s", "max_tokens"}
+        bad = set(jd) - {"provider", "model", "base_url", "api_key_env", "timeout_s", "max_tokens", "record_calls"}
         if bad:
             raise RuleError(f"{where}: unknown judge key(s) {', '.join(sorted(bad))}")
         judge = JudgeConfig(**jd)

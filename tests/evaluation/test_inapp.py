@@ -192,3 +192,27 @@ def test_counts_are_exact_under_concurrent_calls() -> None:
     for t in threads:
         t.join()
     assert (ev.stats["queued"], ev.stats["dropped"]) == (100, 300)
+
+
+def test_failed_calls_are_not_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(spans.CAPTURE_CONTENT_ENV, raising=False)
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    inst = OpenAIInstrumentor()
+    inst.instrument(tracer_provider=tp)
+    try:
+        ev = inapp.enable(rules=[{"name": "card-guard", "metric": "pii"}], tracer_provider=tp)
+        with FakeProvider(Scenario(text=answer)) as fake:
+            client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0)
+            fake.fail_next(1, 500)
+            with pytest.raises(openai.InternalServerError):
+                _ask(client, "read my card back")
+            _ask(client, "read my card back")
+        assert ev.flush()
+    finally:
+        inapp.disable()
+        inst.uninstrument()
+    evals = [s for s in exporter.get_finished_spans() if s.name.startswith("gen_ai.evaluation ")]
+    assert [s.attributes[sc.GEN_AI_EVALUATION_EXPLANATION] for s in evals] == ["found 1 card"]
+    assert (ev.stats["scored"], ev.stats["errors"]) == (1, 0)  # the failed call: neither a score nor an error

@@ -146,3 +146,29 @@ def test_in_app_judge_calls_are_evaluation_calls(fake: FakeProvider, monkeypatch
     assert score.attributes["promptpulse.evaluation.judge.model"] == "gpt-4o-mini"
     assert score.attributes["promptpulse.evaluation.judge.cost_usd"] == pytest.approx(GPT_4O_MINI_COST, rel=1e-12)
     assert ev.stats["queued"] == 1  # the judge's call was not queued for evaluation
+
+
+def test_judge_calls_not_recorded_when_asked(fake: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(spans.CAPTURE_CONTENT_ENV, raising=False)
+    ANSWERS["QUESTION:"] = '{"score": 0.8, "reason": "On topic."}'
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    inst = OpenAIInstrumentor()
+    inst.instrument(tracer_provider=tp)
+    try:
+        rule = parse_rule({"name": "rel", "metric": "answer_relevance", "judge": {
+            "model": "gpt-4o-mini", "base_url": fake.openai_base_url, "api_key_env": "JUDGE_KEY",
+            "record_calls": False}})
+        ev = inapp.enable(rules=[rule], tracer_provider=tp)
+        app = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-app", max_retries=0)
+        app.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Where is my order?"}])
+        assert ev.flush()
+    finally:
+        inapp.disable()
+        inst.uninstrument()
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    assert names == ["chat gpt-4o", "gen_ai.evaluation rel"]  # no span of the judge's call
+    (score,) = [s for s in exporter.get_finished_spans() if s.name.startswith("gen_ai.evaluation ")]
+    assert score.attributes["promptpulse.evaluation.judge.cost_usd"] == pytest.approx(GPT_4O_MINI_COST, rel=1e-12)
+    assert len(fake.requests_to("chat")) == 2  # the judge was asked all the same

@@ -191,3 +191,13 @@ def test_attribute_only_rules_need_no_content(store) -> None:
     # calls 41..50: no content captured, still evaluated on their attributes
     assert report.rules["model-name"].as_dict() == {"matched": 10, "sampled": 10, "no_content": 0, "already": 0,
                                                     "scored": 10, "errors": 0, "judge_cost_usd": 0.0}
+
+
+def test_failed_calls_are_not_evaluated(store) -> None:
+    at = T0 - dt.timedelta(minutes=30)
+    ok, failed = _span(300, at=at, output=OK), _span(301, at=at, output=OK)
+    failed[13] = "Error"  # StatusCode
+    store.insert_otel_traces([ok, failed], dedup_token=uuid.uuid4().hex)
+    config = load_evaluation({"rules": [{"name": "json-ok", "metric": "valid_json"}]})
+    report = ProcessorEvaluator(store, config).run_pass(at - dt.timedelta(minutes=1), at + dt.timedelta(minutes=1))
+    assert report.calls == 2 and report.rules["json-ok"].matched == 1 and report.rules["json-ok"].scored == 1
