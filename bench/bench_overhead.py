@@ -14,6 +14,7 @@ per-round difference, on three clocks:
     .venv/bin/python bench/bench_overhead.py --profile       # cProfile of the instrumented plain + streamed paths
     .venv/bin/python bench/bench_overhead.py --callgrind --setups noop --calls 200   # instructions per call
     .venv/bin/python bench/bench_overhead.py --wrapper --setups noop --calls 2000 --rounds 9   # own Python alone
+    .venv/bin/python bench/bench_overhead.py --floor-ratio --rounds 40 --calls 200   # overhead / the SDK span floor
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ CHAT_BODY = json.dumps(
 ).encode()
 
 
-def _sse_events() -> list[bytes]:
+def _sse_events(pieces: int = STREAM_PIECES) -> list[bytes]:
     base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
             "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_bench", "usage": None}  # fmt: skip
 
@@ -92,7 +93,7 @@ def _sse_events() -> list[bytes]:
         return b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
 
     events = [chunk({"role": "assistant", "content": ""})]
-    events += [chunk({"content": f"word{i} "}) for i in range(STREAM_PIECES)]
+    events += [chunk({"content": f"word{i} "}) for i in range(pieces)]
     events.append(chunk({}, "stop"))
     events.append(b"data: " + json.dumps({**base, "choices": [], "usage": USAGE}).encode() + b"\n\n")
     events.append(b"data: [DONE]\n\n")
@@ -254,6 +255,134 @@ def sdk_floor(processor: str, calls: int, rounds: int) -> float:
     return min(means)
 
 
+def floor_ratio(calls: int, rounds: int, pieces: int, pyinstrument_out: str | None = None) -> dict[str, Any]:
+    """Issue 11 §5's side-by-side run: per round, three batches in rotating order — the bare call, the instrumented
+    call (SDK spans through ``SimpleSpanProcessor`` into an in-memory exporter, no MeterProvider: the API's no-op
+    meter), and the OTel SDK span alone with the plain call's attributes through the same processor (the floor;
+    16 attributes since ``openai.api.type`` and the system fingerprint). Reported per case and clock (wall, and the
+    calling thread's CPU): the median over rounds of (instrumented - bare) and of the floor, their quartiles, and
+    the median of the per-round ratios (overhead / floor). A fourth batch makes the same span by hand around the
+    bare call: what the floor's span costs where it really runs, between the SDK's own work (cold caches)."""
+    global SSE_EVENTS
+    from opentelemetry.trace import SpanKind
+
+    saved, SSE_EVENTS = SSE_EVENTS, _sse_events(pieces)
+    try:
+        _floor_attributes_check()
+        setup = Setup("simple-nometrics")
+        setup.meter_provider = metrics.NoOpMeterProvider()
+        tracer = setup.tracer_provider.get_tracer("floor")
+        start_attrs, end_attrs = dict(FLOOR_START), dict(FLOOR_END)
+
+        def floor(_: Any) -> None:
+            span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs)
+            span.set_attributes(end_attrs)
+            span.end()
+
+        def spanned(call: Callable[[openai.OpenAI], None]) -> Callable[[openai.OpenAI], None]:
+            def run(client: openai.OpenAI) -> None:  # the same span made by hand around the bare call
+                span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs)
+                call(client)
+                span.set_attributes(end_attrs)
+                span.end()
+
+            return run
+
+        def q(values: list[float]) -> tuple[float, float, float]:
+            q1, _, q3 = statistics.quantiles(values, n=4)
+            return q1, statistics.median(values), q3
+
+        client = make_client()
+        out: dict[str, Any] = {"calls": calls, "rounds": rounds, "stream_chunks": pieces + 3}
+        for name, fn in (("plain", plain_call), ("streamed", streamed_call)):
+            for _ in range(100):
+                fn(client)
+                floor(None)
+            setup.on()
+            for _ in range(100):
+                fn(client)
+            setup.off()
+            by_hand = spanned(fn)
+            arms: dict[str, dict[str, list[float]]] = {
+                arm: {"wall": [], "thread": []} for arm in ("bare", "inst", "floor", "hand")
+            }
+            for r in range(rounds):
+                order = ("bare", "inst", "floor", "hand")
+                order = order[r % 4 :] + order[: r % 4]
+                if r % 2:
+                    order = order[::-1]
+                for arm in order:
+                    if arm == "inst":
+                        setup.on()
+                        fn(client)  # the first call after instrument() builds per-instrumentor memos
+                    run = floor if arm == "floor" else by_hand if arm == "hand" else fn
+                    gc.collect()
+                    w0, t0 = time.perf_counter(), time.thread_time()
+                    for _ in range(calls):
+                        run(client)
+                    w1, t1 = time.perf_counter(), time.thread_time()
+                    arms[arm]["wall"].append((w1 - w0) / calls * 1e6)
+                    arms[arm]["thread"].append((t1 - t0) / calls * 1e6)
+                    if arm == "inst":
+                        setup.off()
+                    setup.tracer_provider.force_flush()
+                    setup.exporter.clear()
+            out[name] = {}
+            for clock in ("wall", "thread"):
+                bare, inst, flo = arms["bare"][clock], arms["inst"][clock], arms["floor"][clock]
+                diffs = [i - b for b, i in zip(bare, inst, strict=True)]
+                hand = [h - b for b, h in zip(bare, arms["hand"][clock], strict=True)]
+                out[name][clock] = {
+                    "bare_us": statistics.median(bare),
+                    "overhead_us": q(diffs),
+                    "floor_us": q(flo),
+                    "span_by_hand_us": q(hand),
+                    "ratio": q([d / f for d, f in zip(diffs, flo, strict=True)]),
+                    "ratio_of_medians": statistics.median(diffs) / statistics.median(flo),
+                }
+        if pyinstrument_out:
+            _pyinstrument(setup, client, calls * 5, pyinstrument_out)
+        return out
+    finally:
+        SSE_EVENTS = saved
+
+
+def _pyinstrument(setup: Setup, client: Any, calls: int, path: str) -> None:
+    """A wall-clock profile (pyinstrument) of instrumented plain and streamed calls, as text in ``path``."""
+    from pyinstrument import Profiler
+
+    setup.on()
+    with open(path, "w") as fh:
+        for fn in (plain_call, streamed_call):
+            profiler = Profiler(interval=0.0001)
+            profiler.start()
+            for i in range(calls):
+                fn(client)
+                if i % 200 == 199:
+                    setup.exporter.clear()
+            profiler.stop()
+            fh.write(f"=== {fn.__name__}: {calls} instrumented calls ===\n")
+            fh.write(profiler.output_text(unicode=False, color=False, show_all=False))
+    setup.off()
+
+
+def print_floor_ratio(header: str, r: dict[str, Any]) -> None:
+    print(f"{header}; {r['rounds']} rounds x {r['calls']} calls per arm, streamed = {r['stream_chunks']} chunks")
+    print("µs per call: median [q1, q3] over rounds; overhead = instrumented - bare of the same round;")
+    print("floor = OTel SDK span alone, same 16 attributes, SimpleSpanProcessor; ratio = overhead / floor per round")
+    print("by hand = the same span made by hand around the bare call, minus bare (the floor where it really runs)")
+    print(f"{'case':<10}{'clock':<8}{'bare':>8}{'overhead':>24}{'floor':>22}{'ratio':>22}{'ratio of medians':>18}"
+          f"{'by hand':>24}")  # fmt: skip
+    for name in ("plain", "streamed"):
+        for clock, c in r[name].items():
+            o, f, x, h = c["overhead_us"], c["floor_us"], c["ratio"], c["span_by_hand_us"]
+            print(
+                f"{name:<10}{clock:<8}{c['bare_us']:>8.1f}{o[1]:>8.1f} [{o[0]:>6.1f}, {o[2]:>6.1f}]"
+                f"{f[1]:>8.1f} [{f[0]:>5.1f}, {f[2]:>5.1f}]{x[1]:>7.2f} [{x[0]:>5.2f}, {x[2]:>5.2f}]"
+                f"{c['ratio_of_medians']:>18.2f}{h[1]:>8.1f} [{h[0]:>6.1f}, {h[2]:>6.1f}]"
+            )
+
+
 def profile(calls: int) -> None:
     setup = Setup("simple")
     client = make_client()
@@ -310,8 +439,9 @@ def wrapper_level(setup_name: str, calls: int, rounds: int) -> float:
 
 
 # --- instruction counts (valgrind's callgrind) ---------------------------------------------------------------------
-# The plain call's 14 span attributes, as PromptPulse sets them (checked against a real instrumented call before the
-# counts run): 8 known at the start, 6 read from the response.
+# The plain call's 16 span attributes, as PromptPulse sets them (checked against a real instrumented call before the
+# counts run): 9 known at the start, 7 read from the response (14 until openai.api.type and
+# openai.response.system_fingerprint were added).
 FLOOR_START: dict[str, Any] = {
     sc.GEN_AI_OPERATION_NAME: "chat",
     sc.GEN_AI_PROVIDER_NAME: "openai",
@@ -321,11 +451,13 @@ FLOOR_START: dict[str, Any] = {
     sc.PROMPTPULSE_PROMPT_FINGERPRINT: "",  # filled in by _floor_attributes_check()
     sc.GEN_AI_REQUEST_TEMPERATURE: 0.2,
     sc.GEN_AI_REQUEST_MAX_TOKENS: 200,
+    sc.OPENAI_API_TYPE: "chat_completions",
 }
 FLOOR_END: dict[str, Any] = {
     sc.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
     sc.GEN_AI_RESPONSE_ID: "chatcmpl-bench",
     sc.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",),
+    sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT: "fp_bench",
     sc.GEN_AI_USAGE_INPUT_TOKENS: 42,
     sc.GEN_AI_USAGE_OUTPUT_TOKENS: 20,
     sc.PROMPTPULSE_COST_USD: 0.0,  # filled in by _floor_attributes_check()
@@ -559,6 +691,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--callgrind", action="store_true", help="instructions per call under valgrind (slow)")
     p.add_argument("--wrapper", action="store_true", help="PromptPulse's wrapper around a stub (no openai call)")
+    p.add_argument("--floor-ratio", action="store_true", help="overhead vs the OTel SDK span floor (issue 11 §5)")
+    p.add_argument("--pieces", type=int, default=7, help="--floor-ratio: content chunks per stream (+3: 10 chunks)")
+    p.add_argument("--pyinstrument", help="--floor-ratio: also write a pyinstrument wall-clock profile to this file")
     p.add_argument("--_count", help=argparse.SUPPRESS)
     p.add_argument("--_floor", help=argparse.SUPPRESS)
     p.add_argument("--_floor-start", help=argparse.SUPPRESS)
@@ -597,6 +732,10 @@ def main(argv: list[str] | None = None) -> None:
         f"python {platform.python_version()}, openai {importlib.metadata.version('openai')}, "
         f"opentelemetry-sdk {importlib.metadata.version('opentelemetry-sdk')}, {os.cpu_count()} cores"
     )
+    if args.floor_ratio:
+        ratio = floor_ratio(args.calls, args.rounds, args.pieces, args.pyinstrument)
+        print(json.dumps(ratio, indent=2)) if args.json else print_floor_ratio(header, ratio)
+        return
     if args.callgrind:
         counts = callgrind(setups, args.calls, args.floor_calls, args.jobs, args.cpu_lock)
         if args.json:
