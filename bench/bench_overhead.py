@@ -255,18 +255,25 @@ def sdk_floor(processor: str, calls: int, rounds: int) -> float:
     return min(means)
 
 
-def floor_ratio(calls: int, rounds: int, pieces: int, pyinstrument_out: str | None = None) -> dict[str, Any]:
+def floor_ratio(
+    calls: int, rounds: int, pieces: int, pyinstrument_out: str | None = None, defer_arm: bool = False
+) -> dict[str, Any]:
     """Issue 11 §5's side-by-side run: per round, three batches in rotating order — the bare call, the instrumented
     call (SDK spans through ``SimpleSpanProcessor`` into an in-memory exporter, no MeterProvider: the API's no-op
     meter), and the OTel SDK span alone with the plain call's attributes through the same processor (the floor;
     16 attributes since ``openai.api.type`` and the system fingerprint). Reported per case and clock (wall, and the
     calling thread's CPU): the median over rounds of (instrumented - bare) and of the floor, their quartiles, and
     the median of the per-round ratios (overhead / floor). A fourth batch makes the same span by hand around the
-    bare call: what the floor's span costs where it really runs, between the SDK's own work (cold caches)."""
+    bare call: what the floor's span costs where it really runs, between the SDK's own work (cold caches).
+    ``defer_arm``: a fifth batch, instrumented with the metrics hand-off forced on (as before no-op meters were
+    skipped: one item per call to the flusher thread, which records into no-op histograms)."""
+    from promptpulse.instrumentation import spans
+
     global SSE_EVENTS
     from opentelemetry.trace import SpanKind
 
     saved, SSE_EVENTS = SSE_EVENTS, _sse_events(pieces)
+    records_metrics = spans.records_metrics
     try:
         _floor_attributes_check()
         setup = Setup("simple-nometrics")
@@ -303,18 +310,18 @@ def floor_ratio(calls: int, rounds: int, pieces: int, pyinstrument_out: str | No
                 fn(client)
             setup.off()
             by_hand = spanned(fn)
-            arms: dict[str, dict[str, list[float]]] = {
-                arm: {"wall": [], "thread": []} for arm in ("bare", "inst", "floor", "hand")
-            }
+            names = ("bare", "inst", "floor", "hand", *(("deferred",) if defer_arm else ()))
+            arms: dict[str, dict[str, list[float]]] = {arm: {"wall": [], "thread": []} for arm in names}
             for r in range(rounds):
-                order = ("bare", "inst", "floor", "hand")
-                order = order[r % 4 :] + order[: r % 4]
+                order = names[r % len(names) :] + names[: r % len(names)]
                 if r % 2:
                     order = order[::-1]
                 for arm in order:
-                    if arm == "inst":
+                    if arm in ("inst", "deferred"):
                         setup.on()
                         fn(client)  # the first call after instrument() builds per-instrumentor memos
+                    if arm == "deferred":
+                        spans.records_metrics = lambda histogram: True  # type: ignore[assignment]
                     run = floor if arm == "floor" else by_hand if arm == "hand" else fn
                     gc.collect()
                     w0, t0 = time.perf_counter(), time.thread_time()
@@ -323,7 +330,9 @@ def floor_ratio(calls: int, rounds: int, pieces: int, pyinstrument_out: str | No
                     w1, t1 = time.perf_counter(), time.thread_time()
                     arms[arm]["wall"].append((w1 - w0) / calls * 1e6)
                     arms[arm]["thread"].append((t1 - t0) / calls * 1e6)
-                    if arm == "inst":
+                    if arm in ("inst", "deferred"):
+                        spans.records_metrics = records_metrics
+                        metrics_buffer.flush()
                         setup.off()
                     setup.tracer_provider.force_flush()
                     setup.exporter.clear()
@@ -337,6 +346,11 @@ def floor_ratio(calls: int, rounds: int, pieces: int, pyinstrument_out: str | No
                     "overhead_us": q(diffs),
                     "floor_us": q(flo),
                     "span_by_hand_us": q(hand),
+                    **(
+                        {"deferred_overhead_us": q([d - b for b, d in zip(bare, arms["deferred"][clock], strict=True)])}
+                        if defer_arm
+                        else {}
+                    ),
                     "ratio": q([d / f for d, f in zip(diffs, flo, strict=True)]),
                     "ratio_of_medians": statistics.median(diffs) / statistics.median(flo),
                 }
@@ -381,6 +395,9 @@ def print_floor_ratio(header: str, r: dict[str, Any]) -> None:
                 f"{f[1]:>8.1f} [{f[0]:>5.1f}, {f[2]:>5.1f}]{x[1]:>7.2f} [{x[0]:>5.2f}, {x[2]:>5.2f}]"
                 f"{c['ratio_of_medians']:>18.2f}{h[1]:>8.1f} [{h[0]:>6.1f}, {h[2]:>6.1f}]"
             )
+            if "deferred_overhead_us" in c:
+                d = c["deferred_overhead_us"]
+                print(f"{'':<18}overhead with the metrics hand-off forced on: {d[1]:.1f} [{d[0]:.1f}, {d[2]:.1f}]")
 
 
 def profile(calls: int) -> None:
@@ -694,6 +711,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--floor-ratio", action="store_true", help="overhead vs the OTel SDK span floor (issue 11 §5)")
     p.add_argument("--pieces", type=int, default=7, help="--floor-ratio: content chunks per stream (+3: 10 chunks)")
     p.add_argument("--pyinstrument", help="--floor-ratio: also write a pyinstrument wall-clock profile to this file")
+    p.add_argument("--defer-arm", action="store_true", help="--floor-ratio: also the metrics hand-off forced on")
     p.add_argument("--_count", help=argparse.SUPPRESS)
     p.add_argument("--_floor", help=argparse.SUPPRESS)
     p.add_argument("--_floor-start", help=argparse.SUPPRESS)
@@ -733,7 +751,7 @@ def main(argv: list[str] | None = None) -> None:
         f"opentelemetry-sdk {importlib.metadata.version('opentelemetry-sdk')}, {os.cpu_count()} cores"
     )
     if args.floor_ratio:
-        ratio = floor_ratio(args.calls, args.rounds, args.pieces, args.pyinstrument)
+        ratio = floor_ratio(args.calls, args.rounds, args.pieces, args.pyinstrument, args.defer_arm)
         print(json.dumps(ratio, indent=2)) if args.json else print_floor_ratio(header, ratio)
         return
     if args.callgrind:

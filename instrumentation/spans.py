@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import context, trace
 from opentelemetry._logs import get_logger
-from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.metrics import MeterProvider, NoOpHistogram, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from promptpulse.instrumentation import errors, metrics_buffer, tagging
@@ -46,6 +46,22 @@ end_hook: EndHook | None = None
 
 
 METRIC_FLUSH_HOOK = "promptpulse.metrics_buffer.flush"
+
+try:  # the global meter's stand-in instruments until the app sets a MeterProvider
+    from opentelemetry.metrics._internal.instrument import _ProxyHistogram
+except ImportError:  # another API version: every histogram counts as live
+    _ProxyHistogram = None  # type: ignore[assignment,misc]
+
+
+def records_metrics(histogram: Any) -> bool:
+    """False when a record on ``histogram`` goes nowhere: the API's no-op instrument, or the global meter's stand-in
+    before the app sets a MeterProvider (or after it set a no-op one). Read per call, two type checks: a provider
+    set later is seen by the next call."""
+    if type(histogram) is _ProxyHistogram:
+        histogram = histogram._real_instrument
+        if histogram is None:
+            return False
+    return type(histogram) is not NoOpHistogram
 
 
 def _flush_before_collection(options: Any) -> tuple[()]:
@@ -417,7 +433,10 @@ class LLMCall:
             except Exception:  # the evaluator never breaks a call
                 _log.debug("promptpulse: the evaluation hook failed", exc_info=True)
         # The metrics flusher builds the metric attributes and records the histograms from these values — plain
-        # values, not this object: the span (and all it holds) is not kept alive until the next flush.
+        # values, not this object: the span (and all it holds) is not kept alive until the next flush. Without a
+        # MeterProvider there is nothing to record, and the flusher's work (holding the GIL) is skipped.
+        if not records_metrics(self._telemetry.duration):
+            return
         tokens = has_usage and self.error_type is None
         metrics_buffer.defer(
             _record_metrics,

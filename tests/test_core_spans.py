@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -222,8 +222,14 @@ def test_sync_stream_ends_exactly_once(h: Harness, how: str) -> None:
                 next(proxy)
     span = h.only_span()
     state = span.attributes[sc.PROMPTPULSE_STREAM_STATE]
-    expected_state = {"exhaust": "complete", "break": "interrupted", "close": "closed", "with": "complete",
-                      "gc": "abandoned", "next": "complete"}[how]
+    expected_state = {
+        "exhaust": "complete",
+        "break": "interrupted",
+        "close": "closed",
+        "with": "complete",
+        "gc": "abandoned",
+        "next": "complete",
+    }[how]
     assert state == expected_state
     if how in ("exhaust", "with", "next"):
         assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
@@ -466,3 +472,38 @@ def test_a_collection_records_pending_histograms_first(h: Harness) -> None:
     assert duration.count == 1
     tokens = {p.attributes[sc.GEN_AI_TOKEN_TYPE]: p.sum for p in metrics[sc.METRIC_TOKEN_USAGE].data.data_points}
     assert tokens == {"input": 7, "output": 3}
+
+
+def test_no_meter_provider_hands_nothing_to_the_metrics_flusher(h: Harness) -> None:
+    """A no-op meter (no MeterProvider) has nothing to record: no item per call for the flusher thread, and the
+    span is unchanged. A real MeterProvider still gets every call's histograms."""
+    metrics_buffer.flush()
+    quiet = Telemetry("test", "0", tracer_provider=h.tracer_provider, meter_provider=metrics.NoOpMeterProvider())
+    call = quiet.start("chat", "openai", "gpt-4o")
+    call.set_usage(input_tokens=7, output_tokens=3)
+    call.end()
+    assert len(metrics_buffer._pending) == 0
+    span = h.only_span()
+    assert (span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS], span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS]) == (7, 3)
+    call = h.telemetry.start("chat", "openai", "gpt-4o")
+    call.set_usage(input_tokens=7, output_tokens=3)
+    call.end()
+    assert len(metrics_buffer._pending) == 1
+    metrics_buffer.flush()
+
+
+def test_records_metrics_follows_the_global_meter_once_it_is_set() -> None:
+    """The global meter's stand-in histogram records nowhere until a provider is set; then it does."""
+    from opentelemetry.metrics._internal import _ProxyMeter
+
+    from promptpulse.instrumentation.spans import records_metrics
+
+    meter = _ProxyMeter("test")
+    histogram = meter.create_histogram("h")
+    assert not records_metrics(histogram)
+    meter.on_set_meter_provider(metrics.NoOpMeterProvider())
+    assert not records_metrics(histogram)
+    real = _ProxyMeter("test")
+    histogram = real.create_histogram("h")
+    real.on_set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    assert records_metrics(histogram)
