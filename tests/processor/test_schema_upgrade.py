@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from promptpulse.dashboards import definitions, macros
+from promptpulse.dashboards import definitions, macros, queries
 from promptpulse.instrumentation import pricing
 from promptpulse.processor import analytics as an
 from promptpulse.processor.store import schema
@@ -66,7 +66,7 @@ def _answers(data_dir: Path, before: Path | None) -> tuple[str, list[Any]]:
                            "AND table = 'llm_calls' AND name = 'latency_ms'").scalar()
         store.insert_otel_traces(_spans(3, 3), dedup_token=uuid.uuid4().hex)  # and after it
         start, end = NOW - dt.timedelta(hours=3), NOW
-        variables = {v: macros.ALL for v in ("service", "environment", "prompt", "version", "model", "provider")}
+        variables = {v: macros.ALL for v, _col in queries.FILTER_VARS}  # every filter variable the panels use
         slowest = macros.expand(definitions.all_panels()["slowest_calls"].sql, time_from=start, time_to=end,
                                 variables=variables)
         _fmt, limit, sql, p = an.export_plan({"start": start.isoformat(), "end": end.isoformat()}, now=NOW)
