@@ -20,6 +20,7 @@ from promptpulse.evaluation.record import Call, from_span_row
 from promptpulse.evaluation.results import ERROR_COLUMNS, SCORE_COLUMNS, Outcome
 from promptpulse.evaluation.rules import EVALUATION_FEATURE, EvaluationConfig, Rule, load_evaluation
 from promptpulse.instrumentation import semconv as sc
+from promptpulse.processor.periodic import Periodic
 
 log = logging.getLogger("promptpulse.evaluation")
 UTC = dt.timezone.utc
@@ -236,32 +237,20 @@ class ProcessorEvaluator:
         return report
 
 
-class EvaluationScheduler:
+class EvaluationScheduler(Periodic):
+    """Runs one evaluation pass every ``interval_s`` on a daemon thread; the last failure is kept for /readyz."""
+
     def __init__(self, evaluator: ProcessorEvaluator, interval_s: float) -> None:
         self.evaluator = evaluator
-        self.interval_s = float(interval_s)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="promptpulse-evaluation", daemon=True)
+        super().__init__("promptpulse-evaluation", self._pass, interval_s, self._failed)
 
-    def start(self) -> EvaluationScheduler:
-        self._thread.start()
-        return self
+    def _pass(self) -> None:
+        self.evaluator.tick()
+        self.evaluator.last_error = None
 
-    def _loop(self) -> None:
-        self._stop.wait(min(5.0, self.interval_s))  # let the service finish starting
-        while not self._stop.is_set():
-            try:
-                self.evaluator.tick()
-                self.evaluator.last_error = None
-            except Exception as e:
-                self.evaluator.last_error = str(e)[:500]
-                log.warning("evaluation pass failed: %s", str(e).splitlines()[0][:300] if str(e) else e)
-            self._stop.wait(self.interval_s)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+    def _failed(self, e: Exception) -> None:
+        self.evaluator.last_error = str(e)[:500]
+        log.warning("evaluation pass failed: %s", str(e).splitlines()[0][:300] if str(e) else e)
 
 
 def start_scheduler(service: Any) -> EvaluationScheduler | None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .channels import Channel, Notification, _jsonable
+from ..periodic import Periodic
 from .rules import DEFAULT_RENOTIFY_S, RuleConfig, label_names
 
 log = logging.getLogger("promptpulse.alerts")
@@ -344,29 +345,13 @@ def _fmt(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:.4g}"
 
 
-class AlertScheduler:
-    """Runs ``evaluator.evaluate_once()`` every ``interval_s`` on a daemon thread (the first run right away)."""
+class AlertScheduler(Periodic):
+    """Runs ``evaluator.evaluate_once()`` every ``interval_s`` on a daemon thread."""
 
     def __init__(self, evaluator: AlertEvaluator, interval_s: float) -> None:
         self.evaluator = evaluator
-        self.interval_s = float(interval_s)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="promptpulse-alerts", daemon=True)
+        super().__init__("promptpulse-alerts", evaluator.evaluate_once, interval_s, self._failed)
 
-    def start(self) -> AlertScheduler:
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        self._stop.wait(min(5.0, self.interval_s))  # let the service finish starting
-        while not self._stop.is_set():
-            try:
-                self.evaluator.evaluate_once()
-            except Exception:
-                log.exception("alerts: evaluation failed")
-            self._stop.wait(self.interval_s)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+    @staticmethod
+    def _failed(e: Exception) -> None:
+        log.error("alerts: evaluation failed", exc_info=e)
