@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .channels import Channel, Notification, _jsonable
 from ..periodic import Periodic
+from .channels import Channel, Notification, _jsonable
 from .rules import DEFAULT_RENOTIFY_S, RuleConfig, label_names
 
 log = logging.getLogger("promptpulse.alerts")
