@@ -97,7 +97,9 @@ function fmt(v, unit, decimals) {
 // compact tick labels (the legend and tables carry the exact values)
 function axisFmt(v, unit) {
   if (v === null || v === undefined) return "";
-  const n = Math.abs(v) >= 1000 ? fmtShort(v) : String(+v.toPrecision(3));
+  const a = Math.abs(v);
+  const n = a >= 1e6 ? `${+(v / 1e6).toPrecision(3)}M` : a >= 1000 ? `${+(v / 1000).toPrecision(3)}k` :
+    String(+v.toPrecision(3));
   return { percent: `${n}%`, ms: `${n} ms`, currencyUSD: `$${n}`, reqpm: `${n}/min` }[unit] ?? n;
 }
 function unknownSpan(title) {
