@@ -401,6 +401,56 @@ LOWEST_SCORES = Panel(
     f"    model, latency_ms, trace_id, span_id\nFROM {SCORES}\nORDER BY value ASC, timestamp DESC\nLIMIT 20",
     w=24, h=8, raw=True, overrides=columns({"value": "none", "latency_ms": "ms"}), links=TRACE_LINKS)
 
+# guardrails (schemas/014: guardrail_failures, hourly; rule = score name, so the score variable applies) and the
+# judges' own calls (evaluation_cost, daily). The views have no provider column (guardrail_failures) nor
+# environment / prompt / version / feature (evaluation_cost): those filters do not apply to them.
+GUARDRAILS = (
+    "(\n    SELECT * FROM guardrail_failures\n"
+    f"    WHERE hour >= toStartOfHour({FROM}) AND hour < {TO}\n"
+    f"      AND {q.filters(skip=('provider',))}\n"
+    "      AND $__conditionalAll(rule IN (${score_name:singlequote}), $score_name)\n)"
+)
+EVALUATION_COST = (
+    "(\n    SELECT * FROM evaluation_cost\n"
+    f"    WHERE day >= toDate({FROM}, 'UTC') AND day <= toDate({TO} - 1, 'UTC')\n"
+    f"      AND {q.filters(skip=('environment', 'prompt', 'version', 'feature'))}\n)"
+)
+GUARDRAIL_STEPS = ((GREEN, None), (YELLOW, q.GUARDRAIL_WARN_PCT), (RED, q.GUARDRAIL_FAIL_PCT))
+GUARDRAIL_RATE = Panel(
+    "guardrail_rate", "Guardrail failure rate", "stat",
+    q.totals([(q.GUARDRAIL_FAILURE_PCT, "Failure rate"), ("sum(failures)", "Failures"), ("sum(checks)", "Checks")],
+             source=GUARDRAILS),
+    w=8, h=4, decimals=2, unit="short", overrides=columns({"Failure rate": "percent"},
+                                                          ("Failure rate", {"thresholds": GUARDRAIL_STEPS})),
+    description="Guardrail checks that failed (value < 0.5) / guardrail checks, over the range (hourly buckets). "
+                "Yellow at 1 %, red at 5 %.")
+GUARDRAIL_TS = Panel(
+    "guardrail_rate_ts", "Guardrail failure rate over time", "timeseries",
+    f"SELECT\n    toStartOfInterval(hour, INTERVAL greatest($__interval_s, 3600) second) AS time,\n"
+    f"    guardrail AS series,\n    {q.GUARDRAIL_FAILURE_PCT} AS `failure rate`\nFROM {GUARDRAILS}\n"
+    "GROUP BY time, series\nORDER BY time, series",
+    format="time_series", w=16, h=8, unit="percent", thresholds=GUARDRAIL_STEPS,
+    custom={**TS, "thresholdsStyle": {"mode": "dashed"}},
+    description="Per guardrail type, at least hourly steps.")
+GUARDRAIL_BY_TYPE = Panel(
+    "guardrail_by_type", "Guardrail failures by type", "table",
+    q.breakdown([("guardrail", "type"), ("rule", "rule")],
+                [("sum(failures)", "failed"), ("sum(checks)", "checked"), (q.GUARDRAIL_FAILURE_PCT, "failure %")],
+                order="failed DESC, type, rule", source=GUARDRAILS),
+    w=8, h=8, decimals=2,
+    overrides=columns({"failed": "short", "checked": "short", "failure %": "percent"},
+                      ("failure %", {"thresholds": GUARDRAIL_STEPS, **COLOR_TEXT})),
+    description="Failed and all checks per guardrail type (pii, format, topic, refusal, language ...) and rule.")
+EVAL_COST = Panel(
+    "evaluation_cost", "Evaluation cost", "stat",
+    q.totals([("if(sum(calls) > 0 AND sum(calls) = sum(calls_without_cost), nan, toFloat64(sum(cost_usd)))",
+               "Evaluation cost"), ("sum(calls)", "Judge calls"), ("sum(calls_without_cost)", "Calls without cost")],
+             source=EVALUATION_COST),
+    w=8, h=4, decimals=4, unit="short", thresholds=((BLUE, None),),
+    overrides=columns({"Evaluation cost": "currencyUSD"}),
+    description="The LLM judges' own calls (counted apart from the app's traffic), whole UTC days overlapping the "
+                "range; unknown when no judge call has a price.")
+
 # comparison
 COMPARE_TABLE = Panel("compare_table", "Side by side (winner row)", "table", q.compare_pivot(), w=12, h=9, raw=True,
                       description="Up to 3 of the selected prompts (or versions, see Compare) with the most "
@@ -566,6 +616,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
     dashboard("promptpulse-quality", "PromptPulse / Quality",
               "Quality scores and user feedback from llm_scores, attributed to prompts through their calls.",
               (Row("Scores", (QUALITY_STATS, QUALITY_TS, QUALITY_DISTRIBUTION, FEEDBACK, QUALITY_BY_VERSION)),
+               Row("Guardrails and evaluation cost", (GUARDRAIL_RATE, EVAL_COST, GUARDRAIL_TS, GUARDRAIL_BY_TYPE)),
                Row("Drill-down", (LOWEST_SCORES,), collapsed=True)),
               (SCORE_NAME, TRACE_URL)),
     dashboard("promptpulse-compare", "PromptPulse / Prompt comparison",

@@ -127,6 +127,10 @@ SCORES_N = "sum(scores)"
 SCORE_AVG = "if(sum(scores) = 0, nan, sum(value_sum) / sum(scores))"
 SCORE_POSITIVE_PCT = "if(sum(scores) = 0, nan, 100 * sum(positives) / sum(scores))"
 SCORED_CALLS = "uniqMerge(scored_calls)"
+# over guardrail_failures rows (schemas/014)
+GUARDRAIL_FAILURE_PCT = "if(sum(checks) = 0, nan, 100 * sum(failures) / sum(checks))"
+# No seed numbers: warn at 1 %, red at 5 %
+GUARDRAIL_WARN_PCT, GUARDRAIL_FAIL_PCT = 1, 5
 
 
 def quantile(q: float, hist: str = "latency_hist") -> str:

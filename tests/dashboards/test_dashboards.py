@@ -23,6 +23,8 @@ ALL_VARS = {v: macros.ALL for v in ("service", "environment", "prompt", "version
                                     "score_name")}
 ALL_VARS |= {"compare_by": "prompt", "slo_target": "99.9", "daily_budget": "100", "trace_id": "",
              "trace_url": definitions.DEFAULT_TRACE_URL}
+SCORE_COLUMNS_EVAL = ("timestamp", "trace_id", "span_id", "name", "value", "label", "comment", "source", "rule",
+                      "metric", "guardrail")
 # what All stands for where a query uses a variable without $__conditionalAll (the repeated panel)
 ALL_VALUES = {"prompt": ["classify", "rerank", "summarize", "support_reply"]}
 
@@ -640,3 +642,50 @@ def test_console_panels(store) -> None:
     # error_rate fired and resolved: before its resolution it was firing
     sql = macros.expand(P["alerts_firing"].sql, time_from=H1, time_to=H1 + dt.timedelta(minutes=15), variables=ALL_VARS)
     assert [r["rule"] for r in store.query(sql).dicts()] == ["error_rate"]
+
+
+# --- guardrails and evaluation cost (schemas/014) -----------------------------------------------------------------
+def test_guardrail_and_evaluation_cost_panels(store) -> None:
+    """Guardrail checks on 40 calls 50 days back (out of every other test's range): pii on all 40 (4 fail), format
+    on 20 (5 fail), a plain score that is no guardrail; 3 judge calls (2 priced at $0.01, 1 unpriced)."""
+    from promptpulse.instrumentation.semconv import EVALUATION_FEATURE
+
+    day = dt.datetime.combine((T0 - dt.timedelta(days=50)).date(), dt.time(12), UTC)
+    app = [Call(day + dt.timedelta(seconds=30 * i), "guarded", "support", "3", "gpt-4o", "openai", 100.0)
+           for i in range(40)]
+    judges = [Call(day + dt.timedelta(minutes=30 + i), "guarded", "judge", "1", "gpt-4o-mini" if i < 2 else
+                   "judge-unpriced-model", "openai", 200.0, cost=0.01) for i in range(3)]
+    rows = [otel_row(c) for c in (*app, *judges)]
+    for row in rows[40:]:
+        row[11]["promptpulse.feature"] = EVALUATION_FEATURE
+    del rows[42][11]["promptpulse.cost.usd"]
+    store.insert_otel_traces(rows)
+    guard = [(*score_row(c, "reply-pii", 0.0 if i % 10 == 0 else 1.0)[:7], "evaluation", "reply-pii", "pii", "pii")
+             for i, c in enumerate(app)]
+    guard += [(*score_row(c, "reply-json", 0.0 if i % 4 == 0 else 1.0)[:7], "evaluation", "reply-json",
+               "valid_json", "format") for i, c in enumerate(app[:20])]
+    guard += [(*score_row(c, "quality", 0.1)[:7], "evaluation", "quality", "relevance", "") for c in app[:10]]
+    store.insert_rows("llm_scores", (*SCORE_COLUMNS_EVAL,), guard)
+
+    def day_panel(key: str, **variables) -> list[dict]:
+        start = day.replace(hour=0)
+        sql = macros.expand(P[key].sql, time_from=start, time_to=start + dt.timedelta(days=1), interval_s=60,
+                            variables=ALL_VARS | variables)
+        return store.query(sql).dicts()
+
+    rate = day_panel("guardrail_rate")
+    assert rate == [{"Failure rate": pytest.approx(100 * 9 / 60), "Failures": 9, "Checks": 60}]
+    assert day_panel("guardrail_rate", score_name=["reply-json"])[0]["Failure rate"] == pytest.approx(25.0)
+    assert day_panel("guardrail_rate", version=["3"], model=["gpt-4o"])[0]["Checks"] == 60
+    empty = day_panel("guardrail_rate", prompt=["other"])[0]
+    assert empty["Checks"] == 0 and math.isnan(empty["Failure rate"])  # no checks: unknown, never 0 %
+    by_type = [(r["type"], r["rule"], r["failed"], r["checked"], r["failure %"])
+               for r in day_panel("guardrail_by_type")]
+    assert by_type == [("format", "reply-json", 5, 20, pytest.approx(25.0)), ("pii", "reply-pii", 4, 40,
+                                                                               pytest.approx(10.0))]
+    series = {(r["time"].replace(tzinfo=UTC), r["series"]): r["failure rate"] for r in day_panel("guardrail_rate_ts")}
+    assert series == {(day, "format"): pytest.approx(25.0), (day, "pii"): pytest.approx(10.0)}
+    cost = day_panel("evaluation_cost", service=["guarded"])
+    assert cost == [{"Evaluation cost": pytest.approx(0.02), "Judge calls": 3, "Calls without cost": 1}]
+    assert day_panel("evaluation_cost", model=["judge-unpriced-model"])[0]["Calls without cost"] == 1
+    assert math.isnan(day_panel("evaluation_cost", model=["judge-unpriced-model"])[0]["Evaluation cost"])
