@@ -253,6 +253,22 @@ RULES: tuple[AlertRule, ...] = (
                               "        )",
                        period_s=86400, periods_param="days", history_if="c >= {min_scores:UInt32}")),
     AlertRule(
+        "guardrail_failure_rate", "Guardrail failure rate above 5%", "warning",
+        "Failed guardrail checks / guardrail checks in the hours overlapping the last hour (the hourly view "
+        "guardrail_failures, schemas/014), per guardrail type, rule, service, environment and prompt.",
+        ("guardrail", "rule", *PROMPT_SERIES),
+        (WINDOW(3600, "window in seconds: the hour buckets from toStartOfHour(now - window_s) up to now"),
+         P("max_failure_pct", "Float64", 5.0, "failure rate threshold, percent"),
+         P("min_checks", "UInt32", 20, "ignore series with fewer checks in the window")),
+        f"WITH {T_END} AS t_end\n"
+        "SELECT\n    guardrail, rule, service, environment, prompt_name,\n"
+        "    sum(checks) AS n_checks,\n    sum(failures) AS n_failures,\n"
+        "    100 * n_failures / n_checks AS value,\n    {max_failure_pct:Float64} AS threshold\n"
+        "FROM guardrail_failures\n"
+        "WHERE hour >= toStartOfHour(t_end - toIntervalSecond({window_s:UInt32})) AND hour < t_end\n"
+        "GROUP BY guardrail, rule, service, environment, prompt_name\n"
+        "HAVING n_checks >= {min_checks:UInt32} AND value > threshold\nORDER BY value DESC"),
+    AlertRule(
         "version_latency_regression", "Prompt version latency 20% above baseline", "warning",
         "Median latency of each prompt version in the last hour vs the prompt's median latency in the same hour "
         "of the previous days (all versions): catches a new version that is slower.",
@@ -326,6 +342,7 @@ RULE_PANELS: dict[str, tuple[str, str]] = {
     "traffic_drop": ("promptpulse-overview", "rpm_by_prompt"),
     "latency_baseline": ("promptpulse-performance", "latency_ts"),
     "quality_regression": ("promptpulse-quality", "quality_ts"),
+    "guardrail_failure_rate": ("promptpulse-quality", "guardrail_rate_ts"),
     "version_latency_regression": ("promptpulse-compare", "compare_p95_ts"),
     "sla_burn_rate": ("promptpulse-sla", "burn_rate_ts"),
 }
@@ -333,6 +350,7 @@ RULE_PANELS: dict[str, tuple[str, str]] = {
 # threshold does not flap (the windowed rules re-evaluate every minute; the baseline rules move slowly)
 KEEP_FIRING: dict[str, str] = {"daily_budget": "0s", "cost_anomaly": "15m", "traffic_spike": "15m",
                                "traffic_drop": "15m", "latency_baseline": "15m", "quality_regression": "1h",
+                               "guardrail_failure_rate": "15m",
                                "version_latency_regression": "15m"}
 DEFAULT_KEEP_FIRING = "5m"
 # docs/ALERTS.md "Runbooks" has one section per rule; `export --runbook-url` points at where that file is published

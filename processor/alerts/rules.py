@@ -57,6 +57,7 @@ THRESHOLD_PARAMS: dict[str, str] = {
     "traffic_drop": "ratio",
     "latency_baseline": "ratio",
     "quality_regression": "drop_pct",
+    "guardrail_failure_rate": "max_failure_pct",
     "version_latency_regression": "ratio",
     "sla_burn_rate": "slo_target",
 }
@@ -74,6 +75,7 @@ METRICS: dict[str, str] = {
     "traffic_drop": "request_count",
     "latency_baseline": "p95_latency",
     "quality_regression": "quality_score",
+    "guardrail_failure_rate": "guardrail_failure_rate_pct",
     "version_latency_regression": "latency_ms",
     "sla_burn_rate": "burn_rate",
 }
@@ -114,6 +116,7 @@ TITLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
                                else f"Sudden traffic drop below {_n(p['ratio'])}x normal"),
     "latency_baseline": lambda p: f"p95 latency above {_n(p['ratio'])}x baseline",
     "quality_regression": lambda p: f"Quality score {_n(p['drop_pct'])}% below baseline",
+    "guardrail_failure_rate": lambda p: f"Guardrail failure rate above {_n(p['max_failure_pct'])}%",
     "version_latency_regression": lambda p: (f"Prompt version latency {_n(round((float(p['ratio']) - 1) * 100, 6))}% "
                                              "above baseline"),
     "sla_burn_rate": lambda p: ("SLA error budget burning (multi-window)" if float(p["slo_target"]) == 0.999

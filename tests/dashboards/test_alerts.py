@@ -66,6 +66,28 @@ def _dataset() -> tuple[list[Call], list[tuple]]:
 CALLS, SCORES = _dataset()
 
 
+def _guardrail_scores() -> list[tuple]:
+    """Guardrail checks (schemas/014): pii on every shop/steady call of the current hour (18 of 240 fail, 7.5 %) and
+    of a week earlier (2 fail); format on pay/checkout (1 of 40 fails, 2.5 %); topic on 10 calls, 5 failing (too few
+    checks)."""
+    def check(c: Call, rule: str, kind: str, failed: bool) -> tuple:
+        return (*score_row(c, rule, 0.0 if failed else 1.0)[:7], "evaluation", rule, kind, kind)
+
+    def hour(prompt: str, offset: dt.timedelta) -> list[Call]:
+        start = T - offset - dt.timedelta(hours=1)
+        return [c for c in CALLS if c.prompt == prompt and start <= c.ts < start + dt.timedelta(hours=1)]
+
+    rows = [check(c, "reply-pii", "pii", i % 40 < 3) for i, c in enumerate(hour("steady", dt.timedelta(0)))]
+    rows += [check(c, "reply-pii", "pii", i < 2) for i, c in enumerate(hour("steady", dt.timedelta(days=7)))]
+    rows += [check(c, "pay-json", "format", i == 0) for i, c in enumerate(hour("checkout", dt.timedelta(0))[:40])]
+    rows += [check(c, "reply-topic", "topic", i < 5) for i, c in enumerate(hour("errors", dt.timedelta(0))[:10])]
+    return rows
+
+
+GUARD_SCORES = _guardrail_scores()
+GUARD_COLUMNS = (*SCORE_COLUMNS, "rule", "metric", "guardrail")
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     from promptpulse.processor.store.embedded import EmbeddedStore
@@ -76,6 +98,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         s.apply_schema()
         s.insert_rows("llm_calls", LLM_CALLS_COLUMNS, [llm_calls_row(c) for c in CALLS])
         s.insert_rows("llm_scores", SCORE_COLUMNS, SCORES)
+        s.insert_rows("llm_scores", GUARD_COLUMNS, GUARD_SCORES)
         yield s
     finally:
         s.close()
@@ -95,7 +118,8 @@ def test_seed_reached_the_rollups(store) -> None:
     for table in ("llm_calls_1m", "llm_calls_1h"):
         assert store.query(f"SELECT sum(http_5xx) FROM {table}").scalar() == sum(500 <= c.http <= 599 for c in CALLS)
     for table in ("llm_scores_1m", "llm_scores_1h"):
-        assert store.query(f"SELECT sum(scores), sum(unattributed) FROM {table}").rows[0] == (len(SCORES), 0)
+        assert store.query(f"SELECT sum(scores), sum(unattributed) FROM {table}").rows[0] == (
+            len(SCORES) + len(GUARD_SCORES), 0)
 
 
 def test_error_rate(store) -> None:
@@ -174,6 +198,23 @@ def test_quality_regression(store) -> None:
     assert [(r["score_name"], r["prompt_name"]) for r in rows] == [("quality", "qualdrop")]
     assert rows[0]["value"] == pytest.approx(0.7) and rows[0]["baseline"] == pytest.approx(0.8)
     assert rows[0]["threshold"] == pytest.approx(0.76)
+
+
+def test_guardrail_failure_rate(store) -> None:
+    rows = fire(store, "guardrail_failure_rate")
+    assert [(r["guardrail"], r["rule"], r["service"], r["environment"], r["prompt_name"]) for r in rows] == [
+        ("pii", "reply-pii", "shop", "prod", "steady")]
+    assert (rows[0]["n_checks"], rows[0]["n_failures"]) == (240, 18)
+    assert rows[0]["value"] == pytest.approx(7.5) and rows[0]["threshold"] == 5.0
+    # at the threshold it does not fire (value > threshold); just below it fires; format (2.5 %) fires from 2.4
+    assert fire(store, "guardrail_failure_rate", max_failure_pct=7.5) == []
+    assert len(fire(store, "guardrail_failure_rate", max_failure_pct=7.49)) == 1
+    assert {r["rule"] for r in fire(store, "guardrail_failure_rate", max_failure_pct=2.4)} == {"reply-pii", "pay-json"}
+    # topic: 50 % but 10 checks, under min_checks
+    assert [r["value"] for r in fire(store, "guardrail_failure_rate", min_checks=10)
+            if r["rule"] == "reply-topic"] == [pytest.approx(50.0)]
+    # the window is the hour buckets overlapping the last hour: an hour later the current hour has no checks yet
+    assert fire(store, "guardrail_failure_rate", at=T + dt.timedelta(hours=1)) == []
 
 
 def test_sla_burn_rate(store) -> None:
