@@ -238,20 +238,35 @@ RULES: tuple[AlertRule, ...] = (
                        "{ratio:Float64} * baseline", history_if="c >= {min_calls:UInt32}")),
     AlertRule(
         "quality_regression", "Quality score 5% below baseline", "warning",
-        "Average score of the last 24 h vs the median of the daily averages of the previous days, per score name "
-        "and prompt (llm_scores_1m: scores attributed to their calls at insert time; unattributed ones left out).",
-        ("score_name", *PROMPT_SERIES),
+        "Average score of each prompt version in the last 24 h vs the median of the prompt's daily averages of the "
+        "previous days (all versions), per score name, i.e. per evaluation rule (llm_scores_1m: scores attributed "
+        "to their calls at insert time; unattributed ones left out): catches a new version that scores lower.",
+        ("score_name", *PROMPT_SERIES, "prompt_version"),
         (WINDOW(86400), P("days", "UInt16", 14, "baseline: the previous N days"),
          P("drop_pct", "Float64", 5.0, "fire when the average is this many percent below baseline"),
          P("min_scores", "UInt32", 10, "scores needed in a window"), MIN_PERIODS),
-        _seasonal_rule(("score_name", *PROMPT_SERIES), "sum(value_sum) / sum(scores)", "sum(scores)",
-                       "current_n >= {min_scores:UInt32} AND current < baseline * (1 - {drop_pct:Float64} / 100)",
-                       "baseline * (1 - {drop_pct:Float64} / 100)",
-                       source="(\n            SELECT bucket, name AS score_name, service, environment, prompt_name,"
-                              " scores, value_sum\n            FROM llm_scores_1m\n"
-                              "            WHERE service != ''\n"
-                              "        )",
-                       period_s=86400, periods_param="days", history_if="c >= {min_scores:UInt32}")),
+        f"WITH {T_END} AS t_end\n"
+        "SELECT cur.score_name AS score_name, cur.service AS service, cur.environment AS environment,\n"
+        "    cur.prompt_name AS prompt_name, cur.prompt_version AS prompt_version,\n"
+        "    cur.v AS value, base.baseline * (1 - {drop_pct:Float64} / 100) AS threshold, base.baseline AS baseline,\n"
+        "    base.mad AS mad, cur.n AS current_n, base.periods AS periods, base.history AS history\n"
+        "FROM (\n"
+        "    SELECT name AS score_name, service, environment, prompt_name, prompt_version,\n"
+        "        sum(value_sum) / sum(scores) AS v, sum(scores) AS n\n"
+        "    FROM llm_scores_1m\n"
+        "    WHERE service != '' AND bucket >= t_end - toIntervalSecond({window_s:UInt32}) AND bucket < t_end\n"
+        "    GROUP BY score_name, service, environment, prompt_name, prompt_version\n"
+        ") AS cur\nINNER JOIN (\n"
+        + seasonal_stats(("score_name", *PROMPT_SERIES), "sum(value_sum) / sum(scores)", "sum(scores)",
+                         source="(\n            SELECT bucket, name AS score_name, service, environment, prompt_name,"
+                                " scores, value_sum\n            FROM llm_scores_1m\n"
+                                "            WHERE service != ''\n"
+                                "        )",
+                         period_s=86400, periods_param="days", history_if="c >= {min_scores:UInt32}")
+        + "\n) AS base ON cur.score_name = base.score_name AND cur.service = base.service"
+        " AND cur.environment = base.environment AND cur.prompt_name = base.prompt_name\n"
+        "WHERE cur.n >= {min_scores:UInt32} AND base.periods >= {min_periods:UInt16} AND value < threshold\n"
+        "ORDER BY value / greatest(threshold, 1e-9) ASC"),
     AlertRule(
         "guardrail_failure_rate", "Guardrail failure rate above 5%", "warning",
         "Failed guardrail checks / guardrail checks in the hours overlapping the last hour (the hourly view "

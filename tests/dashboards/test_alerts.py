@@ -16,7 +16,8 @@ pytest.importorskip("chdb")
 
 T = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # evaluation time; recent because of TTLs
 OFFSETS = [dt.timedelta(days=d) for d in (0, 1, 2, 3, 4, 5, 6, 7, 14, 21, 28)]
-SHOP_PROMPTS = ("steady", "errors", "outage", "slow95", "slow99", "spiky", "silent", "pricey", "newver", "qualdrop")
+SHOP_PROMPTS = ("steady", "errors", "outage", "slow95", "slow99", "spiky", "silent", "pricey", "newver", "qualdrop",
+                "qualver")
 
 
 def _hour(service: str, prompt: str, offset: dt.timedelta) -> tuple[list[Call], list[tuple]]:
@@ -41,6 +42,8 @@ def _hour(service: str, prompt: str, offset: dt.timedelta) -> tuple[list[Call], 
                 c.cost = 0.006
             elif prompt == "newver":
                 c.version, c.latency_ms = "2.0", c.latency_ms * 1.5
+            elif prompt == "qualver" and i >= 120:
+                c.version = "2.0"  # half the hour on a new version that scores 0.74 (v1.0 keeps 0.8)
             elif prompt == "spiky" and i >= 180:
                 c.cost = 0.0005
                 calls += [Call(c.ts + dt.timedelta(seconds=s), service, prompt, "1.0", "gpt-4o", "openai",
@@ -48,8 +51,10 @@ def _hour(service: str, prompt: str, offset: dt.timedelta) -> tuple[list[Call], 
             elif prompt == "checkout" and i % 25 == 0:
                 c.error, c.http = "RateLimitError", 429
         calls.append(c)
-        if prompt in ("steady", "qualdrop") and i < 20:
+        if prompt in ("steady", "qualdrop", "qualver") and i < 20:
             scores.append(score_row(c, "quality", 0.7 if (now and prompt == "qualdrop") else 0.8))
+        if now and prompt == "qualver" and 120 <= i < 140:
+            scores.append(score_row(c, "quality", 0.74))
     return calls, scores
 
 
@@ -194,10 +199,18 @@ def test_version_latency_regression(store) -> None:
 
 
 def test_quality_regression(store) -> None:
+    """Per score name (rule) and prompt version against the prompt's baseline: qualdrop v1.0 at 0.7; qualver v2.0 at
+    0.74 (its prompt's average over both versions, 0.77, is above the 0.76 threshold: per prompt it would not fire)."""
     rows = fire(store, "quality_regression")
-    assert [(r["score_name"], r["prompt_name"]) for r in rows] == [("quality", "qualdrop")]
+    assert [(r["score_name"], r["prompt_name"], r["prompt_version"]) for r in rows] == [
+        ("quality", "qualdrop", "1.0"), ("quality", "qualver", "2.0")]
     assert rows[0]["value"] == pytest.approx(0.7) and rows[0]["baseline"] == pytest.approx(0.8)
-    assert rows[0]["threshold"] == pytest.approx(0.76)
+    assert rows[0]["threshold"] == pytest.approx(0.76) and rows[0]["current_n"] == 20
+    assert rows[1]["value"] == pytest.approx(0.74) and rows[1]["baseline"] == pytest.approx(0.8)
+    assert rows[1]["current_n"] == 20 and rows[1]["periods"] == rows[0]["periods"]
+    # not below the threshold: a 7 % drop allowed (threshold 0.744) leaves qualver v2.0 (0.74) firing, 8 % does not
+    assert [r["prompt_name"] for r in fire(store, "quality_regression", drop_pct=7.0)] == ["qualdrop", "qualver"]
+    assert [r["prompt_name"] for r in fire(store, "quality_regression", drop_pct=8.0)] == ["qualdrop"]
 
 
 def test_guardrail_failure_rate(store) -> None:
