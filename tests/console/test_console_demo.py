@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Page
+from console_page import Page
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import Page
+from console_page import Page
 from console_seed import CALLS, DAY, NOW, totals
 from test_console_overview import get
 

@@ -11,7 +11,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import TOKEN, Page
+from console_page import TOKEN, Page
 from console_seed import HOUR, NO_USAGE, totals
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import Page
+from console_page import Page
 from console_seed import CALLS, HOUR, NOW, in_last
 from test_console_overview import get
 
