@@ -57,15 +57,12 @@ def _table(cols: list[str], rows: list[list[Any]]) -> None:
 
 
 def _time(value: str) -> dt.datetime:
-    from .timerange import parse_time
+    from .timerange import parse_since
 
     try:
-        return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=parse_duration(value, "--since"))
-    except RuleError:
-        try:
-            return parse_time(value)
-        except ValueError:
-            raise SystemExit(f"promptpulse eval: not a time or duration: {value!r}")
+        return parse_since(value, lambda v: parse_duration(v, "--since"))
+    except ValueError:
+        raise SystemExit(f"promptpulse eval: not a time or duration: {value!r}")
 
 
 def _list(args: argparse.Namespace, config: Any) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 
 UTC = dt.timezone.utc
 _RELATIVE = re.compile(r"(?:now)?\s*([+-])\s*(\d+)\s*(s|m|h|d|w)", re.IGNORECASE)
@@ -67,3 +68,14 @@ def parse_time(s: str, *, end: bool = False, now: dt.datetime | None = None) -> 
 def parse_date(s: str, *, now: dt.datetime | None = None) -> dt.datetime:
     """00:00 UTC of a day given as YYYY-MM-DD, today, yesterday or a relative time (``-3d``); ValueError else."""
     return day_start(parse_time(s, now=now))
+
+
+def parse_since(value: str, duration: Callable[[str], float], *, now: dt.datetime | None = None) -> dt.datetime:
+    """A CLI ``--since``: a duration back from now (``"90s"``, ``"4h"``, read by the caller's ``duration`` parser,
+    which raises ValueError) or any time ``parse_time`` reads. ValueError when it is neither."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        return now - dt.timedelta(seconds=duration(value))
+    except ValueError:
+        return parse_time(value, now=now)
+

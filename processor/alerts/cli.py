@@ -194,15 +194,12 @@ def _test(args: argparse.Namespace, s: Any, config: Any) -> int:
 
 
 def _since(value: str) -> dt.datetime:
-    from ..api import parse_time
+    from ..timerange import parse_since
 
     try:
-        return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=parse_duration(value))
-    except AlertConfigError:
-        try:
-            return parse_time(value)
-        except ValueError:
-            raise SystemExit(f"promptpulse alerts: --since: not a time or duration: {value!r}")
+        return parse_since(value, parse_duration)
+    except ValueError:
+        raise SystemExit(f"promptpulse alerts: --since: not a time or duration: {value!r}")
 
 
 def _history(args: argparse.Namespace, s: Any) -> int:

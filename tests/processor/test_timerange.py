@@ -8,7 +8,16 @@ import datetime as dt
 import pytest
 
 from promptpulse.processor import analytics as an
-from promptpulse.processor.timerange import add_months, day_start, month_start, parse_date, parse_time, week_start
+from promptpulse.processor.alerts.rules import parse_duration
+from promptpulse.processor.timerange import (
+    add_months,
+    day_start,
+    month_start,
+    parse_date,
+    parse_since,
+    parse_time,
+    week_start,
+)
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 3, 1, 0, 30, 15, tzinfo=UTC)  # a Sunday, 00:30 UTC: 2026-02-28 16:30 in Los Angeles
@@ -65,3 +74,20 @@ def test_boundaries_are_utc() -> None:
     assert parse_date("2026-02-10", now=NOW) == dt.datetime(2026, 2, 10, tzinfo=UTC)
     assert parse_date("today", now=NOW) == dt.datetime(2026, 3, 1, tzinfo=UTC)
     assert parse_date("-1d", now=NOW) == dt.datetime(2026, 2, 28, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("90s", NOW - dt.timedelta(seconds=90)),  # a duration back from now
+    ("4h", NOW - dt.timedelta(hours=4)),
+    ("300", NOW - dt.timedelta(seconds=300)),
+    ("-1d", NOW - dt.timedelta(days=1)),  # or any time parse_time reads
+    ("2026-02-27", dt.datetime(2026, 2, 27, tzinfo=UTC)),
+    ("yesterday", dt.datetime(2026, 2, 28, tzinfo=UTC)),
+])
+def test_parse_since_for_the_cli(text: str, want: dt.datetime) -> None:
+    assert parse_since(text, parse_duration, now=NOW) == want
+
+
+def test_parse_since_rejects() -> None:
+    with pytest.raises(ValueError):
+        parse_since("soon", parse_duration, now=NOW)
