@@ -139,7 +139,10 @@ def remember_result(result: object, span_context: trace.SpanContext) -> None:
 
 
 def remember_response_id(response_id: str, span_context: trace.SpanContext) -> None:
+    known = response_id in _by_response_id
     _by_response_id[response_id] = span_context
+    if known:  # a server that repeats ids: queued again, the old slot's eviction would drop the newest call
+        return
     order = _response_id_order
     order.append(response_id)
     if len(order) > RESPONSE_IDS_MAX:

@@ -227,3 +227,20 @@ def test_the_response_id_map_keeps_the_last_ids_only(monkeypatch: pytest.MonkeyP
     assert [tagging.call_of(Response(f"r{i}")) for i in range(1, 6)] == [
         None, None, (1, 3), (1, 4), (1, 5)]  # fmt: skip
     assert len(tagging._by_response_id) == 3
+
+
+def test_a_repeated_response_id_names_its_newest_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import trace
+
+    monkeypatch.setattr(tagging, "_by_response_id", {})
+    monkeypatch.setattr(tagging, "_response_id_order", deque())
+    monkeypatch.setattr(tagging, "RESPONSE_IDS_MAX", 3)
+    for i in range(1, 6):  # a compatible server that answers every call with the same id
+        tagging.remember_response_id("same", trace.SpanContext(1, i, is_remote=False))
+
+    class Response:
+        id = "same"
+
+    assert tagging.call_of(Response()) == (1, 5)
+    assert list(tagging._response_id_order) == ["same"]
+
