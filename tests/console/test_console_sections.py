@@ -106,7 +106,8 @@ def test_compare_shows_the_apis_winner(page: Page) -> None:
     r = page_range(page)
     code, doc = get(page.base, "/api/compare", {"prompts": "support,summarize,classify", **r})
     assert code == 200, doc
-    assert doc["winner"] is not None
+    # classify beats support on success rate and summarize (also never failing) on p95: ~200 ms against ~1.6 s
+    assert doc["winner"] == "classify", doc["verdict"]
     pg.wait_for_selector("#compare table.compare")
     assert pg.get_attribute("#compare .verdict", "data-winner") == doc["winner"]
     assert pg.inner_text(f'#compare tr.winner td[data-item="{doc["winner"]}"]') == "Winner"
