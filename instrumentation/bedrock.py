@@ -17,8 +17,8 @@ Streams (``ConverseStream``'s ``stream``, ``InvokeModelWithResponseStream``'s ``
 dict by a ``streams.SyncStreamProxy``; output tokens and cost are reported only once the stream said how it stopped.
 
 Content (when captured): Converse's ``system``/``messages`` (text, ``toolUse``, ``toolResult`` blocks) or the same keys
-of an Anthropic body, a family's prompt string, and the answer of a non-streamed call; a stream's answer text is not
-captured.
+of an Anthropic body, a family's prompt string, and the answer: a non-streamed call's blocks, or a stream's text
+(Converse/Nova/Anthropic deltas, Titan ``outputText``, Llama ``generation``) once it ends.
 """
 
 from __future__ import annotations
@@ -146,9 +146,11 @@ class _Usage:
 
     Also a ``streams.StreamHandler``: stream events and chunks go through ``absorb`` one by one."""
 
-    __slots__ = ("cache_read", "cache_write", "fallback", "id", "input", "model", "output", "stop")
+    __slots__ = ("cache_read", "cache_write", "fallback", "id", "input", "model", "output", "stop", "texts")
 
-    def __init__(self) -> None:
+    def __init__(self, capture: bool = False) -> None:
+        # A stream's text by content block index, only when content is captured.
+        self.texts: dict[int, str] | None = {} if capture else None
         self.input: int | None = None  # without cache reads and writes
         self.output: int | None = None
         self.cache_read = 0
@@ -176,8 +178,30 @@ class _Usage:
         self.cache_read = _int(usage.get("cacheReadInputTokens") or usage.get("cacheReadInputTokenCount")) or 0
         self.cache_write = _int(usage.get("cacheWriteInputTokens") or usage.get("cacheWriteInputTokenCount")) or 0
 
+    def _text(self, body: Mapping[str, Any]) -> None:
+        """A stream event's text piece: Converse/Nova ``contentBlockDelta``, Anthropic ``content_block_delta``,
+        Titan ``outputText``, Llama ``generation``."""
+        texts = self.texts
+        assert texts is not None
+        block = body.get("contentBlockDelta")
+        if isinstance(block, Mapping):
+            index, delta = block.get("contentBlockIndex", 0), block.get("delta")
+        elif body.get("type") == "content_block_delta":
+            index, delta = body.get("index", 0), body.get("delta")
+        else:
+            index, delta = 0, body
+        piece = None
+        if isinstance(delta, Mapping):
+            piece = delta.get("text")
+            if not isinstance(piece, str) and block is None and body.get("type") is None:
+                piece = delta.get("outputText") if "outputText" in delta else delta.get("generation")
+        if isinstance(piece, str) and isinstance(index, int):
+            texts[index] = texts.get(index, "") + piece
+
     def absorb(self, body: Mapping[str, Any]) -> None:
         kind = body.get("type")
+        if self.texts is not None:
+            self._text(body)
         if kind in ("message", "message_start"):  # Anthropic: a whole message, or its stream's first event
             message = body.get("message", body)
             if isinstance(message, Mapping):
@@ -261,6 +285,9 @@ class _Usage:
 
     def on_finish(self, call: LLMCall) -> None:
         self.report(call, complete=self.stop is not None)
+        if self.texts is not None:
+            blocks = [{"text": self.texts[i]} for i in sorted(self.texts)]
+            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_from_blocks(blocks, self.stop)])
 
 
 class _Endpoint:
@@ -294,7 +321,7 @@ class _Endpoint:
         return call
 
     def finish(self, call: LLMCall, result: Any) -> Any:
-        usage = _Usage()
+        usage = _Usage(self.stream and self.telemetry.capture_content)
         if not isinstance(result, dict):
             call.end()
             return result

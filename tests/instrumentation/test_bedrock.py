@@ -269,3 +269,38 @@ def test_content_follows_the_genai_schemas(fake: FakeProvider, otel: Any) -> Non
     (answer,) = json.loads(invoke.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
     assert answer["parts"] == [{"type": "text", "content": invoked["content"][0]["text"]}]
     assert json.loads(invoke.attributes[sc.GEN_AI_INPUT_MESSAGES])[0]["parts"][0]["content"] == "Say hello to order 123"
+
+
+@pytest.mark.parametrize("model", [CLAUDE, NOVA, "amazon.titan-text-express-v1", "meta.llama3-1-8b-instruct-v1:0"])
+def test_stream_text_is_captured(fake: FakeProvider, otel: Any, model: str) -> None:
+    instrumentor = BedrockInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
+    try:
+        client = boto3.client(
+            "bedrock-runtime",
+            region_name="us-east-1",
+            endpoint_url=fake.bedrock_endpoint_url,
+            aws_access_key_id="AKIAFAKE",
+            aws_secret_access_key="fake-secret",
+        )
+        streamed = client.converse_stream(modelId=NOVA, messages=MESSAGES)["stream"]
+        text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in streamed if "contentBlockDelta" in e)
+        body: dict[str, Any] = {"messages": MESSAGES}
+        if model == CLAUDE:
+            body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": MESSAGES}
+        elif "titan" in model:
+            body = {"inputText": "Hi"}
+        elif "llama" in model:
+            body = {"prompt": "Hi"}
+        for _ in client.invoke_model_with_response_stream(modelId=model, body=json.dumps(body))["body"]:
+            pass
+    finally:
+        instrumentor.uninstrument()
+    assert text == SCENARIO.text
+    converse, invoke = otel.spans()
+    assert json.loads(converse.attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": SCENARIO.text}], "finish_reason": "end_turn"}
+    ]
+    (answer,) = json.loads(invoke.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert answer["parts"] == [{"type": "text", "content": SCENARIO.text}]
+    assert answer["finish_reason"] == invoke.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS][0]
