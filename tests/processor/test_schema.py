@@ -21,10 +21,12 @@ def test_migrations_are_numbered_and_render_without_leftover_placeholders() -> N
         for stmt in re.split(r";\n", text):
             body = "\n".join(line for line in stmt.splitlines() if not line.startswith("--")).strip()
             if body:  # idempotent: CREATE/ADD … IF NOT EXISTS, a view's MODIFY QUERY (sets the same SELECT) or a
-                # table's MODIFY SETTING (sets the same value)
+                # table's MODIFY SETTING (sets the same value) or
+                # a DELETE (nothing left to delete)
                 assert "IF NOT EXISTS" in body or re.match(r"ALTER TABLE \S+_mv\s+(ON CLUSTER `\w+`\s+)?MODIFY QUERY\n",
                                                            body) or re.match(
-                    r"ALTER TABLE \S+\s+(ON CLUSTER `\w+`\s+)?MODIFY SETTING \w+ = '\w+'$", body), body[:80]
+                    r"ALTER TABLE \S+\s+(ON CLUSTER `\w+`\s+)?MODIFY SETTING \w+ = '\w+'$", body) or re.match(
+                    r"ALTER TABLE \S+\s+(ON CLUSTER `\w+`\s+)?DELETE WHERE ", body), body[:80]  # deletes nothing again
 
 
 def test_single_node_rendering() -> None:
