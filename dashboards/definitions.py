@@ -415,6 +415,14 @@ EVALUATION_COST = (
     f"    WHERE day >= toDate({FROM}, 'UTC') AND day <= toDate({TO} - 1, 'UTC')\n"
     f"      AND {q.filters(skip=('environment', 'prompt', 'version', 'feature'))}\n)"
 )
+# judge_cost_usd of the results (scores and evaluation errors), processor-side judges included; NULL = unpriced,
+# and none known is unknown (nan), never $0
+RESULTS_JUDGE_COST = (
+    "(SELECT if(count(judge_cost_usd) = 0, nan, sum(assumeNotNull(judge_cost_usd))) FROM (\n"
+    "        SELECT timestamp, judge_cost_usd FROM llm_scores\n"
+    "        UNION ALL SELECT timestamp, judge_cost_usd FROM llm_eval_errors)\n"
+    f"        WHERE timestamp >= {FROM} AND timestamp < {TO})"
+)
 GUARDRAIL_STEPS = ((GREEN, None), (YELLOW, q.GUARDRAIL_WARN_PCT), (RED, q.GUARDRAIL_FAIL_PCT))
 GUARDRAIL_RATE = Panel(
     "guardrail_rate", "Guardrail failure rate", "stat",
@@ -444,8 +452,8 @@ GUARDRAIL_BY_TYPE = Panel(
 EVAL_COST = Panel(
     "evaluation_cost", "Evaluation cost", "stat",
     q.totals([("if(sum(calls) > 0 AND sum(calls) = sum(calls_without_cost), nan, toFloat64(sum(cost_usd)))",
-               "Evaluation cost"), ("sum(calls)", "Judge calls"), ("sum(calls_without_cost)", "Calls without cost")],
-             source=EVALUATION_COST),
+               "Evaluation cost"), ("sum(calls)", "Judge calls"), ("sum(calls_without_cost)", "Calls without cost"),
+              (RESULTS_JUDGE_COST, "Judge cost on results")], source=EVALUATION_COST),
     w=8, h=4, decimals=4, unit="short", thresholds=((BLUE, None),),
     overrides=columns({"Evaluation cost": "currencyUSD"}),
     description="The LLM judges' own calls (counted apart from the app's traffic), whole UTC days overlapping the "

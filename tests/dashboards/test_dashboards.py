@@ -666,6 +666,10 @@ def test_guardrail_and_evaluation_cost_panels(store) -> None:
                "valid_json", "format") for i, c in enumerate(app[:20])]
     guard += [(*score_row(c, "quality", 0.1)[:7], "evaluation", "quality", "relevance", "") for c in app[:10]]
     store.insert_rows("llm_scores", (*SCORE_COLUMNS_EVAL,), guard)
+    store.insert_rows("llm_eval_errors", ("timestamp", "trace_id", "span_id", "rule", "metric", "error",
+                                          "judge_model", "judge_cost_usd", "source"),
+                      [[day, "e" * 32, "f" * 16, "judge", "relevance", "bad answer", "gpt-4o-mini", c, "evaluation"]
+                       for c in (0.0015, 0.002, None)])
 
     def day_panel(key: str, **variables) -> list[dict]:
         start = day.replace(hour=0)
@@ -686,6 +690,7 @@ def test_guardrail_and_evaluation_cost_panels(store) -> None:
     series = {(r["time"].replace(tzinfo=UTC), r["series"]): r["failure rate"] for r in day_panel("guardrail_rate_ts")}
     assert series == {(day, "format"): pytest.approx(25.0), (day, "pii"): pytest.approx(10.0)}
     cost = day_panel("evaluation_cost", service=["guarded"])
-    assert cost == [{"Evaluation cost": pytest.approx(0.02), "Judge calls": 3, "Calls without cost": 1}]
+    assert cost == [{"Evaluation cost": pytest.approx(0.02), "Judge calls": 3, "Calls without cost": 1,
+                     "Judge cost on results": pytest.approx(0.0035)}]
     assert day_panel("evaluation_cost", model=["judge-unpriced-model"])[0]["Calls without cost"] == 1
     assert math.isnan(day_panel("evaluation_cost", model=["judge-unpriced-model"])[0]["Evaluation cost"])
