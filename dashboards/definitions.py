@@ -402,12 +402,12 @@ LOWEST_SCORES = Panel(
     w=24, h=8, raw=True, overrides=columns({"value": "none", "latency_ms": "ms"}), links=TRACE_LINKS)
 
 # guardrails (schemas/014: guardrail_failures, hourly; rule = score name, so the score variable applies) and the
-# judges' own calls (evaluation_cost, daily). The views have no provider column (guardrail_failures) nor
+# judges' own calls (evaluation_cost, daily). The evaluation_cost view has no
 # environment / prompt / version / feature (evaluation_cost): those filters do not apply to them.
 GUARDRAILS = (
     "(\n    SELECT * FROM guardrail_failures\n"
     f"    WHERE hour >= toStartOfHour({FROM}) AND hour < {TO}\n"
-    f"      AND {q.filters(skip=('provider',))}\n"
+    f"      AND {q.filters()}\n"
     "      AND $__conditionalAll(rule IN (${score_name:singlequote}), $score_name)\n)"
 )
 EVALUATION_COST = (

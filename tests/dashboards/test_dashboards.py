@@ -680,6 +680,8 @@ def test_guardrail_and_evaluation_cost_panels(store) -> None:
     rate = day_panel("guardrail_rate")
     assert rate == [{"Failure rate": pytest.approx(100 * 9 / 60), "Failures": 9, "Checks": 60}]
     assert day_panel("guardrail_rate", score_name=["reply-json"])[0]["Failure rate"] == pytest.approx(25.0)
+    assert day_panel("guardrail_rate", provider=["openai"]) == rate
+    assert day_panel("guardrail_rate", provider=["anthropic"])[0]["Checks"] == 0
     assert day_panel("guardrail_rate", version=["3"], model=["gpt-4o"])[0]["Checks"] == 60
     empty = day_panel("guardrail_rate", prompt=["other"])[0]
     assert empty["Checks"] == 0 and math.isnan(empty["Failure rate"])  # no checks: unknown, never 0 %
