@@ -19,7 +19,6 @@ import copy
 import json
 import os
 import random
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,8 +45,10 @@ N_FLIPS = 1500  # per protobuf base
 N_WIRE = 700  # per protobuf base
 N_JSON = 1200  # per JSON base
 GROUP = 300  # mutants per insert
-DAY_NS = 86_400 * 10**9
-BASE_NS = (time.time_ns() // DAY_NS - 1) * DAY_NS  # recent (otel_traces has a TTL); the outcomes do not depend on it
+# Fixed, not today's date: a bit flip's outcome depends on the timestamp's bits (the exact counts moved by one on a
+# new day). The stores keep rows for 20,000 days, so the TTL never drops these rows.
+BASE_NS = 1_761_955_200 * 10**9  # 2025-11-01 00:00 UTC
+TTL_DAYS = 20_000
 DBS = ("fz_engine", "fz_py", "fz_http_native", "fz_http_rows")
 ROW_SQL = ("SELECT toString(tuple(Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind,"
            " ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode,"
@@ -306,12 +307,15 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     from promptpulse.processor.store.server import ServerStore
     from promptpulse.testing.clickhouse_http import ClickHouseHTTPServer
 
+    def opts(db: str) -> SchemaOptions:
+        return SchemaOptions(database=db, ttl_raw_days=TTL_DAYS, ttl_calls_days=TTL_DAYS)
+
     data_dir = str(tmp_path_factory.mktemp("chdb"))
-    engine = EmbeddedStore(data_dir, schema_options=SchemaOptions(database="fz_engine"))
-    py = EmbeddedStore(data_dir, schema_options=SchemaOptions(database="fz_py"))
+    engine = EmbeddedStore(data_dir, schema_options=opts("fz_engine"))
+    py = EmbeddedStore(data_dir, schema_options=opts("fz_py"))
     server = ClickHouseHTTPServer(data_dir).start()
-    http_native = ServerStore(f"{server.url}/fz_http_native?compress=false")
-    http_rows = ServerStore(f"{server.url}/fz_http_rows?compress=false")
+    http_native = ServerStore(f"{server.url}/fz_http_native?compress=false", schema_options=opts("fz_http_native"))
+    http_rows = ServerStore(f"{server.url}/fz_http_rows?compress=false", schema_options=opts("fz_http_rows"))
     out = {"engine": engine, "py": py, "http_native": http_native, "http_rows": http_rows}
     try:
         for s in out.values():
