@@ -24,6 +24,7 @@ from ...dashboards.grafana import Panel, Variable
 FILTER_VARIABLES: dict[str, Variable] = {v.name: v for v in defs.FILTER_VARIABLES}
 SETTINGS: dict[str, Variable] = {v.name: v for v in (defs.COMPARE_BY, defs.SLO_TARGET, defs.DAILY_BUDGET)}
 SCORE_VARIABLE = defs.SCORE_NAME
+TRACE_VARIABLE = defs.TRACE_ID
 MAX_RANGE = dt.timedelta(days=400)
 # Panel steps: the smallest of these that gives at most ~200 points (Grafana's maxDataPoints does the same job).
 STEPS_S = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 7 * 86400)
@@ -45,6 +46,7 @@ class PanelParams:
     filters: Mapping[str, Sequence[str]] = field(default_factory=dict)  # variable -> values (empty: All)
     settings: Mapping[str, str] = field(default_factory=dict)  # compare_by, slo_target, daily_budget
     score_name: Sequence[str] = ()
+    trace_id: str | None = None  # the trace_calls panel's textbox variable
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
@@ -90,6 +92,8 @@ def bind(sql: str, p: PanelParams) -> tuple[str, dict[str, Any]]:
     values: dict[str, Sequence[str] | str] = {name: list(p.filters.get(name, ())) or macros.ALL
                                               for name in FILTER_VARIABLES}
     values[SCORE_VARIABLE.name] = list(p.score_name) or macros.ALL
+    if p.trace_id:
+        values[TRACE_VARIABLE.name] = [p.trace_id]
     sql = macros.apply_conditional_all(sql, values)
 
     def quoted(m: re.Match[str]) -> str:

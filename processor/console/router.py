@@ -45,7 +45,8 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 
 def params_of(start: dt.datetime | None, end: dt.datetime | None, filters: dict[str, list[str]],
-              settings: dict[str, str | None], score_name: list[str]) -> panels.PanelParams:
+              settings: dict[str, str | None], score_name: list[str], trace_id: str | None = None
+              ) -> panels.PanelParams:
     end = _utc(end) if end else dt.datetime.now(dt.timezone.utc)
     start = _utc(start) if start else end - dt.timedelta(hours=24)
     for name, values in (*filters.items(), ("score_name", score_name)):
@@ -53,7 +54,7 @@ def params_of(start: dt.datetime | None, end: dt.datetime | None, filters: dict[
             if not v or len(v) > MAX_VALUE_LEN:
                 raise panels.PanelError(f"{name}: values must be 1 to {MAX_VALUE_LEN} characters")
     return panels.PanelParams(start, end, {k: v for k, v in filters.items() if v},
-                              {k: v for k, v in settings.items() if v is not None}, score_name)
+                              {k: v for k, v in settings.items() if v is not None}, score_name, trace_id)
 
 
 class Common:
@@ -68,10 +69,14 @@ class Common:
                  slo_target: Annotated[str | None, Query(description="availability SLO percent (SLA panels; "
                                                                      "99.9)")] = None,
                  daily_budget: Annotated[str | None, Query(description="daily budget USD (cost panels; 100)")] = None,
-                 score_name: Values = []) -> None:  # noqa: B006
+                 score_name: Values = [],  # noqa: B006
+                 trace_id: Annotated[str | None, Query(pattern=TRACE_ID.pattern,
+                                                       description="a trace id (the trace_calls panel)")] = None,
+                 ) -> None:
         self.args = (start, end, {"service": service, "environment": environment, "prompt": prompt,
                                   "version": version, "model": model, "provider": provider, "feature": feature},
-                     {"compare_by": compare_by, "slo_target": slo_target, "daily_budget": daily_budget}, score_name)
+                     {"compare_by": compare_by, "slo_target": slo_target, "daily_budget": daily_budget}, score_name,
+                     trace_id)
 
     def params(self) -> panels.PanelParams:
         return params_of(*self.args)

@@ -151,4 +151,15 @@ def test_panel_parameters_are_bound_never_pasted(page: Page) -> None:
                             ({"keys": "trace_calls"}, "panel needs values for 'trace_id'")):
         code, doc = get(page.base, "/api/panels/data", params)
         assert code == 400 and message in doc["error"], (params, doc)
+    # the drill-down panel of one trace takes the trace id as a bound parameter (pasted in capitals, as Grafana's)
+    code, doc = get(page.base, "/api/panels/data", {"keys": "slowest_calls"})
+    slowest = doc["panels"]["slowest_calls"]
+    trace_id = slowest["rows"][0][slowest["columns"].index("trace_id")]
+    code, doc = get(page.base, "/api/panels/trace_calls", {"trace_id": trace_id.upper()})
+    assert code == 200, doc
+    calls = get(page.base, f"/api/calls/{trace_id}")[1]["calls"]
+    assert len(doc["rows"]) == len(calls) >= 1
+    assert {r[doc["columns"].index("span_id")] for r in doc["rows"]} == {c["span_id"] for c in calls}
+    code, doc = get(page.base, "/api/panels/trace_calls", {"trace_id": "x' OR '1'='1"})
+    assert code == 400 and "trace_id" in doc["error"], doc
     assert get(page.base, "/api/panels/nope")[0] == 404
