@@ -429,7 +429,8 @@ GUARDRAIL_RATE = Panel(
     q.totals([(q.GUARDRAIL_FAILURE_PCT, "Failure rate"), ("sum(failures)", "Failures"), ("sum(checks)", "Checks")],
              source=GUARDRAILS),
     w=8, h=4, decimals=2, unit="short", overrides=columns({"Failure rate": "percent"},
-                                                          ("Failure rate", {"thresholds": GUARDRAIL_STEPS})),
+                                                          ("Failure rate", {"thresholds": GUARDRAIL_STEPS}),
+                                                          ("Failures", COUNT_OVERRIDE), ("Checks", COUNT_OVERRIDE)),
     description="Guardrail checks that failed (value < 0.5) / guardrail checks, over the range (hourly buckets). "
                 "Yellow at 1 %, red at 5 %.")
 GUARDRAIL_TS = Panel(
@@ -446,7 +447,7 @@ GUARDRAIL_BY_TYPE = Panel(
                 [("sum(failures)", "failed"), ("sum(checks)", "checked"), (q.GUARDRAIL_FAILURE_PCT, "failure %")],
                 order="failed DESC, type, rule", source=GUARDRAILS),
     w=8, h=8, decimals=2,
-    overrides=columns({"failed": "short", "checked": "short", "failure %": "percent"},
+    overrides=columns({"failure %": "percent"}, ("failed", COUNT_OVERRIDE), ("checked", COUNT_OVERRIDE),
                       ("failure %", {"thresholds": GUARDRAIL_STEPS, **COLOR_TEXT})),
     description="Failed and all checks per guardrail type (pii, format, topic, refusal, language ...) and rule.")
 EVAL_COST = Panel(

@@ -21,6 +21,10 @@ EVENTS = [
     (NOW - 3 * DAY, "latency_p99", "warning", "firing", {"service": "docs-bot"}, 6100.0, 5000.0, "slow"),
 ]
 SCORED = [c for c in CALLS if c["prompt"] == "classify"][:10]
+# guardrail rule results on the scored calls: pii fails 2 of 4, format 1 of 2 (a failure is a value < 0.5)
+GUARDRAIL_CHECKS = [*((SCORED[i], "no_pii", "pii", "pii", v) for i, v in enumerate((0.0, 0.0, 1.0, 1.0))),
+                    (SCORED[0], "json_output", "valid_json", "format", 0.0),
+                    (SCORED[1], "json_output", "valid_json", "format", 1.0)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -30,6 +34,11 @@ def _alerts_and_scores(store: Any) -> None:
     store.insert_rows("llm_scores", ("timestamp", "trace_id", "span_id", "name", "value", "label", "comment", "source"),
                       [(c["t"] + dt.timedelta(seconds=1), c["trace_id"], c["span_id"], "helpfulness", (i + 1) / 10,
                         "", "", "test") for i, c in enumerate(SCORED)], dedup_token=uuid.uuid4().hex)
+    store.insert_rows("llm_scores", ("timestamp", "trace_id", "span_id", "name", "value", "source", "rule", "metric",
+                                     "guardrail"),
+                      [(c["t"] + dt.timedelta(seconds=2), c["trace_id"], c["span_id"], rule, value, "evaluation", rule,
+                        metric, kind) for c, rule, metric, kind, value in GUARDRAIL_CHECKS],
+                      dedup_token=uuid.uuid4().hex)
 
 
 def test_empty_sections_say_what_to_do(page: Page) -> None:
@@ -103,11 +112,20 @@ def test_sla_section(page: Page) -> None:
 
 def test_quality_section_on_scores(page: Page) -> None:
     pg = page.open("?range=7d")
-    assert page.value("Scores", "quality") == 10
-    assert page.value("Average score", "quality") == pytest.approx(0.55)
+    # 10 helpfulness scores 0.1 .. 1.0 and the 6 guardrail checks (3 of them 1.0)
+    assert page.value("Scores", "quality") == 16
+    assert page.value("Average score", "quality") == pytest.approx((5.5 + 3) / 16)
     assert page.value("Scored calls", "quality") == 10
+    assert page.value("Failure rate", "quality") == pytest.approx(50.0)
+    assert page.value("Failures", "quality") == 3 and page.value("Checks", "quality") == 6
+    by_type = pg.locator('#quality [data-panel="guardrail_by_type"] tbody tr')
+    assert [by_type.nth(i).locator('[data-col="type"]').inner_text() for i in range(by_type.count())] == ["pii",
+                                                                                                         "format"]
+    assert by_type.nth(0).locator('[data-col="failed"]').inner_text() == "2"
+    assert by_type.nth(0).locator('[data-col="checked"]').inner_text() == "4"
+    assert pg.locator('#quality [data-panel="guardrail_rate_ts"] canvas').count() == 1
     lowest = pg.locator('#quality [data-panel="lowest_scores"] tbody tr')
-    assert lowest.count() == 10
+    assert lowest.count() == 16
     assert lowest.nth(0).locator('[data-col="trace_id"]').inner_text() == SCORED[0]["trace_id"]
     lowest.nth(0).click()
     pg.wait_for_selector("#call-dialog table.scores")

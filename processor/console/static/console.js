@@ -630,7 +630,7 @@ async function renderQuality(seq) {
     return;
   }
   const d = await panelData(["quality_ts", "quality_distribution", "feedback_rates", "quality_by_version",
-    "lowest_scores"]);
+    "lowest_scores", ...GUARDRAILS]);
   if (seq !== renderSeq) return;
   body.replaceChildren(
     el("div", { class: "tiles" }, statTiles("quality_stats", stats)),
@@ -638,7 +638,27 @@ async function renderQuality(seq) {
       renderBars("quality_distribution", d.quality_distribution, "score", "scores")),
     el("div", { class: "grid" }, renderTable("feedback_rates", d.feedback_rates),
       renderTable("quality_by_version", d.quality_by_version)),
+    renderGuardrails(d),
     renderTable("lowest_scores", d.lowest_scores, { onRow: (r) => openCall(r.trace_id), hide: ["span_id"] }));
+}
+
+// the Quality dashboard's "Guardrails" panels (schemas/014 guardrail_failures), when any guardrail rule checked a call
+const GUARDRAILS = ["guardrail_rate", "guardrail_rate_ts", "guardrail_by_type"];
+
+function renderGuardrails(d) {
+  const box = el("div", { class: "guardrails", "data-section": "guardrails" }, el("h3", { text: "Guardrails" }));
+  const rate = d.guardrail_rate;
+  const checks = rate && rate.rows[0] ? rate.rows[0][rate.columns.indexOf("Checks")] : 0;
+  if (!checks) {
+    box.append(emptyState(`No guardrail checks in this range. Mark a heuristic evaluation rule
+      <code>guardrail = true</code> (PII, format, topic, refusal, language) to count its failures here
+      (docs/EVALUATION.md).`));
+    return box;
+  }
+  box.append(el("div", { class: "tiles" }, statTiles("guardrail_rate", rate)),
+    el("div", { class: "grid" }, renderChart("guardrail_rate_ts", d.guardrail_rate_ts),
+      renderTable("guardrail_by_type", d.guardrail_by_type)));
+  return box;
 }
 
 // ------------------------------------------------------------------------------------------------ top bar
