@@ -578,7 +578,8 @@ VERSION_ANNOTATION = Annotation(
     f"  HAVING min(bucket) >= toStartOfDay({FROM}, 'UTC')\n) AS d\n"
     "ON m.service = d.service AND m.prompt_name = d.prompt_name AND m.prompt_version = d.prompt_version\n"
     f"WHERE m.first >= toStartOfMinute({FROM})\nORDER BY time", "purple")
-# A version's prompt text changed: a fingerprint after the version's first one (raw llm_calls, 7 days back)
+# A version's prompt text changed: a fingerprint after the version's first one (raw llm_calls of the app, 7 days
+# back: a judge's prompt is not the app's)
 FINGERPRINT_ANNOTATION = Annotation(
     "Prompt changes",
     "SELECT time,\n"
@@ -587,7 +588,7 @@ FINGERPRINT_ANNOTATION = Annotation(
     "FROM (\n  SELECT service, prompt_name, prompt_version, prompt_fingerprint, min(timestamp) AS time,\n"
     "    row_number() OVER (PARTITION BY service, prompt_name, prompt_version ORDER BY min(timestamp)) AS nth\n"
     f"  FROM llm_calls WHERE timestamp >= ({FROM} - INTERVAL 7 DAY) AND timestamp < {TO}\n"
-    f"    AND prompt_fingerprint != '' AND {q.filters(model_col=q.RAW_MODEL)}\n"
+    f"    AND prompt_fingerprint != '' AND {q.APP_CALLS} AND {q.filters(model_col=q.RAW_MODEL)}\n"
     "  GROUP BY service, prompt_name, prompt_version, prompt_fingerprint\n)\n"
     f"WHERE nth > 1 AND time >= {FROM}\nORDER BY time", "orange")
 ANNOTATIONS = (ALERT_ANNOTATION, VERSION_ANNOTATION, FINGERPRINT_ANNOTATION)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from promptpulse.instrumentation.semconv import EVALUATION_FEATURE
+
 SWITCH_S = 2 * 86400
 FROM, TO = "$__fromTime", "$__toTime"
 RANGE_S = f"({TO} - {FROM})"
@@ -26,6 +28,11 @@ FILTER_VARS: tuple[tuple[str, str], ...] = (
     ("version", "prompt_version"), ("model", "model"), ("provider", "provider"), ("feature", "feature"),
 )
 RAW_MODEL = "if(request_model != '', request_model, response_model)"
+# The app's own calls: an in-app judge's LLM calls (feature promptpulse.evaluation) are evaluation cost, never app
+# traffic. The rollups skip them (schemas/018, the same constant); every reader of raw llm_calls that computes the
+# app's numbers adds this condition, so a raw answer and a rollup answer agree. Only the evaluation cost (the
+# evaluation_cost view) and the calls of one trace show them.
+APP_CALLS = "feature != '" + EVALUATION_FEATURE.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 # Seed thresholds (production-metrics-dashboard.md)
 SUCCESS_HEALTHY, SUCCESS_CRITICAL = 95, 90
@@ -93,8 +100,9 @@ ADHOC_RAW = "SETTINGS $__adHocFilters('llm_calls')"
 
 
 def raw_calls(start: str = FROM, end: str = TO, extra: str = "") -> str:
-    """Raw llm_calls of [start, end), filtered by the variables (drill-down only)."""
-    where = f"timestamp >= {start} AND timestamp < {end} AND " + filters(model_col=RAW_MODEL)
+    """Raw llm_calls of [start, end), the app's calls only (APP_CALLS), filtered by the variables (drill-down
+    only)."""
+    where = f"timestamp >= {start} AND timestamp < {end} AND {APP_CALLS} AND " + filters(model_col=RAW_MODEL)
     return f"llm_calls WHERE {where}" + (f" AND {extra}" if extra else "")
 
 
