@@ -186,8 +186,8 @@ RAW_ROW = (
     "input_tokens, output_tokens, toDecimal128(cost_usd, 12) AS cost_usd, toUInt64(NOT usage_known) AS "
     "calls_without_usage, toUInt64(usage_known AND NOT cost_known) AS calls_unpriced, toUInt64(NOT cost_known) AS "
     "calls_without_cost, user_id, tags, error_category, trace_id, "
-    "span_id, status, error_type, http_status FROM llm_calls"
-)
+    f"span_id, status, error_type, http_status FROM llm_calls WHERE {dq.APP_CALLS}"
+)  # the app's calls only: an in-app judge's calls are evaluation cost, skipped by the rollups too (schemas/018)
 
 
 def raw_as_rollup(where: list[str]) -> str:
@@ -529,7 +529,8 @@ def cohorts(store: Any, params: Mapping[str, str], *, now: dt.datetime | None = 
         src.sql = (f"(SELECT r.*, multiIf(r.user_id = '', 'anonymous', f.first_seen >= "
                    "{start:DateTime64(6, 'UTC')}, 'new', 'returning') AS user_type FROM "
                    f"{src.sql} AS r LEFT JOIN (SELECT user_id, min(timestamp) AS first_seen FROM llm_calls "
-                   "WHERE user_id != '' AND timestamp < {end:DateTime64(6, 'UTC')} GROUP BY user_id) AS f "
+                   f"WHERE {dq.APP_CALLS} AND user_id != '' AND timestamp < {{end:DateTime64(6, 'UTC')}} "
+                   "GROUP BY user_id) AS f "
                    "ON r.user_id = f.user_id)")
         key = "user_type"
         extra = (("uniqExactIf(user_id, user_id != '')", "users"),)

@@ -14,6 +14,8 @@ import logging
 import re
 from typing import Any
 
+from promptpulse.dashboards.queries import APP_CALLS
+
 from .timerange import parse_time
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,8 @@ def metrics_query(params: dict[str, str]) -> tuple[str, str, dict[str, Any], str
     start_s, end_s = params.get("start"), params.get("end")
     end = parse_time(end_s, end=True, now=now) if end_s else now
     start = parse_time(start_s, now=now) if start_s else end - dt.timedelta(days=7)
-    where = ["timestamp >= {start:DateTime64(6, 'UTC')}", "timestamp < {end:DateTime64(6, 'UTC')}"]
+    # the app's calls only: an in-app judge's own calls are evaluation cost (the rollups skip them too)
+    where = ["timestamp >= {start:DateTime64(6, 'UTC')}", "timestamp < {end:DateTime64(6, 'UTC')}", APP_CALLS]
     p: dict[str, Any] = {"start": start.strftime("%Y-%m-%d %H:%M:%S.%f"), "end": end.strftime("%Y-%m-%d %H:%M:%S.%f")}
     if params.get("prompt_id"):
         where.append("prompt_name = {prompt_id:String}")
