@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptpulse.dashboards.alerts import RULES, RULES_BY_NAME, AlertRule
+from promptpulse.evaluation.rules import parse_duration as _parse_duration
 
 from .channels import make_channel
 
@@ -127,8 +128,6 @@ TITLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
 # Scope keys users may type for the label columns the queries return.
 SCOPE_ALIASES = {"prompt": "prompt_name", "prompt_id": "prompt_name", "env": "environment"}
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -137,15 +136,9 @@ class AlertConfigError(ValueError):
 
 
 def parse_duration(value: Any, what: str = "duration") -> float:
-    """Seconds from 300, 2.5, "90s", "5m", "4h", "1d"."""
-    if isinstance(value, bool):
-        raise AlertConfigError(f"{what}: not a duration: {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise AlertConfigError(f"{what}: not a duration: {value!r} (use e.g. 90, \"90s\", \"5m\", \"4h\")")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    """Seconds from 300, 2.5, "90s", "5m", "4h", "1d", "2w": the configuration's one duration parser
+    (promptpulse.evaluation.rules), raising AlertConfigError."""
+    return _parse_duration(value, what, error=AlertConfigError)
 
 
 def expand_env(value: Any, env: Mapping[str, str] | None = None, where: str = "", *, strict: bool = True) -> Any:

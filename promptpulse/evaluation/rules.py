@@ -41,22 +41,25 @@ PLACES = ("processor", "app")
 DEFAULT_IDLE_S = 900.0
 FILTER_KEYS = (*DIMENSIONS, "tags")
 _NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,100}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
 
 
 class RuleError(ValueError):
     """An [evaluation] rule is invalid."""
 
 
-def parse_duration(value: Any, what: str) -> float:
+def parse_duration(value: Any, what: str = "duration", *, error: type[ValueError] = RuleError) -> float:
+    """Seconds from 300, 2.5 (a bare number is seconds), "250ms", "90s", "15m", "4h", "1d", "2w". The one duration
+    parser of the configuration: the [evaluation] table here, the [alerts] table through
+    processor/alerts/rules.py, which passes its AlertConfigError as ``error`` (raised naming ``what``)."""
     if isinstance(value, bool):
-        raise RuleError(f"{what}: not a duration: {value!r}")
+        raise error(f"{what}: not a duration: {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
     m = _DURATION.match(str(value))
     if not m:
-        raise RuleError(f"{what}: not a duration: {value!r} (e.g. 90, \"90s\", \"15m\", \"1h\")")
+        raise error(f"{what}: not a duration: {value!r} (e.g. 90, \"90s\", \"15m\", \"4h\")")
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
