@@ -7,12 +7,13 @@ calls of one trace still show them."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from analytics_seed import UTC, call, insert
+from analytics_seed import UTC, call, row
 
 from promptpulse.dashboards import alerts, definitions, macros
 from promptpulse.instrumentation.semconv import EVALUATION_FEATURE
@@ -50,7 +51,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     s = EmbeddedStore(str(tmp_path_factory.mktemp("judge")))
     try:
         s.apply_schema()
-        insert(s, [*APP, *JUDGES])
+        rows = [row(c) for c in (*APP, *JUDGES)]
+        for i, r in enumerate(rows):  # the app's prompt text and the judge's own (a prompt change if mixed)
+            r[11]["promptpulse.prompt.fingerprint"] = ("a" if i < N else "b") * 16
+        s.insert_otel_traces(rows, dedup_token=uuid.uuid4().hex)
         yield s
     finally:
         s.close()
@@ -113,6 +117,10 @@ def test_raw_dashboard_panels_show_the_app_calls_only(store) -> None:
     failed = _panel(store, "failed_calls")
     assert [r["error_category"] for r in failed] == ["rate_limit"]
     assert _panel(store, "requests")[0]["Requests"] == N  # the rollup panel says the same
+    # the judges' prompt (second fingerprint of support v1) is no prompt change of the app
+    assert _panel(store, "", definitions.FINGERPRINT_ANNOTATION.sql) == []
+    assert store.query("SELECT uniqExact(prompt_fingerprint) FROM llm_calls WHERE prompt_name = 'support'"
+                       ).scalar() == 2
 
 
 def test_the_trace_drill_down_and_the_evaluation_cost_still_show_the_judges(store) -> None:
