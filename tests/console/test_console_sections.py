@@ -120,6 +120,17 @@ def test_compare_shows_the_apis_winner(page: Page) -> None:
     week = [c for c in CALLS if in_last(c, 7 * 24 * HOUR)]
     assert {i["item"]: i["requests"] for i in doc["items"]} == {
         p: sum(1 for c in week if c["prompt"] == p) for p in ("support", "summarize", "classify")}
+    # one latency chart per compared prompt (the Compare dashboard's repeated panel), each with that prompt's points
+    charts = pg.locator('#compare [data-panel="latency_per_prompt_ts"]')
+    assert charts.count() == 3
+    for i, prompt in enumerate(("support", "summarize", "classify")):
+        box = charts.nth(i)
+        assert box.get_attribute("data-item") == prompt
+        assert box.locator("h3").inner_text() == f"Latency: {prompt}"
+        code, one = get(page.base, "/api/panels/latency_per_prompt_ts", {"prompt": prompt, **r})
+        assert code == 200 and len(one["rows"]) >= 1
+        assert int(box.get_attribute("data-points")) == len({row[0] for row in one["rows"]})
+        assert box.get_attribute("data-series") == "p50|p95|p99"
     page.shot("compare-7d")
 
 
@@ -130,6 +141,8 @@ def test_compare_versions_of_one_prompt(page: Page) -> None:
     pg.wait_for_selector("#compare table.compare")
     assert pg.get_attribute("#compare .verdict", "data-winner") == (doc["winner"] or "")
     assert pg.locator("#compare thead th").all_inner_texts()[1:] == ["support v2.0", "support v1.0"]
+    titles = pg.locator('#compare [data-panel="latency_per_prompt_ts"] h3').all_inner_texts()
+    assert titles == ["Latency: support v2.0", "Latency: support v1.0"]
 
 
 def test_live_refreshes_every_30_seconds(browser: Any, server: Any, store: Any) -> None:

@@ -52,7 +52,8 @@ function baseParams(extra = {}, scope = "main") {
   const [start, end] = range();
   const p = new URLSearchParams({ start: start.toISOString(), end: end.toISOString() });
   for (const f of FILTERS) for (const v of state.filters[f] || []) p.append(f, v);
-  const drill = scope === "drill" ? state.drill : null;
+  // scope: "main" (the top bar's prompts), "drill" (the open drill-down) or one {prompt, version}
+  const drill = scope === "drill" ? state.drill : typeof scope === "object" ? scope : null;
   const prompts = drill ? [drill.prompt] : state.prompts.map((x) => x.prompt);
   for (const v of new Set(prompts)) p.append("prompt", v);
   const versions = drill ? (drill.version ? [drill.version] : []) : state.prompts.map((x) => x.version).filter(Boolean);
@@ -492,7 +493,10 @@ async function renderCompare(seq, requests) {
   for (const f of FILTERS) if ((state.filters[f] || []).length) p.set(f, state.filters[f].join(","));
   if (plan.by === "version") { p.set("prompt_id", plan.prompt); p.set("versions", plan.items.join(",")); }
   else p.set("prompts", plan.items.join(","));
-  const doc = await api("/api/compare", p);
+  const scopeOf = (item) => (plan.by === "version" ? { prompt: plan.prompt, version: item } : { prompt: item });
+  // the Compare dashboard's repeated "Latency: $prompt" panel, one per compared prompt or version, fetched at once
+  const [doc, latency] = await Promise.all([api("/api/compare", p),
+    Promise.all(plan.items.map((item) => panelData(["latency_per_prompt_ts"], {}, scopeOf(item))))]);
   if (seq !== renderSeq) return;
   const items = doc.items;
   const name = (it) => (plan.by === "version" ? `${plan.prompt} v${it.item}` : it.item);
@@ -516,6 +520,12 @@ async function renderCompare(seq, requests) {
       "The busiest prompts in this range; pick 2 or 3 in the Prompt selector to choose." }) : null,
     el("div", { class: "table-wrap" }, table),
     el("p", { class: "verdict", "data-winner": doc.winner || "" }, doc.verdict),
+    latency[0].latency_per_prompt_ts ? el("div", { class: "grid" }, plan.items.map((item, i) => {
+      const box = renderChart("latency_per_prompt_ts", latency[i].latency_per_prompt_ts,
+        { title: `Latency: ${name({ item })}` });
+      box.dataset.item = item;
+      return box;
+    })) : null,
     doc.more_calls_needed ? el("p", { class: "muted", text: `More calls needed: ${JSON.stringify(doc.more_calls_needed)}` }) : null,
     el("p", { class: "desc muted", text: `${doc.method}` })].filter(Boolean));
 }
@@ -796,8 +806,7 @@ function showAuth(refused) {
 }
 
 // ------------------------------------------------------------------------------------------------ refresh
-const SECTIONS = [renderPerformance, renderBreakdown, renderDrill, renderCompare, renderAlerts, renderCost, renderSla,
-  renderQuality];
+const SECTIONS = [renderPerformance, renderDrill, renderAlerts, renderCost, renderSla, renderQuality];
 
 function reportError(e) {
   if (e instanceof AuthError) { showAuth(Boolean(state.token)); return; }
@@ -813,10 +822,10 @@ async function refresh() {
     const requests = await renderOverview(seq);
     if (requests === null) return;
     performance.mark(`overview-${seq}`);  // bench/bench_console.py reads these
-    await loadOptions();
-    if (seq !== renderSeq) return;
-    renderTopbar();
-    for (const render of SECTIONS) await render(seq, requests);
+    // the sections load at once (Compare needs the breakdown's rows); the filter options beside them
+    const options = loadOptions().then(() => { if (seq === renderSeq) renderTopbar(); });
+    const compared = renderBreakdown(seq, requests).then(() => renderCompare(seq, requests));
+    await Promise.all([options, compared, ...SECTIONS.map((render) => render(seq, requests))]);
     if (seq !== renderSeq) return;
     showError(null);
     performance.mark(`rendered-${seq}`);
