@@ -12,9 +12,10 @@ import decimal
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ...dashboards import definitions as defs
 from ...dashboards import macros
@@ -30,6 +31,7 @@ MAX_RANGE = dt.timedelta(days=400)
 STEPS_S = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 7 * 86400)
 MAX_POINTS = 200
 
+T, R = TypeVar("T"), TypeVar("R")
 _QUOTED_VAR = re.compile(r"'\$\{(\w+)\}'")
 _LIST_VAR = re.compile(r"\$\{(\w+):singlequote\}")
 _ANY_VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
@@ -149,6 +151,20 @@ def run(store: Any, key: str, p: PanelParams) -> dict[str, Any]:
             "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
 
+def at_once(store: Any, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[work(i) for i in items]``, as many at once as the store runs queries at once (``query_concurrency``;
+    EmbeddedStore: its read handles), in order."""
+    workers = min(len(items), int(getattr(store, "query_concurrency", 1)))
+    if workers <= 1:
+        return [work(i) for i in items]
+    with ThreadPoolExecutor(workers, thread_name_prefix="panels") as pool:
+        return list(pool.map(work, items))
+
+
+def run_many(store: Any, keys: Sequence[str], p: PanelParams) -> dict[str, dict[str, Any]]:
+    return dict(zip(keys, at_once(store, lambda k: run(store, k, p), keys), strict=True))
+
+
 def describe(panel: Panel) -> dict[str, Any]:
     """What the page needs to draw a panel as Grafana does: type, unit, decimals, thresholds (from the same
     definition)."""
@@ -163,8 +179,10 @@ def describe(panel: Panel) -> dict[str, Any]:
 
 def options(store: Any, p: PanelParams) -> dict[str, list[str]]:
     """The values each filter variable offers in the range, narrowed by the filters before it (as Grafana)."""
-    out: dict[str, list[str]] = {}
-    for name, var in FILTER_VARIABLES.items():
-        sql, params = bind(var.query, PanelParams(p.start, p.end, {k: v for k, v in p.filters.items() if k != name}))
-        out[name] = [str(r[0]) for r in store.query(sql, params).rows]
-    return out
+    def values(name: str) -> list[str]:
+        others = {k: v for k, v in p.filters.items() if k != name}
+        sql, params = bind(FILTER_VARIABLES[name].query, PanelParams(p.start, p.end, others))
+        return [str(r[0]) for r in store.query(sql, params).rows]
+
+    names = list(FILTER_VARIABLES)
+    return dict(zip(names, at_once(store, values, names), strict=True))

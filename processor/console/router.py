@@ -104,7 +104,7 @@ def panels_data(request: Request, keys: Annotated[str, Query(description="panel 
         return _bad(str(e))
     try:
         store = store_of(request)
-        return {"range": _range(p), "panels": {k: panels.run(store, k, p) for k in wanted}}
+        return {"range": _range(p), "panels": panels.run_many(store, wanted, p)}
     except Exception as e:
         return _unavailable(e)
 

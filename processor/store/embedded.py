@@ -8,21 +8,58 @@ docs/SCHEMA.md has the measurement that chose this path. OTLP request bodies the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import schema
-from ._connect import INSERT_SETTINGS, ConnectStore
-from .base import OTEL_TRACES_COLUMNS, StoreError, dedup_setting
+from ._connect import INSERT_SETTINGS, QUERY_SETTINGS, ConnectStore
+from .base import OTEL_TRACES_COLUMNS, QueryResult, StoreError, dedup_setting
+
+
+class _Handles:
+    """At most ``size`` extra engine handles on the data dir, opened when first needed and lent one at a time: work
+    on different handles runs at once (the engine releases the GIL) instead of queueing on the main client's lock."""
+
+    def __init__(self, size: int, open_handle: Callable[[], Any]) -> None:
+        self._open = open_handle
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._slots = threading.BoundedSemaphore(size)
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[Any]:
+        with self._slots:  # fewer than size handles are lent, so one is free or may be opened
+            try:
+                handle = self._free.get_nowait()
+            except queue.Empty:
+                handle = self._open()
+                with self._lock:
+                    self._all.append(handle)
+            try:
+                yield handle
+            finally:
+                self._free.put(handle)
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._all:
+                with contextlib.suppress(Exception):
+                    handle.close()
+            self._all.clear()
 
 
 class EmbeddedStore(ConnectStore):
     # concurrent inserts the writer may run: OTLP inserts use their own engine handles (two cores here: two)
     insert_concurrency = 2
+    # concurrent queries (the console's panels, the API): reads use their own handles; two cores here: two
+    query_concurrency = 2
 
     def __init__(self, data_dir: str | os.PathLike[str], *, schema_options: schema.SchemaOptions | None = None,
                  **client_args: Any) -> None:
@@ -43,11 +80,26 @@ class EmbeddedStore(ConnectStore):
             raise
         self._client_args = client_args
         self._otlp_sql: str | None = None
-        # OTLP inserts run on their own engine handles, so two of them (the writer's insert_workers) run at once
-        # instead of queueing on the shared client's lock
-        self._otlp_clients: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._otlp_all: list[Any] = []
+        # OTLP inserts (the writer's insert_workers) and queries each have handles of their own
+        self._otlp_handles = _Handles(self.insert_concurrency, self._open_handle)
+        self._read_handles = _Handles(self.query_concurrency, self._open_handle)
         super().__init__(client, schema_options or schema.SchemaOptions())
+
+    def _open_handle(self) -> Any:
+        from clickhouse_connect.driver._chdbclient import ChdbClient
+
+        client = ChdbClient(path=str(self.data_dir), **self._client_args)
+        client.database = self.database
+        return client
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
+        try:
+            with self._read_handles.lend() as client:
+                result = client.query(sql, parameters=dict(parameters) if parameters else None,
+                                      settings=QUERY_SETTINGS)
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+        return QueryResult(tuple(result.column_names), [tuple(r) for r in result.result_rows])
 
     def _otlp_insert_sql(self) -> str:
         """The INSERT ... SELECT of receiver.engine_decode, with its .proto written next to the data."""
@@ -80,11 +132,8 @@ class EmbeddedStore(ConnectStore):
             with os.fdopen(fd, "wb") as fh:
                 fh.write(engine_decode.frame(bodies))
             sql = self._otlp_insert_sql().replace("{path}", path.replace("\\", "\\\\").replace("'", "\\'"), 1)
-            client = self._otlp_client()
-            try:
+            with self._otlp_handles.lend() as client:
                 client.command(sql + clause)
-            finally:
-                self._otlp_clients.put(client)
         except Exception as exc:
             raise StoreError(f"insert into otel_traces failed: {exc}") from exc
         finally:
@@ -93,23 +142,7 @@ class EmbeddedStore(ConnectStore):
             except OSError:
                 pass
 
-    def _otlp_client(self) -> Any:
-        try:
-            return self._otlp_clients.get_nowait()
-        except queue.Empty:
-            from clickhouse_connect.driver._chdbclient import ChdbClient
-
-            with self._lock:
-                client = ChdbClient(path=str(self.data_dir), **self._client_args)
-                self._otlp_all.append(client)
-            return client
-
     def close(self) -> None:
-        with self._lock:
-            for c in self._otlp_all:
-                try:
-                    c.close()
-                except Exception:
-                    pass
-            self._otlp_all.clear()
+        self._otlp_handles.close()
+        self._read_handles.close()
         super().close()
