@@ -417,11 +417,20 @@ EVALUATION_COST = (
 )
 # judge_cost_usd of the results (scores and evaluation errors), processor-side judges included; NULL = unpriced,
 # and none known is unknown (nan), never $0
+# The filters apply to the scored call (from a day before the range, as SCORES), one raw lookup per filter that is
+# set (All: none), over the traces that have results only.
+IN_RANGE = f"timestamp >= {FROM} AND timestamp < {TO}"
+RESULT_TRACES = (f"trace_id IN (SELECT trace_id FROM llm_scores WHERE {IN_RANGE} UNION ALL "
+                 f"SELECT trace_id FROM llm_eval_errors WHERE {IN_RANGE})")
+RESULT_FILTERS = " AND ".join(
+    f"$__conditionalAll((trace_id, span_id) IN (SELECT trace_id, span_id FROM llm_calls WHERE timestamp >= "
+    f"({FROM} - INTERVAL 1 DAY) AND timestamp < {TO} AND {RESULT_TRACES} AND "
+    f"{q.RAW_MODEL if col == 'model' else col} IN (${{{var}:singlequote}})), ${var})" for var, col in q.FILTER_VARS)
 RESULTS_JUDGE_COST = (
     "(SELECT if(count(judge_cost_usd) = 0, nan, sum(assumeNotNull(judge_cost_usd))) FROM (\n"
-    "        SELECT timestamp, judge_cost_usd FROM llm_scores\n"
-    "        UNION ALL SELECT timestamp, judge_cost_usd FROM llm_eval_errors)\n"
-    f"        WHERE timestamp >= {FROM} AND timestamp < {TO})"
+    "        SELECT timestamp, trace_id, span_id, judge_cost_usd FROM llm_scores\n"
+    "        UNION ALL SELECT timestamp, trace_id, span_id, judge_cost_usd FROM llm_eval_errors)\n"
+    f"        WHERE timestamp >= {FROM} AND timestamp < {TO}\n          AND {RESULT_FILTERS})"
 )
 GUARDRAIL_STEPS = ((GREEN, None), (YELLOW, q.GUARDRAIL_WARN_PCT), (RED, q.GUARDRAIL_FAIL_PCT))
 GUARDRAIL_RATE = Panel(
@@ -455,10 +464,14 @@ EVAL_COST = Panel(
     q.totals([("if(sum(calls) > 0 AND sum(calls) = sum(calls_without_cost), nan, toFloat64(sum(cost_usd)))",
                "Evaluation cost"), ("sum(calls)", "Judge calls"), ("sum(calls_without_cost)", "Calls without cost"),
               (RESULTS_JUDGE_COST, "Judge cost on results")], source=EVALUATION_COST),
-    w=8, h=4, decimals=4, unit="short", thresholds=((BLUE, None),),
-    overrides=columns({"Evaluation cost": "currencyUSD"}),
-    description="The LLM judges' own calls (counted apart from the app's traffic), whole UTC days overlapping the "
-                "range; unknown when no judge call has a price.")
+    w=8, h=4, decimals=4, unit="short", thresholds=((BLUE, None),), raw=True,  # a filter looks up the scored calls
+    overrides=columns({"Evaluation cost": "currencyUSD", "Judge cost on results": "currencyUSD"},
+                      ("Judge calls", COUNT_OVERRIDE), ("Calls without cost", COUNT_OVERRIDE)),
+    description="Evaluation cost: the in-app LLM judges' own calls (counted apart from the app's traffic), whole "
+                "UTC days overlapping the range, filtered by the judge call's service, model and provider; unknown "
+                "when no judge call has a price. Judge cost on results: the judge cost the rule results (scores and "
+                "evaluation errors) carry, processor-side judges included, filtered by the scored call. An in-app "
+                "judge is in both numbers: do not add them.")
 
 # comparison
 COMPARE_TABLE = Panel("compare_table", "Side by side (winner row)", "table", q.compare_pivot(), w=12, h=9, raw=True,

@@ -668,8 +668,8 @@ def test_guardrail_and_evaluation_cost_panels(store) -> None:
     store.insert_rows("llm_scores", (*SCORE_COLUMNS_EVAL,), guard)
     store.insert_rows("llm_eval_errors", ("timestamp", "trace_id", "span_id", "rule", "metric", "error",
                                           "judge_model", "judge_cost_usd", "source"),
-                      [[day, "e" * 32, "f" * 16, "judge", "relevance", "bad answer", "gpt-4o-mini", c, "evaluation"]
-                       for c in (0.0015, 0.002, None)])
+                      [[day, a.ids[0], a.ids[1], "judge", "relevance", "bad answer", "gpt-4o-mini", c, "evaluation"]
+                       for a, c in zip(app, (0.0015, 0.002, None), strict=False)])
 
     def day_panel(key: str, **variables) -> list[dict]:
         start = day.replace(hour=0)
@@ -694,5 +694,10 @@ def test_guardrail_and_evaluation_cost_panels(store) -> None:
     cost = day_panel("evaluation_cost", service=["guarded"])
     assert cost == [{"Evaluation cost": pytest.approx(0.02), "Judge calls": 3, "Calls without cost": 1,
                      "Judge cost on results": pytest.approx(0.0035)}]
+    # the results' judge cost follows the scored call: support v3 on gpt-4o, not another prompt or model
+    assert day_panel("evaluation_cost", prompt=["support"], version=["3"], model=["gpt-4o"])[0][
+        "Judge cost on results"] == pytest.approx(0.0035)
+    assert math.isnan(day_panel("evaluation_cost", prompt=["other"])[0]["Judge cost on results"])
+    assert math.isnan(day_panel("evaluation_cost", feature=["chat"])[0]["Judge cost on results"])
     assert day_panel("evaluation_cost", model=["judge-unpriced-model"])[0]["Calls without cost"] == 1
     assert math.isnan(day_panel("evaluation_cost", model=["judge-unpriced-model"])[0]["Evaluation cost"])
