@@ -178,6 +178,7 @@ class LLMCall:
     """The span of one LLM call and what is learnt about the call until it ends."""
 
     __slots__ = (
+        "_choice_reasons",
         "_content",
         "_context",
         "_context_token",
@@ -189,6 +190,7 @@ class LLMCall:
         "cache_creation_tokens",
         "cache_read_tokens",
         "cache_write_1h_tokens",
+        "choice_count",
         "error_type",
         "input_tokens",
         "operation",
@@ -234,6 +236,9 @@ class LLMCall:
         # The tier the provider says served the call (OpenAI "flex"/"priority", Anthropic "batch"...): its price row.
         self.service_tier: str | None = None
         self.error_type: str | None = None
+        # Choices the request asked for (OpenAI's n): a stream cut short reports a finish reason for each.
+        self.choice_count = 1
+        self._choice_reasons: tuple[str | None, ...] | None = None
         self._first_chunk_at: float | None = None
         self._ended = False
         self._context_token: object | None = None
@@ -306,6 +311,12 @@ class LLMCall:
             pending[sc.GEN_AI_RESPONSE_ID] = response_id
         if finish_reasons:
             pending[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(finish_reasons)
+
+    def set_choice_finish_reasons(self, reasons: Sequence[str | None]) -> None:
+        """A stream's finish reason per choice in index order, None for a choice whose final event never came. At the
+        end, a stream that did not complete reports "error" for those; a complete one (or a call ended without a
+        stream state) leaves them out. Replaces ``set_response(finish_reasons=...)``."""
+        self._choice_reasons = tuple(reasons)
 
     def set_usage(
         self,
@@ -388,6 +399,16 @@ class LLMCall:
             if stream_state == "error" and sc.GEN_AI_RESPONSE_FINISH_REASONS not in attrs:
                 # Cut before the event that says how the choice ended: say so rather than omit it.
                 attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = ("error",)
+        choice_reasons = self._choice_reasons
+        if choice_reasons is not None:  # some choice never finished (set by a stream handler)
+            if stream_state is not None and stream_state != "complete":
+                reasons = tuple([r if r is not None else "error" for r in choice_reasons])
+            else:
+                reasons = tuple([r for r in choice_reasons if r is not None])
+            if reasons:
+                attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+            else:
+                attrs.pop(sc.GEN_AI_RESPONSE_FINISH_REASONS, None)
         ttfc = None
         if self._first_chunk_at is not None:
             ttfc = attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk_at - self._started_at

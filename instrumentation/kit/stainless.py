@@ -82,6 +82,13 @@ class Endpoint(endpoint.Endpoint):
     def target(self, instance: Any) -> tuple[str, str | None, int | None]:
         return self.sdk.target(instance._client)
 
+    def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
+        call = super().start(telemetry, instance, args, kwargs)
+        n = kwargs.get("n")
+        if type(n) is int and n > 1:  # a stream cut short reports a finish reason for each of the n choices
+            call.choice_count = n
+        return call
+
     def streams(self, kwargs: dict[str, Any]) -> bool:
         return kwargs.get("stream") is True
 
@@ -275,11 +282,15 @@ class ChoicesStreamHandler:
 
     def on_finish(self, call: LLMCall) -> None:
         reasons = self.finish_reasons
-        call.set_response(
-            model=self.model,
-            response_id=self.response_id,
-            finish_reasons=[reasons[i] for i in sorted(reasons)] if reasons else None,
-        )
+        # The request's n, or more if the provider sent more; indexes are 0..count-1.
+        count = max(call.choice_count, max(reasons) + 1) if reasons else call.choice_count
+        if reasons and len(reasons) == count:  # every choice finished: the usual case
+            call.set_response(
+                model=self.model, response_id=self.response_id, finish_reasons=[reasons[i] for i in sorted(reasons)]
+            )
+        else:  # some choice did not: "error" for it if the stream was cut short (LLMCall.end decides)
+            call.set_response(model=self.model, response_id=self.response_id)
+            call.set_choice_finish_reasons([(reasons or {}).get(i) for i in range(count)])
         if self.usage is not None:
             self.apply_usage(call, self.usage)
         if self.texts is not None:

@@ -46,6 +46,12 @@ def _finish(r: Reply) -> str:
     return "length" if r.truncated else "stop"
 
 
+def _choice_count(r: Reply) -> int:
+    """The request's ``n`` (choices to generate), 1 when absent or not a positive integer."""
+    n = r.req.body.get("n")
+    return n if type(n) is int and n > 1 else 1
+
+
 def _include_usage(r: Reply) -> bool:
     opts = r.req.body.get("stream_options") or {}
     return bool(isinstance(opts, dict) and opts.get("include_usage"))
@@ -87,13 +93,20 @@ def chat_stream(r: Reply) -> list[bytes]:
     if with_usage:
         base["usage"] = None  # real chunks carry "usage": null until the last one
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
         return sse({**base, "choices": [choice]})
 
-    events = [chunk({"role": "assistant", "content": "", "refusal": None})]
-    events += [chunk({"content": p}) for p in r.pieces if p]
-    events.append(chunk({}, _finish(r)))
+    n = _choice_count(r)
+    if n == 1:
+        events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        events += [chunk({"content": p}) for p in r.pieces if p]
+        events.append(chunk({}, _finish(r)))
+    else:  # interleaved as OpenAI sends them: one choice per chunk, each round over 0..n-1, finishes last
+        indexes = range(n)
+        events = [chunk({"role": "assistant", "content": "", "refusal": None}, index=i) for i in indexes]
+        events += [chunk({"content": p}, index=i) for p in r.pieces if p for i in indexes]
+        events += [chunk({}, _finish(r), index=i) for i in indexes]
     if with_usage:
         events.append(sse({**base, "choices": [], "usage": chat_usage(r.usage)}))
     events.append(DONE)

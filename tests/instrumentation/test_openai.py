@@ -326,6 +326,75 @@ def test_cut_stream_records_error_and_app_sees_sdk_error(instrumented, otel, fak
     assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("error",)  # cut before the choice's finish_reason
 
 
+def _choice_events(stream: Any, stop_after_finish_of: int | None = None) -> list[tuple[int, str | None]]:
+    """(index, finish_reason) of every choice in the chunks read; with ``stop_after_finish_of``, break right after
+    that choice's finish_reason arrives."""
+    seen = []
+    for chunk in stream:
+        for c in chunk.choices:
+            seen.append((c.index, c.finish_reason))
+        if any(c.index == stop_after_finish_of and c.finish_reason for c in chunk.choices):
+            break
+    return seen
+
+
+def test_stream_of_two_choices_exhausted(instrumented, otel, fake, client) -> None:
+    fake.set_scenario(USAGE)
+    seen = _choice_events(_stream(client, n=2))
+    assert {i for i, _ in seen} == {0, 1}
+    assert [(i, r) for i, r in seen if r] == [(0, "stop"), (1, "stop")]
+    a = attrs(otel.only_span())
+    assert a[sc.GEN_AI_REQUEST_CHOICE_COUNT] == 2
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "stop")
+    assert_usage(a, 1000, 200, cached=400, reasoning=50)
+
+
+def test_stream_of_two_choices_broken_out_of_after_the_first_finished(instrumented, otel, fake, client) -> None:
+    """Issue 11 §2: the choice cut before its finish_reason reports "error"; the finished one keeps its own."""
+    fake.set_scenario(USAGE)
+    seen = _choice_events(_stream(client, n=2), stop_after_finish_of=0)
+    assert seen[-1] == (0, "stop") and (1, None) in seen and (1, "stop") not in seen
+    a = attrs(otel.only_span())
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "interrupted"
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "error")
+    assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in a and sc.GEN_AI_USAGE_INPUT_TOKENS not in a  # unknown, never 0
+    assert a[sc.PROMPTPULSE_USAGE_MISSING] is True
+    assert otel.histogram(sc.METRIC_TOKEN_USAGE) == []
+
+
+def test_stream_of_three_choices_closed_after_the_first_chunk(instrumented, otel, fake, client) -> None:
+    """Closed when only choice 0 has been seen: the request's n still says three choices, none finished."""
+    s = _stream(client, usage=False, n=3)
+    assert [c.index for c in next(s).choices] == [0]
+    s.close()
+    a = attrs(otel.only_span())
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "closed"
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("error", "error", "error")
+    assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in a
+
+
+def test_stream_of_two_choices_cut_by_an_error(instrumented, otel, fake, client) -> None:
+    # n=2, 4 pieces: 2 role chunks, 8 content chunks, then choice 0's finish (event 11) and choice 1's (event 12)
+    fake.set_scenario(USAGE.with_(stream_chunks=4))
+    fake.inject(Fault.cut(after_chunks=11))
+    seen: list[tuple[int, str | None]] = []
+    with pytest.raises(openai.APIError):
+        for chunk in _stream(client, n=2):
+            seen += [(c.index, c.finish_reason) for c in chunk.choices]
+    assert [(i, r) for i, r in seen if r] == [(0, "stop")] and len(seen) == 11
+    a = attrs(otel.only_span())
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "error"
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "error")
+    assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in a
+
+
+def test_stream_of_one_choice_broken_out_of_reports_error(instrumented, otel, fake, client) -> None:
+    for _ in _stream(client):
+        break
+    assert attrs(otel.only_span())[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("error",)
+
+
 def test_tracer_and_meter_carry_the_semconv_schema_url(instrumented, otel, client) -> None:
     client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
     span = otel.only_span()

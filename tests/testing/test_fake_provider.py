@@ -91,6 +91,24 @@ def test_chat_stream_include_usage(fake_provider: FakeProvider) -> None:
     assert all(c.usage is None for c in chunks[:-1])
 
 
+def test_chat_stream_honours_n(fake_provider: FakeProvider) -> None:
+    """n=2: one choice per chunk, interleaved round by round, each choice's finish_reason last, then the usage."""
+    fake_provider.set_scenario(CACHED.with_(stream_chunks=3))
+    stream = oa(fake_provider).chat.completions.create(
+        model="gpt-4o", messages=MSG, stream=True, n=2, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    assert len(chunks) == 2 + 2 * 3 + 2 + 1
+    picked = [(c.choices[0].index, c.choices[0].finish_reason) for c in chunks[:-1]]
+    assert [i for i, _ in picked] == [0, 1] * 5
+    assert [r for _, r in picked] == [None] * 8 + ["stop", "stop"]
+    for i in (0, 1):
+        assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1] if c.choices[0].index == i) == (
+            DEFAULT_TEXT
+        )
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 30  # type: ignore[union-attr]
+
+
 def test_legacy_completions(fake_provider: FakeProvider) -> None:
     fake_provider.set_scenario(Scenario(output_tokens=9, text="abcdefgh", stream_chunks=4))
     c = oa(fake_provider)
