@@ -18,7 +18,9 @@ dict by a ``streams.SyncStreamProxy``; output tokens and cost are reported only 
 
 Content (when captured): Converse's ``system``/``messages`` (text, ``toolUse``, ``toolResult`` blocks) or the same keys
 of an Anthropic body, a family's prompt string, and the answer: a non-streamed call's blocks, or a stream's text
-(Converse/Nova/Anthropic deltas, Titan ``outputText``, Llama ``generation``) once it ends.
+(Converse/Nova/Anthropic deltas, Titan ``outputText``, Llama ``generation``) and Converse/Nova tool calls
+(``contentBlockStart`` ``toolUse`` id and name, ``contentBlockDelta`` ``toolUse.input`` JSON pieces, parsed at the end
+as the non-streamed answer's ``toolUse.input``; the JSON text as it arrived if the stream was cut) once it ends.
 """
 
 from __future__ import annotations
@@ -146,11 +148,13 @@ class _Usage:
 
     Also a ``streams.StreamHandler``: stream events and chunks go through ``absorb`` one by one."""
 
-    __slots__ = ("cache_read", "cache_write", "fallback", "id", "input", "model", "output", "stop", "texts")
+    __slots__ = ("cache_read", "cache_write", "fallback", "id", "input", "model", "output", "stop", "texts", "tools")
 
     def __init__(self, capture: bool = False) -> None:
         # A stream's text by content block index, only when content is captured.
         self.texts: dict[int, str] | None = {} if capture else None
+        # A stream's tool calls by content block index (Converse/Nova toolUse): id, name, the input's JSON so far.
+        self.tools: dict[int, dict[str, Any]] | None = {} if capture else None
         self.input: int | None = None  # without cache reads and writes
         self.output: int | None = None
         self.cache_read = 0
@@ -183,6 +187,10 @@ class _Usage:
         Titan ``outputText``, Llama ``generation``."""
         texts = self.texts
         assert texts is not None
+        start = body.get("contentBlockStart")
+        if isinstance(start, Mapping):  # Converse/Nova: a tool call's id and name open its block
+            self._tool_start(start)
+            return
         block = body.get("contentBlockDelta")
         if isinstance(block, Mapping):
             index, delta = block.get("contentBlockIndex", 0), block.get("delta")
@@ -192,11 +200,41 @@ class _Usage:
             index, delta = 0, body
         piece = None
         if isinstance(delta, Mapping):
+            use = delta.get("toolUse")
+            if isinstance(use, Mapping):  # a piece of the tool call's input JSON
+                tool = self.tools.get(index) if self.tools is not None and isinstance(index, int) else None
+                if tool is not None and isinstance(use.get("input"), str):
+                    tool["json"] += use["input"]
+                return
             piece = delta.get("text")
             if not isinstance(piece, str) and block is None and body.get("type") is None:
                 piece = delta.get("outputText") if "outputText" in delta else delta.get("generation")
         if isinstance(piece, str) and isinstance(index, int):
             texts[index] = texts.get(index, "") + piece
+
+    def _tool_start(self, start: Mapping[str, Any]) -> None:
+        use = (start.get("start") or {}).get("toolUse") if isinstance(start.get("start"), Mapping) else None
+        index = start.get("contentBlockIndex", 0)
+        if isinstance(use, Mapping) and isinstance(index, int) and self.tools is not None:
+            self.tools[index] = {"toolUseId": use.get("toolUseId"), "name": use.get("name"), "json": ""}
+
+    def _blocks(self) -> list[dict[str, Any]]:
+        """A stream's content blocks in index order, as a non-streamed Converse answer has them: text, and toolUse
+        with the input parsed (the JSON text as it arrived when the stream was cut mid-way)."""
+        texts, tools = self.texts or {}, self.tools or {}
+        blocks = []
+        for i in sorted(texts.keys() | tools.keys()):
+            tool = tools.get(i)
+            if tool is None:
+                blocks.append({"text": texts[i]})
+                continue
+            raw = tool["json"]
+            try:
+                arguments = json.loads(raw) if raw else {}
+            except ValueError:
+                arguments = raw
+            blocks.append({"toolUse": {"toolUseId": tool["toolUseId"], "name": tool["name"], "input": arguments}})
+        return blocks
 
     def absorb(self, body: Mapping[str, Any]) -> None:
         kind = body.get("type")
@@ -286,7 +324,7 @@ class _Usage:
     def on_finish(self, call: LLMCall) -> None:
         self.report(call, complete=self.stop is not None)
         if self.texts is not None:
-            blocks = [{"text": self.texts[i]} for i in sorted(self.texts)]
+            blocks = self._blocks()
             call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_from_blocks(blocks, self.stop)])
 
 

@@ -94,20 +94,56 @@ def _invocation_metrics(u: Usage) -> dict[str, Any]:
     }
 
 
+def _tool_use(r: Reply) -> tuple[dict[str, Any] | None, bool]:
+    """The toolUse the fake answers with when the Converse request offers tools (``toolConfig.tools``): the tool
+    ``toolChoice`` names, else the first, called with ``{"query": <the last user message's text>}``; and whether
+    text comes first (only when the choice is ``auto`` or absent — ``any``/``tool`` force the tool at once)."""
+    config = r.req.body.get("toolConfig")
+    if not isinstance(config, dict):
+        return None, True
+    tools = [t for t in config.get("tools") or () if isinstance(t, dict)]
+    specs = [t["toolSpec"] for t in tools if isinstance(t.get("toolSpec"), dict)]
+    if not specs:
+        return None, True
+    choice = config.get("toolChoice") if isinstance(config.get("toolChoice"), dict) else {}
+    name = (choice.get("tool") or {}).get("name") or specs[0].get("name")
+    users = [m for m in r.req.body.get("messages") or () if isinstance(m, dict) and m.get("role") == "user"]
+    query = text_of(users[-1].get("content")) if users else ""
+    use = {"toolUseId": f"tooluse_{r.id}", "name": name, "input": {"query": query}}
+    return use, "tool" not in choice and "any" not in choice
+
+
 def converse(r: Reply) -> dict[str, Any]:
+    use, says_text = _tool_use(r)
+    blocks: list[dict[str, Any]] = [{"text": r.text}] if says_text else []
+    if use is not None:
+        blocks.append({"toolUse": use})
     return {
-        "output": {"message": {"role": "assistant", "content": [{"text": r.text}]}},
-        "stopReason": _stop(r),
+        "output": {"message": {"role": "assistant", "content": blocks}},
+        "stopReason": "tool_use" if use is not None else _stop(r),
         "usage": converse_usage(r.usage),
         "metrics": {"latencyMs": 1},
     }
 
 
 def converse_stream(r: Reply) -> list[bytes]:
+    use, says_text = _tool_use(r)
     events = [event("messageStart", {"role": "assistant"})]
-    events += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": p}}) for p in r.pieces if p]
-    events.append(event("contentBlockStop", {"contentBlockIndex": 0}))
-    events.append(event("messageStop", {"stopReason": _stop(r)}))
+    index = 0
+    if says_text:
+        events += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": p}}) for p in r.pieces if p]
+        events.append(event("contentBlockStop", {"contentBlockIndex": 0}))
+        index = 1
+    if use is not None:  # as Bedrock streams a tool call: id and name first, then the input's JSON in pieces
+        start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
+        events.append(event("contentBlockStart", {"contentBlockIndex": index, "start": start}))
+        raw = json.dumps(use["input"])
+        step = -(-len(raw) // 3)
+        for i in range(0, len(raw), step):
+            delta = {"toolUse": {"input": raw[i : i + step]}}
+            events.append(event("contentBlockDelta", {"contentBlockIndex": index, "delta": delta}))
+        events.append(event("contentBlockStop", {"contentBlockIndex": index}))
+    events.append(event("messageStop", {"stopReason": "tool_use" if use is not None else _stop(r)}))
     events.append(event("metadata", {"usage": converse_usage(r.usage), "metrics": {"latencyMs": 1}}))
     return events
 

@@ -304,3 +304,103 @@ def test_stream_text_is_captured(fake: FakeProvider, otel: Any, model: str) -> N
     (answer,) = json.loads(invoke.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
     assert answer["parts"] == [{"type": "text", "content": SCENARIO.text}]
     assert answer["finish_reason"] == invoke.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS][0]
+
+
+TOOLS = {
+    "tools": [
+        {"toolSpec": {"name": "weather", "inputSchema": {"json": {"type": "object"}}}},
+        {"toolSpec": {"name": "find_order", "inputSchema": {"json": {"type": "object"}}}},
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected_parts"),
+    [
+        # toolChoice names the tool: the answer is that toolUse block alone
+        (
+            {"tool": {"name": "find_order"}},
+            [{"type": "tool_call", "name": "find_order", "arguments": {"query": "Say hello to order 123"}}],
+        ),
+        # auto: the fake says its text (block 0), then uses the first tool (block 1)
+        (
+            {"auto": {}},
+            [
+                {"type": "text", "content": SCENARIO.text},
+                {"type": "tool_call", "name": "weather", "arguments": {"query": "Say hello to order 123"}},
+            ],
+        ),
+    ],
+)
+def test_converse_stream_tool_use_is_captured_as_converse_does(
+    fake: FakeProvider, otel: Any, choice: dict[str, Any], expected_parts: list[dict[str, Any]]
+) -> None:
+    """contentBlockStart(toolUse) + contentBlockDelta(toolUse.input JSON pieces) become the same tool_call part —
+    id, name, parsed arguments — as the non-streamed Converse answer's toolUse block, with finish reason tool_use."""
+    instrumentor = BedrockInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
+    try:
+        client = boto3.client(
+            "bedrock-runtime",
+            region_name="us-east-1",
+            endpoint_url=fake.bedrock_endpoint_url,
+            aws_access_key_id="AKIAFAKE",
+            aws_secret_access_key="fake-secret",
+        )
+        config = {**TOOLS, "toolChoice": choice}
+        plain = client.converse(modelId=NOVA, messages=MESSAGES, toolConfig=config)
+        events = list(client.converse_stream(modelId=NOVA, messages=MESSAGES, toolConfig=config)["stream"])
+    finally:
+        instrumentor.uninstrument()
+    # the wire as the app sees it: the tool's id and name in contentBlockStart, its input as JSON pieces
+    (start,) = [e["contentBlockStart"] for e in events if "contentBlockStart" in e]
+    deltas = [e["contentBlockDelta"]["delta"] for e in events if "contentBlockDelta" in e]
+    pieces = [d["toolUse"]["input"] for d in deltas if "toolUse" in d]
+    assert len(pieces) > 1 and json.loads("".join(pieces)) == {"query": "Say hello to order 123"}
+    plain_use = plain["output"]["message"]["content"][-1]["toolUse"]
+    assert start["start"]["toolUse"]["toolUseId"] != plain_use["toolUseId"]  # two answers, two ids
+    converse, streamed = otel.spans()
+    assert plain["stopReason"] == "tool_use"
+    for span, tool_id in ((converse, plain_use["toolUseId"]), (streamed, start["start"]["toolUse"]["toolUseId"])):
+        parts = [dict(p, id=tool_id) if p["type"] == "tool_call" else p for p in expected_parts]
+        assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+            {"role": "assistant", "parts": parts, "finish_reason": "tool_use"}
+        ]
+        assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_use",)
+    assert streamed.attributes[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+    otel.assert_usage(streamed.attributes, **_usage(NOVA_PRICES))
+
+
+def test_converse_stream_tool_use_cut_keeps_the_arguments_that_arrived(fake: FakeProvider, otel: Any) -> None:
+    """Broken out of mid-way through the tool's input: the tool call is still captured, its arguments the JSON text
+    that arrived (not parseable yet), and no finish reason from the stream."""
+    instrumentor = BedrockInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
+    try:
+        client = boto3.client(
+            "bedrock-runtime",
+            region_name="us-east-1",
+            endpoint_url=fake.bedrock_endpoint_url,
+            aws_access_key_id="AKIAFAKE",
+            aws_secret_access_key="fake-secret",
+        )
+        config = {**TOOLS, "toolChoice": {"tool": {"name": "find_order"}}}
+        seen = ""
+        for e in client.converse_stream(modelId=NOVA, messages=MESSAGES, toolConfig=config)["stream"]:
+            if "contentBlockStart" in e:
+                tool_id = e["contentBlockStart"]["start"]["toolUse"]["toolUseId"]
+            if "contentBlockDelta" in e:
+                seen += e["contentBlockDelta"]["delta"]["toolUse"]["input"]
+                break
+    finally:
+        instrumentor.uninstrument()
+    span = otel.only_span()
+    assert span.attributes[sc.PROMPTPULSE_STREAM_STATE] == "interrupted"
+    assert seen and seen != '{"query": "Say hello to order 123"}'
+    assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": tool_id, "name": "find_order", "arguments": seen}],
+            "finish_reason": "",
+        }
+    ]
