@@ -396,8 +396,9 @@ class LLMCall:
         attrs = self._pending
         if stream_state is not None:
             attrs[sc.PROMPTPULSE_STREAM_STATE] = stream_state
-            if stream_state == "error" and sc.GEN_AI_RESPONSE_FINISH_REASONS not in attrs:
-                # Cut before the event that says how the choice ended: say so rather than omit it.
+            if stream_state != "complete" and sc.GEN_AI_RESPONSE_FINISH_REASONS not in attrs:
+                # Cut (error, break, close, abandoned) before the event that says how the choice ended: say so rather
+                # than omit it, for every provider.
                 attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = ("error",)
         choice_reasons = self._choice_reasons
         if choice_reasons is not None:  # some choice never finished (set by a stream handler)

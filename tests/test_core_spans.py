@@ -237,6 +237,8 @@ def test_sync_stream_ends_exactly_once(h: Harness, how: str) -> None:
     else:
         assert span.attributes[sc.PROMPTPULSE_USAGE_MISSING] is True
         assert sc.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
+        # cut before the event that says how the choice ended: "error", not omitted
+        assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("error",)
 
 
 def test_stream_error_is_recorded_and_reraised(h: Harness) -> None:

@@ -133,6 +133,7 @@ def _assert_cut_short(span: ReadableSpan, state: str) -> None:
     assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs
     assert sc.PROMPTPULSE_COST_USD not in attrs
     assert attrs[sc.PROMPTPULSE_USAGE_MISSING] is True
+    assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("error",)  # no message_delta: how it ended is unknown
 
 
 # --- plain calls -------------------------------------------------------------------------------------------------
