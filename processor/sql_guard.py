@@ -133,10 +133,10 @@ def project_tables() -> frozenset[str]:
     return frozenset(names)
 
 
-def execution_settings() -> dict[str, Any]:
-    """Settings of a guarded query; readonly last (a server applies URL settings in order, and readonly = 1
-    refuses any change after it)."""
-    return {**QUERY_SETTINGS, **LIMITS, "readonly": 1}
+def execution_settings(store: Any = None) -> dict[str, Any]:
+    """Settings of a guarded query (the store's own query settings first); readonly last (a server applies URL
+    settings in order, and readonly = 1 refuses any change after it)."""
+    return {**getattr(store, "query_settings", QUERY_SETTINGS), **LIMITS, "readonly": 1}
 
 
 @dataclass(slots=True)
@@ -167,7 +167,7 @@ def check(store: Any, sql: str) -> Checked:
 def run(store: Any, sql: str) -> tuple[list[str], list[tuple]]:
     """Check ``sql``, then run the checked text read-only with LIMITS: (column names, rows)."""
     checked = check(store, sql)
-    settings = execution_settings()
+    settings = execution_settings(store)
     client = getattr(store, "_client", None)
     try:
         with getattr(store, "_lock", None) or contextlib.nullcontext():

@@ -22,6 +22,10 @@ INSERT_SETTINGS = {"insert_deduplicate": 1, "deduplicate_blocks_in_dependent_mat
 # Settings of every query: SELECT * on llm_calls shows its ALIAS columns (trace_id, span_id, latency_ms, ttft_ms; the
 # stored byte/bit columns behind them are MATERIALIZED, which SELECT * leaves out).
 QUERY_SETTINGS = {"asterisk_include_alias_columns": 1}
+# On a cluster, the sharded tables (otel_traces by TraceId; llm_calls, llm_scores by trace_id) keep a trace's rows on
+# one shard, so a join or IN between them is answered shard by shard: 'local' runs such a subquery on each shard's
+# local table instead of refusing it (the default 'deny': "Double-distributed IN/JOIN subqueries is denied").
+CLUSTER_QUERY_SETTINGS = {**QUERY_SETTINGS, "distributed_product_mode": "local"}
 
 
 class ConnectStore:
@@ -34,6 +38,7 @@ class ConnectStore:
         self._client = client
         self.schema_options = schema_options
         self.database = schema_options.database
+        self.query_settings = CLUSTER_QUERY_SETTINGS if schema_options.cluster else QUERY_SETTINGS
         self._lock = threading.RLock()
         self._insert_contexts: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
@@ -92,7 +97,7 @@ class ConnectStore:
         try:
             with self._lock:
                 result = self._client.query(sql, parameters=dict(parameters) if parameters else None,
-                                            settings=QUERY_SETTINGS)
+                                            settings=self.query_settings)
         except Exception as exc:
             raise StoreError(str(exc)) from exc
         return QueryResult(tuple(result.column_names), [tuple(r) for r in result.result_rows])

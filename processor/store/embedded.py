@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
-from ._connect import INSERT_SETTINGS, QUERY_SETTINGS, ConnectStore
+from ._connect import INSERT_SETTINGS, ConnectStore
 from .base import OTEL_TRACES_COLUMNS, QueryResult, StoreError, dedup_setting
 
 
@@ -96,7 +96,7 @@ class EmbeddedStore(ConnectStore):
         try:
             with self._read_handles.lend() as client:
                 result = client.query(sql, parameters=dict(parameters) if parameters else None,
-                                      settings=QUERY_SETTINGS)
+                                      settings=self.query_settings)
         except Exception as exc:
             raise StoreError(str(exc)) from exc
         return QueryResult(tuple(result.column_names), [tuple(r) for r in result.result_rows])

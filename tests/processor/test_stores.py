@@ -515,3 +515,22 @@ def test_select_star_on_llm_calls_shows_the_readable_columns(store: Store) -> No
         assert not {"trace_id_bin", "span_id_bin", "trace_id_raw", "span_id_raw", "latency_bits", "ttft_bits",
                     "trace_id_in", "latency_in"} & set(cols)
         assert (got["trace_id"], got["span_id"], got["latency_ms"], got["ttft_ms"]) == (row[1], row[2], 1500.0, 250.0)
+
+
+def test_a_cluster_store_joins_sharded_tables_shard_by_shard(stores: dict[str, Store]) -> None:
+    """On a cluster, llm_scores x llm_calls (guardrail_failures, the score panels) is a join of two Distributed
+    tables, refused by default; both shard by trace_id, so a cluster store asks for the shard-local join."""
+    from promptpulse.processor import sql_guard
+    from promptpulse.processor.store.server import ServerStore
+
+    setting = "SELECT getSetting('distributed_product_mode')"
+    url = stores["server"].url
+    cluster = ServerStore(f"{url}{'&' if '?' in url else '?'}cluster=pp_cluster")
+    try:
+        assert cluster.schema_options.cluster == "pp_cluster"
+        assert cluster.query(setting).rows == [("local",)]
+        assert sql_guard.run(cluster, setting)[1] == [("local",)]  # user SQL (/api/query) too
+    finally:
+        cluster.close()
+    for single in stores.values():
+        assert single.query(setting).rows == [("deny",)]
