@@ -45,16 +45,14 @@ def instrumented(otel: Any) -> Any:
     yield from otel.instrument(BedrockInstrumentor())
 
 
+def _bedrock(fake: FakeProvider, service: str = "bedrock-runtime", config: Config | None = None) -> Any:
+    return boto3.client(service, region_name="us-east-1", endpoint_url=fake.bedrock_endpoint_url,
+                        aws_access_key_id="AKIAFAKE", aws_secret_access_key="fake-secret", config=config)
+
+
 @pytest.fixture
 def client(fake: FakeProvider) -> Any:
-    return boto3.client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        endpoint_url=fake.bedrock_endpoint_url,
-        aws_access_key_id="AKIAFAKE",
-        aws_secret_access_key="fake-secret",
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=2, connect_timeout=2),
-    )
+    return _bedrock(fake, config=Config(retries={"total_max_attempts": 1}, read_timeout=2, connect_timeout=2))
 
 
 def _usage(prices: Any) -> dict[str, Any]:
@@ -192,14 +190,7 @@ def test_throttling_error(instrumented: Any, client: Any, fake: FakeProvider, ot
 def test_timeout(instrumented: Any, fake: FakeProvider, otel: Any) -> None:
     from promptpulse.testing import Fault
 
-    client = boto3.client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        endpoint_url=fake.bedrock_endpoint_url,
-        aws_access_key_id="AKIAFAKE",
-        aws_secret_access_key="fake-secret",
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=0.3),
-    )
+    client = _bedrock(fake, config=Config(retries={"total_max_attempts": 1}, read_timeout=0.3))
     fake.inject(Fault.timeout(2))
     with pytest.raises(Exception, match="timeout"):
         client.converse(modelId=NOVA, messages=MESSAGES)
@@ -207,14 +198,8 @@ def test_timeout(instrumented: Any, fake: FakeProvider, otel: Any) -> None:
 
 
 def test_other_services_pass_through(instrumented: Any, fake: FakeProvider, otel: Any) -> None:
-    client = boto3.client(
-        "bedrock",  # the control-plane service: not instrumented
-        region_name="us-east-1",
-        endpoint_url=fake.bedrock_endpoint_url,
-        aws_access_key_id="AKIAFAKE",
-        aws_secret_access_key="fake-secret",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    # the control-plane service: not instrumented
+    client = _bedrock(fake, "bedrock", config=Config(retries={"total_max_attempts": 1}))
     with pytest.raises(ClientError):
         client.list_foundation_models()
     assert otel.spans() == []
@@ -232,13 +217,7 @@ def test_content_follows_the_genai_schemas(fake: FakeProvider, otel: Any) -> Non
     instrumentor = BedrockInstrumentor()
     instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
     try:
-        client = boto3.client(
-            "bedrock-runtime",
-            region_name="us-east-1",
-            endpoint_url=fake.bedrock_endpoint_url,
-            aws_access_key_id="AKIAFAKE",
-            aws_secret_access_key="fake-secret",
-        )
+        client = _bedrock(fake)
         tool_turn = [
             *MESSAGES,
             {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t1", "name": "find", "input": {"n": 123}}}]},
@@ -276,13 +255,7 @@ def test_stream_text_is_captured(fake: FakeProvider, otel: Any, model: str) -> N
     instrumentor = BedrockInstrumentor()
     instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
     try:
-        client = boto3.client(
-            "bedrock-runtime",
-            region_name="us-east-1",
-            endpoint_url=fake.bedrock_endpoint_url,
-            aws_access_key_id="AKIAFAKE",
-            aws_secret_access_key="fake-secret",
-        )
+        client = _bedrock(fake)
         streamed = client.converse_stream(modelId=NOVA, messages=MESSAGES)["stream"]
         text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in streamed if "contentBlockDelta" in e)
         body: dict[str, Any] = {"messages": MESSAGES}
@@ -340,13 +313,7 @@ def test_converse_stream_tool_use_is_captured_as_converse_does(
     instrumentor = BedrockInstrumentor()
     instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
     try:
-        client = boto3.client(
-            "bedrock-runtime",
-            region_name="us-east-1",
-            endpoint_url=fake.bedrock_endpoint_url,
-            aws_access_key_id="AKIAFAKE",
-            aws_secret_access_key="fake-secret",
-        )
+        client = _bedrock(fake)
         config = {**TOOLS, "toolChoice": choice}
         plain = client.converse(modelId=NOVA, messages=MESSAGES, toolConfig=config)
         events = list(client.converse_stream(modelId=NOVA, messages=MESSAGES, toolConfig=config)["stream"])
@@ -377,13 +344,7 @@ def test_converse_stream_tool_use_cut_keeps_the_arguments_that_arrived(fake: Fak
     instrumentor = BedrockInstrumentor()
     instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=True)
     try:
-        client = boto3.client(
-            "bedrock-runtime",
-            region_name="us-east-1",
-            endpoint_url=fake.bedrock_endpoint_url,
-            aws_access_key_id="AKIAFAKE",
-            aws_secret_access_key="fake-secret",
-        )
+        client = _bedrock(fake)
         config = {**TOOLS, "toolChoice": {"tool": {"name": "find_order"}}}
         seen = ""
         for e in client.converse_stream(modelId=NOVA, messages=MESSAGES, toolConfig=config)["stream"]:
