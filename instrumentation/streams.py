@@ -3,14 +3,16 @@
 A proxy stands in for the SDK's stream object (``isinstance`` and every attribute still work — wrapt's ObjectProxy)
 and ends the span on whichever comes first: exhaustion, ``break`` (the iterator we hand to ``for`` is a generator,
 so CPython closes it the moment the loop drops it), ``close()``/``aclose()``, context-manager exit, an exception from
-the stream, or garbage collection of an abandoned stream (``weakref.finalize``).
+the stream, or garbage collection of an abandoned stream (a ``Guard`` the proxy alone holds: its ``__del__`` ends
+the span; streams still open at interpreter exit are ended by an ``atexit`` hook, registered with the first proxy so
+that it runs before the app's providers shut down).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
-import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 import wrapt
@@ -65,20 +67,64 @@ def _on_chunk(call: LLMCall, handler: StreamHandler, chunk: Any) -> None:
         _log.debug("promptpulse: stream handler failed on a chunk", exc_info=True)
 
 
+# What each armed guard ends, by the guard's id: ``(end, call, handler)``. A guard's id is here only while the guard
+# lives (disarm() or its __del__ pops it), and the exit hook ends what is left. A dict insert and pop per stream:
+# weakref.finalize cost about twice the guard and this together.
+_armed: dict[int, tuple[Callable[[LLMCall, Any], None], LLMCall, Any]] = {}
+_exit_hook_registered = False
+
+
+def _end_armed_at_exit() -> None:
+    while _armed:
+        _, (end, call, handler) = _armed.popitem()
+        try:
+            end(call, handler)
+        except Exception:
+            _log.debug("promptpulse: ending an open stream at exit failed", exc_info=True)
+
+
+def _abandoned(call: LLMCall, handler: StreamHandler) -> None:
+    _finish(call, handler, ABANDONED)
+
+
+class Guard:
+    """Ends a call as abandoned (``end(call, handler)``) when the proxy holding the guard — its only reference — is
+    garbage-collected. Holds nothing itself (never the proxy); ``disarm()`` when the call ended otherwise."""
+
+    __slots__ = ()
+
+    def __init__(self, call: LLMCall, handler: Any, end: Callable[[LLMCall, Any], None] = _abandoned) -> None:
+        global _exit_hook_registered
+        if not _exit_hook_registered:  # with the first proxy, after the app's providers: runs before they shut down
+            _exit_hook_registered = True
+            atexit.register(_end_armed_at_exit)
+        _armed[id(self)] = (end, call, handler)
+
+    def disarm(self) -> None:
+        _armed.pop(id(self), None)
+
+    def __del__(self) -> None:
+        armed = _armed.pop(id(self), None)
+        if armed is not None:
+            try:
+                armed[0](armed[1], armed[2])
+            except Exception:  # never out of a destructor
+                pass
+
+
 class _ProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(self, wrapped: Any, call: LLMCall, handler: StreamHandler) -> None:
         super().__init__(wrapped)
         self._self_call = call
         self._self_handler = handler
-        # Holds call and handler, never the proxy: the finaliser must not keep it alive.
-        self._self_finalizer = weakref.finalize(self, _finish, call, handler, ABANDONED)
+        self._self_guard = Guard(call, handler)
 
     def _self_finish(self, state: str) -> None:
-        self._self_finalizer.detach()
+        self._self_guard.disarm()
         _finish(self._self_call, self._self_handler, state)
 
     def _self_fail(self, exc: BaseException) -> None:
-        self._self_finalizer.detach()
+        self._self_guard.disarm()
         _fail(self._self_call, self._self_handler, exc)
 
     def _self_exited(self, exc: BaseException | None) -> None:

@@ -14,7 +14,6 @@ result or a JSON body.
 from __future__ import annotations
 
 import logging
-import weakref
 from typing import Any, Protocol
 
 import wrapt
@@ -51,6 +50,10 @@ def _end_quietly(call: LLMCall, state: str | None = None) -> None:
         call.end(stream_state=state)
     except Exception:
         _log.debug("promptpulse: ending a raw-response span failed", exc_info=True)
+
+
+def _end_abandoned(call: LLMCall, reader: Any) -> None:
+    _end_quietly(call, streams.ABANDONED)
 
 
 def body_in_memory(raw: Any) -> Any:
@@ -103,7 +106,7 @@ class _RawProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_call = call
         self._self_reader = reader
         self._self_stream: Any = None
-        self._self_finalizer = weakref.finalize(self, _end_quietly, call, streams.ABANDONED)
+        self._self_guard = streams.Guard(call, reader, _end_abandoned)
 
     def _self_parsed(self, result: Any) -> Any:
         call = self._self_call
@@ -113,11 +116,11 @@ class _RawProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
             reader = self._self_reader
             if reader.is_stream(result):
                 if self._self_stream is None or self._self_stream.__wrapped__ is not result:
-                    self._self_finalizer.detach()
+                    self._self_guard.disarm()
                     self._self_stream = reader.wrap_stream(call, result)
                 return self._self_stream
             if not call.stream:
-                self._self_finalizer.detach()
+                self._self_guard.disarm()
                 reader.read(call, result)
                 call.end()
         except Exception:
@@ -129,7 +132,7 @@ class _RawProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
         if call.ended or call.stream:
             return
         try:
-            self._self_finalizer.detach()
+            self._self_guard.disarm()
             self._self_reader.read_json(call, body)
             call.end()
         except Exception:
@@ -139,7 +142,7 @@ class _RawProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
         call = self._self_call
         if call.ended:
             return
-        self._self_finalizer.detach()
+        self._self_guard.disarm()
         stream = self._self_stream
         if stream is not None:
             # The stream was parsed but not read to its end: closing the response closes it.

@@ -788,6 +788,49 @@ def test_runs_under_opentelemetry_instrument(fake, tmp_path: Path) -> None:
     assert span["resource"]["attributes"]["service.name"] == "pp-test"
 
 
+def test_stream_still_open_at_exit_is_ended_before_the_providers_shut_down(fake, tmp_path: Path) -> None:
+    """A stream the app still holds when the interpreter exits (a module global, half read) is ended as abandoned by
+    the exit hook, and its span reaches the exporter; the stream read to its end is not ended twice."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import openai
+            client = openai.OpenAI(api_key="sk-fake")
+            msgs = [{"role": "user", "content": "hi"}]
+            held = client.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True)
+            next(held)
+            for _ in client.chat.completions.create(model="gpt-4o", messages=msgs, stream=True):
+                pass
+            print("APP-DONE", flush=True)
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": fake.openai_base_url,
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "promptpulse_anthropic,openai",
+    }
+    cli = Path(sys.executable).parent / "opentelemetry-instrument"
+    out = subprocess.run(
+        [str(cli), sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "APP-DONE" in out.stdout
+    body = out.stdout[out.stdout.index("APP-DONE") :]
+    decoder, spans, i = json.JSONDecoder(), [], body.find("{")
+    while i != -1:
+        span, end = decoder.raw_decode(body, i)
+        spans.append(span)
+        i = body.find("{", end)
+    states = {sp["attributes"][sc.GEN_AI_REQUEST_MODEL]: sp["attributes"][sc.PROMPTPULSE_STREAM_STATE] for sp in spans}
+    assert states == {"gpt-4o": "complete", "gpt-4o-mini": "abandoned"}
+    assert len(spans) == 2
+
+
 def test_streamed_tool_calls_are_captured(otel) -> None:
     """Tool-call deltas (the SDK's own chunk type) become one tool_call part with the arguments joined."""
     from openai.types.chat import ChatCompletionChunk
