@@ -58,3 +58,26 @@ def test_classify(exc: BaseException, category: str) -> None:
 def test_error_type_is_qualified() -> None:
     assert errors.error_type(ValueError()) == "ValueError"
     assert errors.error_type(_Status(1)) == f"{__name__}._Status"
+
+
+def test_messages_fingerprint_takes_the_system_texts_joined_else_the_first_message() -> None:
+    from types import SimpleNamespace
+
+    from promptpulse.instrumentation.kit.content import messages_fingerprint
+
+    user = {"role": "user", "content": "Where is order 123?"}
+    assert messages_fingerprint([{"role": "system", "content": "Be kind."}, user]) == fingerprint("Be kind.")
+    developer = {"role": "developer", "content": [{"type": "text", "text": "B."}]}
+    two = [{"role": "system", "content": "A."}, user, developer]
+    assert messages_fingerprint(two) == fingerprint("A.\nB.")
+    # SDK objects and dicts mixed; empty and non-text system content is skipped.
+    mixed = [SimpleNamespace(role="system", content="Obj."), {"role": "system", "content": ""}, user]
+    assert messages_fingerprint(mixed) == fingerprint("Obj.")
+    no_text = [{"role": "system", "content": [{"type": "image_url"}]}, {"role": "system", "content": None}]
+    assert messages_fingerprint([user, *no_text]) == fingerprint("Where is order 123?")  # the first message's
+    assert messages_fingerprint([*no_text, user]) is None  # the first message has no text
+    assert messages_fingerprint([user], instructions="Inst.") == fingerprint("Inst.")
+    assert messages_fingerprint([user], system_roles=("user",)) == fingerprint("Where is order 123?")
+    assert messages_fingerprint([{"role": ["odd"], "content": "x"}]) == fingerprint("x")
+    assert messages_fingerprint(iter([user])) is None and messages_fingerprint([]) is None
+    assert messages_fingerprint([{"role": "system", "content": "Be kind."}]) == "9cc11283e899a1a2"

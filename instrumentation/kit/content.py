@@ -131,10 +131,22 @@ def messages_fingerprint(messages: Any, instructions: Any = None, *, system_role
     if not isinstance(messages, list | tuple) or not messages:
         return None
     roles = system_roles or _SYSTEM_ROLES
-    system = [text_of(get(m, "content")) for m in messages if get(m, "role") in roles]
-    joined = "\n".join(t for t in system if t)
-    if joined:
-        return fp.fingerprint(joined)
+    system: list[str] = []
+    for m in messages:
+        # Plain dicts with string content (the usual request) without a function call per field.
+        if type(m) is dict:
+            if m.get("role") in roles:
+                text = m.get("content")
+                if type(text) is not str:
+                    text = text_of(text)
+                if text:
+                    system.append(text)
+        elif get(m, "role") in roles:
+            text = text_of(get(m, "content"))
+            if text:
+                system.append(text)
+    if system:
+        return fp.fingerprint(system[0] if len(system) == 1 else "\n".join(system))
     return template_fingerprint(None, text_of(get(messages[0], "content")))
 
 
