@@ -104,12 +104,12 @@ class Guard:
         _armed.pop(id(self), None)
 
     def __del__(self) -> None:
-        armed = _armed.pop(id(self), None)
-        if armed is not None:
-            try:
+        try:  # never out of a destructor (late in interpreter shutdown even this module's globals may be gone)
+            armed = _armed.pop(id(self), None)
+            if armed is not None:
                 armed[0](armed[1], armed[2])
-            except Exception:  # never out of a destructor
-                pass
+        except Exception:
+            pass
 
 
 class _ProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
