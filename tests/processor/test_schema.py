@@ -73,6 +73,22 @@ def test_cluster_rendering() -> None:
     assert "replicated_deduplication_window" in text and "non_replicated_deduplication_window" not in text
 
 
+
+def test_cluster_rendering_of_018_and_020() -> None:
+    """018 changes the shard-local minute view and deletes the judges' old rows on every shard's local rollups; 020's
+    view is made on every node and reads the Distributed tables (a view is read wherever the query runs)."""
+    opts = schema.SchemaOptions(database="obs", cluster="main")
+    by_version = {m.version: sts for m, sts in schema.render_all(opts)}
+    mv, *deletes = by_version[18]
+    assert mv.startswith("ALTER TABLE `obs`.llm_calls_1m_mv ON CLUSTER `main` MODIFY QUERY")
+    assert "FROM `obs`.llm_calls_local\nWHERE feature != 'promptpulse.evaluation'" in mv
+    assert deletes == [f"ALTER TABLE `obs`.llm_calls_{r}_local ON CLUSTER `main` DELETE WHERE feature = "
+                       "'promptpulse.evaluation' SETTINGS mutations_sync = 2" for r in ("1m", "1h", "1d")]
+    (view,) = by_version[20]
+    assert view.startswith("CREATE OR REPLACE VIEW `obs`.guardrail_failures ON CLUSTER `main` AS")
+    assert "FROM `obs`.llm_scores AS s" in view and "FROM `obs`.llm_calls\n" in view and "_local" not in view
+
+
 def test_bad_names_and_placeholders_are_refused() -> None:
     with pytest.raises(ValueError):
         schema.SchemaOptions(database="x; DROP")
