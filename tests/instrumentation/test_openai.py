@@ -750,6 +750,26 @@ def test_content_on_and_truncated(otel, fake, client, monkeypatch) -> None:
 # --- opentelemetry-instrument -------------------------------------------------------------------------------------
 
 
+def _opentelemetry_instrument(fake: Any, script: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` under ``opentelemetry-instrument`` with spans to the console exporter; it must exit 0."""
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": fake.openai_base_url,
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        # our own instrumentor alone (not OpenLLMetry's "openai", a dev dependency): names must not collide with ours
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "promptpulse_anthropic,openai",
+        **env,
+    }
+    cli = Path(sys.executable).parent / "opentelemetry-instrument"
+    out = subprocess.run(
+        [str(cli), sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def test_runs_under_opentelemetry_instrument(fake, tmp_path: Path) -> None:
     script = tmp_path / "app.py"
     script.write_text(
@@ -762,21 +782,7 @@ def test_runs_under_opentelemetry_instrument(fake, tmp_path: Path) -> None:
             """
         )
     )
-    env = {
-        **os.environ,
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OTEL_TRACES_EXPORTER": "console",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_SERVICE_NAME": "pp-test",
-        # our own instrumentor alone (not OpenLLMetry's "openai", a dev dependency): names must not collide with ours
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "promptpulse_anthropic,openai",
-    }
-    cli = Path(sys.executable).parent / "opentelemetry-instrument"
-    out = subprocess.run(
-        [str(cli), sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert out.returncode == 0, out.stderr
+    out = _opentelemetry_instrument(fake, script, OTEL_SERVICE_NAME="pp-test")
     assert "APP-RESULT" in out.stdout
     start = out.stdout.index("{")
     span = json.loads(out.stdout[start : out.stdout.rindex("}") + 1])
@@ -806,19 +812,7 @@ def test_stream_still_open_at_exit_is_ended_before_the_providers_shut_down(fake,
             """
         )
     )
-    env = {
-        **os.environ,
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OTEL_TRACES_EXPORTER": "console",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "promptpulse_anthropic,openai",
-    }
-    cli = Path(sys.executable).parent / "opentelemetry-instrument"
-    out = subprocess.run(
-        [str(cli), sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert out.returncode == 0, out.stderr
+    out = _opentelemetry_instrument(fake, script)
     assert "APP-DONE" in out.stdout
     body = out.stdout[out.stdout.index("APP-DONE") :]
     decoder, spans, i = json.JSONDecoder(), [], body.find("{")
