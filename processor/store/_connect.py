@@ -3,9 +3,10 @@ backend)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from . import schema
@@ -93,11 +94,17 @@ class ConnectStore:
             self._insert_contexts.pop((table, cols), None)
             raise StoreError(f"insert into {table} failed: {exc}") from exc
 
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[Any]:
+        """The client a query runs on: the one client, under its lock (EmbeddedStore lends handles of its own)."""
+        with self._lock:
+            yield self._client
+
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         try:
-            with self._lock:
-                result = self._client.query(sql, parameters=dict(parameters) if parameters else None,
-                                            settings=self.query_settings)
+            with self._reader() as client:
+                result = client.query(sql, parameters=dict(parameters) if parameters else None,
+                                      settings=self.query_settings)
         except Exception as exc:
             raise StoreError(str(exc)) from exc
         return QueryResult(tuple(result.column_names), [tuple(r) for r in result.result_rows])

@@ -13,13 +13,13 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import schema
 from ._connect import INSERT_SETTINGS, ConnectStore
-from .base import OTEL_TRACES_COLUMNS, QueryResult, StoreError, dedup_setting
+from .base import OTEL_TRACES_COLUMNS, StoreError, dedup_setting
 
 
 class _Handles:
@@ -92,14 +92,8 @@ class EmbeddedStore(ConnectStore):
         client.database = self.database
         return client
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
-        try:
-            with self._read_handles.lend() as client:
-                result = client.query(sql, parameters=dict(parameters) if parameters else None,
-                                      settings=self.query_settings)
-        except Exception as exc:
-            raise StoreError(str(exc)) from exc
-        return QueryResult(tuple(result.column_names), [tuple(r) for r in result.result_rows])
+    def _reader(self) -> contextlib.AbstractContextManager[Any]:
+        return self._read_handles.lend()
 
     def _otlp_insert_sql(self) -> str:
         """The INSERT ... SELECT of receiver.engine_decode, with its .proto written next to the data."""
