@@ -146,7 +146,7 @@ def messages_fingerprint(messages: Any, instructions: Any = None, *, system_role
             if text:
                 system.append(text)
     if system:
-        return fp.fingerprint(system[0] if len(system) == 1 else "\n".join(system))
+        return fp.fingerprint("\n".join(system))
     return template_fingerprint(None, text_of(get(messages[0], "content")))
 
 
