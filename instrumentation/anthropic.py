@@ -52,7 +52,6 @@ child of ours — one more span, never a broken call; the test suite guards the 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
@@ -64,7 +63,7 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanContext
 from promptpulse.instrumentation import common, patching, streams, wrappers
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.kit import content, raw, requests, retries, targets
-from promptpulse.instrumentation.kit.usage import apply_uncached_usage, int_or_none
+from promptpulse.instrumentation.kit.anthropic_messages import StreamState, read_message
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _log = logging.getLogger(__name__)
@@ -150,134 +149,6 @@ def _provider(instance: Any) -> str:
     return found
 
 
-# --- reading responses -------------------------------------------------------------------------------------------
-def _read_tier(call: LLMCall, usage: Any) -> None:
-    """What prices the call beyond token counts: the service tier and the 1-hour part of the cache writes."""
-    tier = getattr(usage, "service_tier", None)
-    if isinstance(tier, str):
-        call.service_tier = tier
-    one_hour = getattr(getattr(usage, "cache_creation", None), "ephemeral_1h_input_tokens", None)
-    if isinstance(one_hour, int):
-        call.cache_write_1h_tokens = one_hour
-
-
-def _read_usage(call: LLMCall, usage: Any) -> None:
-    if usage is None:
-        return
-    _read_tier(call, usage)
-    details = getattr(usage, "output_tokens_details", None)
-    apply_uncached_usage(
-        call,
-        int_or_none(getattr(usage, "input_tokens", None)),
-        int_or_none(getattr(usage, "output_tokens", None)),
-        int_or_none(getattr(usage, "cache_read_input_tokens", None)) or 0,
-        int_or_none(getattr(usage, "cache_creation_input_tokens", None)) or 0,
-        reasoning=int_or_none(getattr(details, "thinking_tokens", None)) if details is not None else None,
-    )
-
-
-def _read_message(call: LLMCall, message: Any, capture: bool) -> None:
-    stop_reason = getattr(message, "stop_reason", None)
-    call.set_response(
-        model=getattr(message, "model", None),
-        response_id=getattr(message, "id", None),
-        finish_reasons=(stop_reason,) if isinstance(stop_reason, str) else None,
-    )
-    _read_usage(call, getattr(message, "usage", None))
-    if capture:
-        blocks = getattr(message, "content", None)
-        call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_from_blocks(blocks, stop_reason)])
-
-
-class _StreamState:
-    """What one event stream has said so far; a ``streams.StreamHandler``."""
-
-    __slots__ = ("blocks", "cache_creation", "cache_read", "capture", "delta_seen", "output", "stop_reason", "uncached")
-
-    def __init__(self, capture: bool) -> None:
-        self.capture = capture
-        self.uncached: int | None = None
-        self.cache_read = 0
-        self.cache_creation = 0
-        self.output: int | None = None
-        self.delta_seen = False
-        self.stop_reason: str | None = None
-        # Content blocks by index, when content is captured: text, or a tool_use with its input JSON as streamed.
-        self.blocks: dict[int, dict[str, Any]] | None = {} if capture else None
-
-    def _take_input(self, usage: Any) -> None:
-        # In message_delta these are None unless the API repeats them; then they are cumulative: replace.
-        value = getattr(usage, "input_tokens", None)
-        if isinstance(value, int):
-            self.uncached = value
-        value = getattr(usage, "cache_read_input_tokens", None)
-        if isinstance(value, int):
-            self.cache_read = value
-        value = getattr(usage, "cache_creation_input_tokens", None)
-        if isinstance(value, int):
-            self.cache_creation = value
-
-    def on_chunk(self, call: LLMCall, event: Any) -> None:
-        kind = getattr(event, "type", None)
-        if kind == "content_block_delta":
-            if self.blocks is not None:
-                block = self.blocks.setdefault(getattr(event, "index", 0), {"type": "text", "text": ""})
-                delta = getattr(event, "delta", None)
-                text = getattr(delta, "text", None)
-                if isinstance(text, str):
-                    block["text"] = block.get("text", "") + text
-                partial = getattr(delta, "partial_json", None)
-                if isinstance(partial, str):
-                    block["json"] = block.get("json", "") + partial
-        elif kind == "content_block_start":
-            if self.blocks is not None:
-                start = getattr(event, "content_block", None)
-                block = {"type": getattr(start, "type", None), "text": getattr(start, "text", None) or ""}
-                if block["type"] == "tool_use":
-                    block.update(id=getattr(start, "id", None), name=getattr(start, "name", None), input=None)
-                self.blocks[getattr(event, "index", 0)] = block
-        elif kind == "message_start":
-            message = getattr(event, "message", None)
-            call.set_response(model=getattr(message, "model", None), response_id=getattr(message, "id", None))
-            usage = getattr(message, "usage", None)
-            if usage is not None:
-                self._take_input(usage)
-                _read_tier(call, usage)
-        elif kind == "message_delta":
-            self.delta_seen = True
-            stop_reason = getattr(getattr(event, "delta", None), "stop_reason", None)
-            if isinstance(stop_reason, str):
-                self.stop_reason = stop_reason
-            usage = getattr(event, "usage", None)
-            if usage is not None:
-                self._take_input(usage)
-                output = getattr(usage, "output_tokens", None)
-                if isinstance(output, int):
-                    self.output = output  # cumulative: the last one wins
-
-    def on_finish(self, call: LLMCall) -> None:
-        if self.stop_reason is not None:
-            call.set_response(finish_reasons=(self.stop_reason,))
-        # Cut or abandoned before message_delta: the input is known, the output is not (no cost, usage missing).
-        apply_uncached_usage(
-            call, self.uncached, self.output, self.cache_read, self.cache_creation, complete=self.delta_seen
-        )
-        if self.blocks is not None:
-            blocks = [_streamed_block(self.blocks[i]) for i in sorted(self.blocks)]
-            call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_from_blocks(blocks, self.stop_reason)])
-
-
-def _streamed_block(block: dict[str, Any]) -> dict[str, Any]:
-    """A streamed content block as the block the API would have returned (a tool_use's input parsed from its JSON)."""
-    if block.get("type") == "tool_use":
-        raw = block.get("json") or "{}"
-        try:
-            block["input"] = json.loads(raw)
-        except ValueError:  # cut mid-way: keep what arrived
-            block["input"] = raw
-    return block
-
-
 # --- endpoints ---------------------------------------------------------------------------------------------------
 class _MessagesEndpoint:
     """``messages.create``/``parse`` and, with ``always_streams``, the request of a ``messages.stream()`` manager."""
@@ -329,7 +200,7 @@ class _MessagesEndpoint:
             # with_raw_response / with_streaming_response (ChatAnthropic calls the SDK this way, sync and async).
             return raw.finish_raw(call, result, self, sync_parse=False, is_async=isinstance(result, _ASYNC_RESPONSE))
         # A Message (or ParsedMessage / BetaMessage).
-        _read_message(call, result, self.capture)
+        read_message(call, result, self.capture)
         call.end()
         return result
 
@@ -339,15 +210,15 @@ class _MessagesEndpoint:
 
     def wrap_stream(self, call: LLMCall, stream: Any) -> Any:
         if isinstance(stream, _ASYNC_STREAM_TYPES):
-            return streams.AsyncStreamProxy(stream, call, _StreamState(self.capture))
-        return streams.SyncStreamProxy(stream, call, _StreamState(self.capture))
+            return streams.AsyncStreamProxy(stream, call, StreamState(self.capture))
+        return streams.SyncStreamProxy(stream, call, StreamState(self.capture))
 
     def read(self, call: LLMCall, result: Any) -> None:
-        _read_message(call, result, self.capture)
+        read_message(call, result, self.capture)
 
     def read_json(self, call: LLMCall, body: Any) -> None:
         if _MESSAGE_TYPE is not None and isinstance(body, Mapping):
-            _read_message(call, _MESSAGE_TYPE.model_validate(body), self.capture)
+            read_message(call, _MESSAGE_TYPE.model_validate(body), self.capture)
 
 
 def _manager_request_attr(manager: Any) -> str | None:

@@ -10,6 +10,8 @@ its provider (which methods to patch, how its requests, responses and stream eve
 - ``requests``: request keyword arguments → ``gen_ai.request.*`` attributes.
 - ``usage``: the usage shapes shared by several SDKs (OpenAI's, and "input excludes the cache" as Anthropic's).
 - ``content``: message text, fingerprints, and captured content in the GenAI JSON shape, cut so it stays JSON.
+- ``anthropic_messages``: Anthropic's Messages API answers (a ``Message``, its stream events), from the SDK's objects
+  or JSON (Bedrock's Claude bodies): the anthropic module and Bedrock's InvokeModel read them the same way.
 - ``raw``: ``with_raw_response``/``with_streaming_response`` proxies for Stainless SDKs.
 - ``capture``: where captured content goes (span attributes, a content event through the app's LoggerProvider).
 - ``retries``: the retry count of Stainless SDKs (``_sleep_for_retry``).

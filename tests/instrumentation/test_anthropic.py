@@ -728,12 +728,12 @@ def test_streamed_tool_use_is_captured_as_a_tool_call(otel: Any) -> None:
         ToolUseBlock,
     )
 
-    from promptpulse.instrumentation.anthropic import _StreamState
+    from promptpulse.instrumentation.kit.anthropic_messages import StreamState
     from promptpulse.instrumentation.spans import Telemetry
 
     telemetry = Telemetry("t", "0", tracer_provider=otel.tracer_provider, capture_content=True)
     call = telemetry.start("chat", "anthropic", MODEL, stream=True)
-    state = _StreamState(capture=True)
+    state = StreamState(capture=True)
     events = [
         RawContentBlockStartEvent(type="content_block_start", index=0, content_block=TextBlock(type="text", text="")),
         RawContentBlockDeltaEvent(type="content_block_delta", index=0, delta=TextDelta(type="text_delta", text="Hm.")),
