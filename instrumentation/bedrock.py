@@ -16,11 +16,17 @@ back to the app as a fresh ``StreamingBody`` over the same bytes.
 Streams (``ConverseStream``'s ``stream``, ``InvokeModelWithResponseStream``'s ``body``) are replaced in the response
 dict by a ``streams.SyncStreamProxy``; output tokens and cost are reported only once the stream said how it stopped.
 
+Anthropic bodies (``anthropic.*`` models) are Anthropic's Messages API format, whole or as stream events, and are read
+by the Anthropic module's reader (``kit.anthropic_messages``): id, stop reason (``tool_use`` too), usage, and — when
+captured — text and ``tool_use`` blocks, a stream's ``content_block_start`` (tool_use id, name) and
+``input_json_delta`` pieces parsed at the end as the non-streamed block's ``input``.
+
 Content (when captured): Converse's ``system``/``messages`` (text, ``toolUse``, ``toolResult`` blocks) or the same keys
 of an Anthropic body, a family's prompt string, and the answer: a non-streamed call's blocks, or a stream's text
-(Converse/Nova/Anthropic deltas, Titan ``outputText``, Llama ``generation``) and Converse/Nova tool calls
-(``contentBlockStart`` ``toolUse`` id and name, ``contentBlockDelta`` ``toolUse.input`` JSON pieces, parsed at the end
-as the non-streamed answer's ``toolUse.input``; the JSON text as it arrived if the stream was cut) once it ends.
+(Converse/Nova deltas, Titan ``outputText``, Llama ``generation``) and Converse/Nova tool calls (``contentBlockStart``
+``toolUse`` id and name, ``contentBlockDelta`` ``toolUse.input`` JSON pieces, parsed at the end as the non-streamed
+answer's ``toolUse.input``) once it ends; either format's tool input is the JSON text as it arrived if the stream was
+cut.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Any
 
 from promptpulse.instrumentation import common, patching, streams, wrappers
 from promptpulse.instrumentation import semconv as sc
-from promptpulse.instrumentation.kit import content, targets
+from promptpulse.instrumentation.kit import anthropic_messages, content, targets
 from promptpulse.instrumentation.kit.usage import apply_uncached_usage
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
@@ -144,11 +150,12 @@ def _fingerprint(source: Mapping[str, Any]) -> str | None:
 
 # --- responses ---------------------------------------------------------------------------------------------------
 class _Usage:
-    """What a Bedrock answer — a Converse result, a family's body, or stream events of either — says about usage.
+    """What a Bedrock answer — a Converse result, a Nova/Titan/Llama body, or stream events of either — says about
+    usage (Anthropic bodies are read by ``kit.anthropic_messages``: ``_AnthropicStream``, ``_Endpoint.finish``).
 
     Also a ``streams.StreamHandler``: stream events and chunks go through ``absorb`` one by one."""
 
-    __slots__ = ("cache_read", "cache_write", "fallback", "id", "input", "model", "output", "stop", "texts", "tools")
+    __slots__ = ("cache_read", "cache_write", "fallback", "id", "input", "output", "stop", "texts", "tools")
 
     def __init__(self, capture: bool = False) -> None:
         # A stream's text by content block index, only when content is captured.
@@ -160,19 +167,8 @@ class _Usage:
         self.cache_read = 0
         self.cache_write = 0
         self.stop: str | None = None
-        self.model: str | None = None
         self.id: str | None = None
         self.fallback: tuple[int | None, int | None, int, int] | None = None
-
-    def _anthropic(self, usage: Any) -> None:
-        if not isinstance(usage, Mapping):
-            return
-        for key, attr in (("input_tokens", "input"), ("output_tokens", "output")):
-            value = _int(usage.get(key))
-            if value is not None:
-                setattr(self, attr, value)  # cumulative in stream events: replace
-        self.cache_read = _int(usage.get("cache_read_input_tokens")) or self.cache_read
-        self.cache_write = _int(usage.get("cache_creation_input_tokens")) or self.cache_write
 
     def _converse(self, usage: Any) -> None:  # Converse and Nova
         if not isinstance(usage, Mapping):
@@ -183,8 +179,8 @@ class _Usage:
         self.cache_write = _int(usage.get("cacheWriteInputTokens") or usage.get("cacheWriteInputTokenCount")) or 0
 
     def _text(self, body: Mapping[str, Any]) -> None:
-        """A stream event's text piece: Converse/Nova ``contentBlockDelta``, Anthropic ``content_block_delta``,
-        Titan ``outputText``, Llama ``generation``."""
+        """A stream event's text piece: Converse/Nova ``contentBlockDelta``, Titan ``outputText``, Llama
+        ``generation``."""
         texts = self.texts
         assert texts is not None
         start = body.get("contentBlockStart")
@@ -194,8 +190,6 @@ class _Usage:
         block = body.get("contentBlockDelta")
         if isinstance(block, Mapping):
             index, delta = block.get("contentBlockIndex", 0), block.get("delta")
-        elif body.get("type") == "content_block_delta":
-            index, delta = body.get("index", 0), body.get("delta")
         else:
             index, delta = 0, body
         piece = None
@@ -207,7 +201,7 @@ class _Usage:
                     tool["json"] += use["input"]
                 return
             piece = delta.get("text")
-            if not isinstance(piece, str) and block is None and body.get("type") is None:
+            if not isinstance(piece, str) and block is None:
                 piece = delta.get("outputText") if "outputText" in delta else delta.get("generation")
         if isinstance(piece, str) and isinstance(index, int):
             texts[index] = texts.get(index, "") + piece
@@ -237,71 +231,41 @@ class _Usage:
         return blocks
 
     def absorb(self, body: Mapping[str, Any]) -> None:
-        kind = body.get("type")
         if self.texts is not None:
             self._text(body)
-        if kind in ("message", "message_start"):  # Anthropic: a whole message, or its stream's first event
-            message = body.get("message", body)
-            if isinstance(message, Mapping):
-                self.model = message.get("model") or self.model
-                self.id = message.get("id") or self.id
-                self.stop = message.get("stop_reason") or self.stop
-                self._anthropic(message.get("usage"))
-        elif kind == "message_delta":
-            delta = body.get("delta")
-            if isinstance(delta, Mapping) and delta.get("stop_reason"):
-                self.stop = delta["stop_reason"]
-            self._anthropic(body.get("usage"))
-        else:
-            if isinstance(body.get("usage"), Mapping):  # Converse result, Nova body
-                self._converse(body["usage"])
-            metadata = body.get("metadata")
-            if isinstance(metadata, Mapping):  # ConverseStream / Nova stream: the last event
-                self._converse(metadata.get("usage"))
-            stop = body.get("stopReason") or (body.get("messageStop") or {}).get("stopReason")
-            if stop:
-                self.stop = stop
-            # Titan
-            if "inputTextTokenCount" in body:
-                self.input = _int(body["inputTextTokenCount"])
-            results = body.get("results")
-            if isinstance(results, Sequence) and results and isinstance(results[0], Mapping):
-                self.output = _int(results[0].get("tokenCount"))
-                self.stop = results[0].get("completionReason") or self.stop
-            if "totalOutputTextTokenCount" in body:
-                self.output = _int(body["totalOutputTextTokenCount"])
-            if body.get("completionReason"):
-                self.stop = body["completionReason"]
-            # Llama
-            if _int(body.get("prompt_token_count")) is not None:
-                self.input = _int(body["prompt_token_count"])
-            if _int(body.get("generation_token_count")) is not None:
-                self.output = _int(body["generation_token_count"])
-            if body.get("stop_reason"):
-                self.stop = body["stop_reason"]
-        metrics = body.get("amazon-bedrock-invocationMetrics")
-        if isinstance(metrics, Mapping):
-            self.fallback = (
-                _int(metrics.get("inputTokenCount")),
-                _int(metrics.get("outputTokenCount")),
-                _int(metrics.get("cacheReadInputTokenCount")) or 0,
-                _int(metrics.get("cacheWriteInputTokenCount")) or 0,
-            )
+        if isinstance(body.get("usage"), Mapping):  # Converse result, Nova body
+            self._converse(body["usage"])
+        metadata = body.get("metadata")
+        if isinstance(metadata, Mapping):  # ConverseStream / Nova stream: the last event
+            self._converse(metadata.get("usage"))
+        stop = body.get("stopReason") or (body.get("messageStop") or {}).get("stopReason")
+        if stop:
+            self.stop = stop
+        # Titan
+        if "inputTextTokenCount" in body:
+            self.input = _int(body["inputTextTokenCount"])
+        results = body.get("results")
+        if isinstance(results, Sequence) and results and isinstance(results[0], Mapping):
+            self.output = _int(results[0].get("tokenCount"))
+            self.stop = results[0].get("completionReason") or self.stop
+        if "totalOutputTextTokenCount" in body:
+            self.output = _int(body["totalOutputTextTokenCount"])
+        if body.get("completionReason"):
+            self.stop = body["completionReason"]
+        # Llama
+        if _int(body.get("prompt_token_count")) is not None:
+            self.input = _int(body["prompt_token_count"])
+        if _int(body.get("generation_token_count")) is not None:
+            self.output = _int(body["generation_token_count"])
+        if body.get("stop_reason"):
+            self.stop = body["stop_reason"]
+        self.fallback = _metrics(body) or self.fallback
 
     def headers(self, response: Mapping[str, Any]) -> None:
-        headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
-        inp = headers.get("x-amzn-bedrock-input-token-count")
-        out = headers.get("x-amzn-bedrock-output-token-count")
-        if inp is not None or out is not None:
-            self.fallback = (
-                int(inp) if inp and inp.isdigit() else None,
-                int(out) if out and out.isdigit() else None,
-                int(headers.get("x-amzn-bedrock-cache-read-input-token-count") or 0),
-                int(headers.get("x-amzn-bedrock-cache-write-input-token-count") or 0),
-            )
+        self.fallback = _header_counts(response) or self.fallback
 
     def report(self, call: LLMCall, *, complete: bool) -> None:
-        call.set_response(model=self.model, response_id=self.id, finish_reasons=(self.stop,) if self.stop else None)
+        call.set_response(response_id=self.id, finish_reasons=(self.stop,) if self.stop else None)
         uncached, output, cache_read, cache_write = self.input, self.output, self.cache_read, self.cache_write
         if uncached is None and output is None and self.fallback is not None:
             uncached, output, cache_read, cache_write = self.fallback
@@ -326,6 +290,64 @@ class _Usage:
         if self.texts is not None:
             blocks = self._blocks()
             call.capture(sc.GEN_AI_OUTPUT_MESSAGES, [content.output_from_blocks(blocks, self.stop)])
+
+
+Counts = tuple[int | None, int | None, int, int]  # uncached input, output, cache read, cache write
+
+
+def _metrics(body: Mapping[str, Any]) -> Counts | None:
+    """A stream's last chunk: ``amazon-bedrock-invocationMetrics``, the fallback for a body without usage."""
+    metrics = body.get("amazon-bedrock-invocationMetrics")
+    if not isinstance(metrics, Mapping):
+        return None
+    return (
+        _int(metrics.get("inputTokenCount")),
+        _int(metrics.get("outputTokenCount")),
+        _int(metrics.get("cacheReadInputTokenCount")) or 0,
+        _int(metrics.get("cacheWriteInputTokenCount")) or 0,
+    )
+
+
+def _header_counts(response: Mapping[str, Any]) -> Counts | None:
+    """A non-streamed InvokeModel answer: the ``x-amzn-bedrock-*-token-count`` headers, the same fallback."""
+    headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    inp = headers.get("x-amzn-bedrock-input-token-count")
+    out = headers.get("x-amzn-bedrock-output-token-count")
+    if inp is None and out is None:
+        return None
+    return (
+        int(inp) if inp and inp.isdigit() else None,
+        int(out) if out and out.isdigit() else None,
+        int(headers.get("x-amzn-bedrock-cache-read-input-token-count") or 0),
+        int(headers.get("x-amzn-bedrock-cache-write-input-token-count") or 0),
+    )
+
+
+class _AnthropicStream:
+    """InvokeModelWithResponseStream on an ``anthropic.*`` model: each chunk's JSON is a Messages API stream event,
+    read by the Anthropic module's reader (``kit.anthropic_messages.StreamState``: text and ``tool_use`` blocks with
+    their ``input_json_delta`` pieces, stop reason, usage); the last chunk's invocation metrics count only if no
+    event carried usage. A ``streams.StreamHandler``."""
+
+    __slots__ = ("fallback", "state")
+
+    def __init__(self, capture: bool) -> None:
+        self.state = anthropic_messages.StreamState(capture)
+        self.fallback: Counts | None = None
+
+    def on_chunk(self, call: LLMCall, event: Any) -> None:
+        chunk = event.get("chunk") if isinstance(event, Mapping) else None
+        body = _json_body(chunk.get("bytes")) if isinstance(chunk, Mapping) else None
+        if body is None:
+            return
+        self.state.on_chunk(call, anthropic_messages.json_view(body))
+        self.fallback = _metrics(body) or self.fallback
+
+    def on_finish(self, call: LLMCall) -> None:
+        state = self.state
+        state.on_finish(call)
+        if not state.has_usage and self.fallback is not None:
+            apply_uncached_usage(call, *self.fallback, complete=state.stop_reason is not None)
 
 
 class _Endpoint:
@@ -359,18 +381,28 @@ class _Endpoint:
         return call
 
     def finish(self, call: LLMCall, result: Any) -> Any:
-        usage = _Usage(self.stream and self.telemetry.capture_content)
+        capture = self.telemetry.capture_content
         if not isinstance(result, dict):
             call.end()
             return result
-        usage.id = (result.get("ResponseMetadata") or {}).get("RequestId")
+        request_id = (result.get("ResponseMetadata") or {}).get("RequestId")
+        # InvokeModel on a Claude model: the body is Anthropic's Messages API format, read as the Anthropic SDK's is.
+        anthropic = not self.operation.startswith("Converse") and family(call.request_model) == "anthropic"
         key = "stream" if self.operation == "ConverseStream" else "body"
         if self.stream:
-            if result.get(key) is not None:
-                result[key] = streams.SyncStreamProxy(result[key], call, usage)
+            if result.get(key) is None:
+                call.end()
                 return result
-            call.end()
+            if anthropic:
+                call.set_response(response_id=request_id)  # until message_start names the message
+                handler: streams.StreamHandler = _AnthropicStream(capture)
+            else:
+                handler = usage = _Usage(capture)
+                usage.id = request_id
+            result[key] = streams.SyncStreamProxy(result[key], call, handler)
             return result
+        usage = _Usage()
+        usage.id = request_id
         if self.operation == "Converse":
             usage.absorb(result)
             answer: Any = result
@@ -382,9 +414,16 @@ class _Endpoint:
                 data = body.read()
                 result["body"] = _streaming_body(data)
                 parsed = answer = _json_body(data)
+                if anthropic and parsed is not None:
+                    call.set_response(response_id=request_id)
+                    if not anthropic_messages.read_message(call, anthropic_messages.json_view(parsed), capture):
+                        usage.id = None  # the message's own id stays
+                        usage.report(call, complete=True)  # the headers' counts
+                    call.end()
+                    return result
                 if parsed is not None:
                     usage.absorb(parsed)
-        if call.operation != sc.OPERATION_EMBEDDINGS and isinstance(answer, Mapping) and self.telemetry.capture_content:
+        if call.operation != sc.OPERATION_EMBEDDINGS and isinstance(answer, Mapping) and capture:
             _capture_output(call, answer, usage.stop)
         if call.operation == sc.OPERATION_EMBEDDINGS and usage.output is None and usage.input is not None:
             usage.output = 0
@@ -406,7 +445,7 @@ def _capture_input(call: LLMCall, source: Mapping[str, Any]) -> None:
 
 
 def _capture_output(call: LLMCall, answer: Mapping[str, Any], stop: str | None) -> None:
-    """The answer's content blocks: Converse's output message, an Anthropic body's content, or a family's text."""
+    """The answer's content blocks: Converse's output message, or a family's text."""
     message = (answer.get("output") or {}).get("message") if isinstance(answer.get("output"), Mapping) else None
     blocks: Any = (message or {}).get("content") if isinstance(message, Mapping) else answer.get("content")
     if blocks is None:

@@ -7,10 +7,12 @@ cumulative final count, as the real API does — instrumentation must not add th
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from promptpulse.testing._sse import sse
 from promptpulse.testing.scenario import Reply, Usage
+from promptpulse.testing.wires import text_of
 
 
 def usage_body(u: Usage, *, output_tokens: int | None = None) -> dict[str, Any]:
@@ -44,24 +46,57 @@ def _message(r: Reply, *, content: list[dict[str, Any]], stop: str | None, usage
     }
 
 
-def message(r: Reply) -> dict[str, Any]:
-    return _message(r, content=[{"type": "text", "text": r.text}], stop=_stop_reason(r), usage=usage_body(r.usage))
+def tool_use(r: Reply) -> tuple[dict[str, Any] | None, bool]:
+    """The tool_use block answering a request that offers ``tools``: the tool ``tool_choice`` names, else the first,
+    called with ``{"query": <the last user message's text>}``; and whether text comes first (only when the choice is
+    ``auto`` or absent — ``any``/``tool`` force the tool at once). ``(None, True)`` without tools or under ``none``."""
+    tools = [t for t in r.req.body.get("tools") or () if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    choice = r.req.body.get("tool_choice")
+    choice = choice if isinstance(choice, dict) else {}
+    if not tools or choice.get("type") == "none":
+        return None, True
+    name = choice.get("name") if choice.get("type") == "tool" else tools[0]["name"]
+    users = [m for m in r.req.body.get("messages") or () if isinstance(m, dict) and m.get("role") == "user"]
+    query = text_of(users[-1].get("content")) if users else ""
+    block = {"type": "tool_use", "id": f"toolu_{r.id}", "name": name, "input": {"query": query}}
+    return block, choice.get("type") in (None, "auto")
 
 
-def message_stream(r: Reply) -> list[bytes]:
+def message(r: Reply, *, tools: bool = False) -> dict[str, Any]:
+    """``tools``: answer a request offering tools with a ``tool_use`` block (``tool_use``)."""
+    use, says_text = tool_use(r) if tools else (None, True)
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": r.text}] if says_text else []
+    if use is not None:
+        blocks.append(use)
+    stop = "tool_use" if use is not None else _stop_reason(r)
+    return _message(r, content=blocks, stop=stop, usage=usage_body(r.usage))
+
+
+def message_stream(r: Reply, *, tools: bool = False) -> list[bytes]:
+    """``tools``: as ``message``; the tool_use block streams as the API does (``content_block_start`` with the id,
+    the name and an empty input, then the input's JSON in ``input_json_delta`` pieces)."""
     u = r.usage
+    use, says_text = tool_use(r) if tools else (None, True)
 
     def ev(kind: str, **fields: Any) -> bytes:
         return sse({"type": kind, **fields}, event=kind)
 
     start = _message(r, content=[], stop=None, usage=usage_body(u, output_tokens=1))
-    events = [
-        ev("message_start", message=start),
-        ev("content_block_start", index=0, content_block={"type": "text", "text": ""}),
-        ev("ping"),
-    ]
-    events += [ev("content_block_delta", index=0, delta={"type": "text_delta", "text": p}) for p in r.pieces if p]
-    events.append(ev("content_block_stop", index=0))
+    events = [ev("message_start", message=start)]
+    index = 0
+    if says_text:
+        events += [ev("content_block_start", index=0, content_block={"type": "text", "text": ""}), ev("ping")]
+        events += [ev("content_block_delta", index=0, delta={"type": "text_delta", "text": p}) for p in r.pieces if p]
+        events.append(ev("content_block_stop", index=0))
+        index = 1
+    if use is not None:
+        events.append(ev("content_block_start", index=index, content_block={**use, "input": {}}))
+        raw = json.dumps(use["input"])
+        step = -(-len(raw) // 3)
+        for i in range(0, len(raw), step):
+            delta = {"type": "input_json_delta", "partial_json": raw[i : i + step]}
+            events.append(ev("content_block_delta", index=index, delta=delta))
+        events.append(ev("content_block_stop", index=index))
     delta_usage: dict[str, Any] = {"output_tokens": u.output_tokens}
     if r.anthropic_full_delta_usage:
         delta_usage = {
@@ -70,7 +105,8 @@ def message_stream(r: Reply) -> list[bytes]:
             "cache_read_input_tokens": u.cached_tokens,
             "output_tokens": u.output_tokens,
         }
-    events.append(ev("message_delta", delta={"stop_reason": _stop_reason(r), "stop_sequence": None}, usage=delta_usage))
+    stop = "tool_use" if use is not None else _stop_reason(r)
+    events.append(ev("message_delta", delta={"stop_reason": stop, "stop_sequence": None}, usage=delta_usage))
     events.append(ev("message_stop"))
     return events
 

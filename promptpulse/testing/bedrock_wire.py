@@ -164,8 +164,8 @@ def _nova_usage(u: Usage) -> dict[str, Any]:
 def invoke(r: Reply) -> dict[str, Any]:
     kind = family(r.req.model)
     u = r.usage
-    if kind == "anthropic":
-        return anthropic_wire.message(r)
+    if kind == "anthropic":  # a body offering tools gets a tool_use block
+        return anthropic_wire.message(r, tools=True)
     if kind == "nova":
         return {
             "output": {"message": {"role": "assistant", "content": [{"text": r.text}]}},
@@ -198,7 +198,7 @@ def invoke_stream(r: Reply) -> list[bytes]:
     pieces = [p for p in r.pieces if p]
     if kind == "anthropic":
         out = []
-        for raw in anthropic_wire.message_stream(r):
+        for raw in anthropic_wire.message_stream(r, tools=True):
             data = raw.decode().split("data: ", 1)[1].strip()
             body = json.loads(data)
             if body.get("type") == "ping":

@@ -365,3 +365,135 @@ def test_converse_stream_tool_use_cut_keeps_the_arguments_that_arrived(fake: Fak
             "finish_reason": "",
         }
     ]
+
+
+# --- InvokeModel on Claude: Anthropic's Messages API bodies with tools ---------------------------------------------
+CONTENT_ATTRIBUTES = (sc.GEN_AI_INPUT_MESSAGES, sc.GEN_AI_OUTPUT_MESSAGES, sc.GEN_AI_SYSTEM_INSTRUCTIONS)
+ANTHROPIC_TOOLS = [
+    {"name": "weather", "input_schema": {"type": "object"}},
+    {"name": "find_order", "input_schema": {"type": "object"}},
+]
+ANTHROPIC_MESSAGES = [{"role": "user", "content": [{"type": "text", "text": "Say hello to order 123"}]}]
+
+
+def _claude_body(**extra: Any) -> str:
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": ANTHROPIC_MESSAGES, **extra}
+    return json.dumps(body)
+
+
+def _instrumented_bedrock(otel: Any, fake: FakeProvider, capture: bool) -> tuple[BedrockInstrumentor, Any]:
+    instrumentor = BedrockInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, capture_content=capture)
+    return instrumentor, _bedrock(fake, config=Config(retries={"total_max_attempts": 1}))
+
+
+@pytest.mark.parametrize("capture", [True, False], ids=["content", "no-content"])
+@pytest.mark.parametrize(
+    ("choice", "expected_parts"),
+    [
+        # tool_choice names the tool: the answer is that tool_use block alone (as Converse's toolChoice.tool)
+        (
+            {"type": "tool", "name": "find_order"},
+            [{"type": "tool_call", "name": "find_order", "arguments": {"query": "Say hello to order 123"}}],
+        ),
+        # auto: the fake says its text (block 0), then uses the first tool (block 1)
+        (
+            {"type": "auto"},
+            [
+                {"type": "text", "content": SCENARIO.text},
+                {"type": "tool_call", "name": "weather", "arguments": {"query": "Say hello to order 123"}},
+            ],
+        ),
+    ],
+)
+def test_invoke_model_anthropic_tool_use_streamed_as_not_streamed(
+    fake: FakeProvider, otel: Any, choice: dict[str, Any], expected_parts: list[dict[str, Any]], capture: bool
+) -> None:
+    """A Claude body offering tools: the non-streamed tool_use block, and the stream's content_block_start(tool_use)
+    + input_json_delta pieces, become the same tool_call part (id, name, parsed arguments) — the parts Converse's
+    toolUse gives — with finish reason tool_use and the body's usage; without content capture, no content at all."""
+    instrumentor, client = _instrumented_bedrock(otel, fake, capture)
+    try:
+        body = _claude_body(tools=ANTHROPIC_TOOLS, tool_choice=choice)
+        plain = json.loads(client.invoke_model(modelId=CLAUDE, body=body)["body"].read())
+        stream = client.invoke_model_with_response_stream(modelId=CLAUDE, body=body)["body"]
+        events = [json.loads(e["chunk"]["bytes"]) for e in stream]
+    finally:
+        instrumentor.uninstrument()
+    # the wire as the app sees it: the tool's id and name in content_block_start, its input as JSON pieces
+    (start,) = [e for e in events if e["type"] == "content_block_start" and e["content_block"]["type"] == "tool_use"]
+    pieces = [e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta"
+              and e["delta"]["type"] == "input_json_delta"]
+    assert len(pieces) > 1 and json.loads("".join(pieces)) == {"query": "Say hello to order 123"}
+    assert plain["stop_reason"] == "tool_use" and plain["content"][-1]["type"] == "tool_use"
+    streamed_id = start["content_block"]["id"]
+    assert streamed_id != plain["content"][-1]["id"]  # two answers, two ids
+    invoked, streamed = otel.spans()
+    for span, message_id, tool_id in (
+        (invoked, plain["id"], plain["content"][-1]["id"]),
+        (streamed, events[0]["message"]["id"], streamed_id),
+    ):
+        attrs = span.attributes
+        assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_use",)
+        assert attrs[sc.GEN_AI_RESPONSE_ID] == message_id
+        otel.assert_usage(attrs, **_usage(CLAUDE_PRICES))
+        if capture:
+            parts = [dict(p, id=tool_id) if p["type"] == "tool_call" else p for p in expected_parts]
+            assert json.loads(attrs[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+                {"role": "assistant", "parts": parts, "finish_reason": "tool_use"}
+            ]
+            assert json.loads(attrs[sc.GEN_AI_INPUT_MESSAGES]) == [
+                {"role": "user", "parts": [{"type": "text", "content": "Say hello to order 123"}]}
+            ]
+        else:
+            assert [k for k in CONTENT_ATTRIBUTES if k in attrs] == []
+    assert streamed.attributes[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+
+
+def test_invoke_model_anthropic_stream_without_tools_is_unchanged(fake: FakeProvider, otel: Any) -> None:
+    """No tools asked: text only, end_turn, the same usage; the wire has no tool_use block."""
+    instrumentor, client = _instrumented_bedrock(otel, fake, True)
+    try:
+        stream = client.invoke_model_with_response_stream(modelId=CLAUDE, body=_claude_body())["body"]
+        events = [json.loads(e["chunk"]["bytes"]) for e in stream]
+    finally:
+        instrumentor.uninstrument()
+    assert [e["content_block"]["type"] for e in events if e["type"] == "content_block_start"] == ["text"]
+    attrs = otel.only_span().attributes
+    assert json.loads(attrs[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": SCENARIO.text}], "finish_reason": "end_turn"}
+    ]
+    assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
+    otel.assert_usage(attrs, **_usage(CLAUDE_PRICES))
+
+
+def test_invoke_model_anthropic_stream_cut_mid_tool_input(fake: FakeProvider, otel: Any) -> None:
+    """Broken out of after the tool's first input piece: the tool call is captured with the JSON text that arrived,
+    the finish reason is error, and the output is unknown (the input seen in message_start stays)."""
+    instrumentor, client = _instrumented_bedrock(otel, fake, True)
+    try:
+        body = _claude_body(tools=ANTHROPIC_TOOLS, tool_choice={"type": "tool", "name": "find_order"})
+        seen = ""
+        for e in client.invoke_model_with_response_stream(modelId=CLAUDE, body=body)["body"]:
+            event = json.loads(e["chunk"]["bytes"])
+            if event["type"] == "content_block_start":
+                tool_id = event["content_block"]["id"]
+            if event["type"] == "content_block_delta":
+                seen += event["delta"]["partial_json"]
+                break
+    finally:
+        instrumentor.uninstrument()
+    attrs = otel.only_span().attributes
+    assert attrs[sc.PROMPTPULSE_STREAM_STATE] == "interrupted"
+    assert seen and seen != '{"query": "Say hello to order 123"}'
+    assert json.loads(attrs[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": tool_id, "name": "find_order", "arguments": seen}],
+            "finish_reason": "",
+        }
+    ]
+    assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("error",)
+    assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs
+    assert attrs[sc.PROMPTPULSE_USAGE_INPUT_TOKENS_SEEN] == INPUT
+    assert attrs[sc.PROMPTPULSE_USAGE_MISSING] is True
