@@ -105,15 +105,34 @@ def _apply_usage(call: LLMCall, usage: Any) -> None:
 
 class _StreamHandler(stainless.ChoicesStreamHandler):
     """``ModelResponseStream`` chunks: id/model from the first, finish reasons, usage when litellm sends it (read
-    leniently; the end is openai's, with litellm's usage)."""
+    leniently; the end is openai's, with litellm's usage: one finish reason per choice of the request's ``n``).
 
-    __slots__ = ()
+    litellm's stream wrapper passes on the finish reason of one choice only (the first to finish) and drops the other
+    choices' finish chunks, so the provider's own chunks are read too (``upstream``, fed by ``_tap_upstream``): a
+    choice litellm did not say the end of takes the finish reason the provider sent for it."""
+
+    __slots__ = ("upstream",)
 
     apply_usage = staticmethod(_apply_usage)
 
     def __init__(self, capture: bool) -> None:
         super().__init__(capture, chat=True)
         self.finish_reasons = {}
+        self.upstream: dict[int, str] = {}
+
+    def take_upstream(self, chunk: Any) -> None:
+        """A provider chunk litellm is about to process: an OpenAI-shaped one's finish reasons, by choice index."""
+        for choice in getattr(chunk, "choices", None) or ():
+            reason, index = getattr(choice, "finish_reason", None), getattr(choice, "index", None)
+            if reason and isinstance(reason, str) and type(index) is int:
+                self.upstream[index] = reason
+
+    def on_finish(self, call: LLMCall) -> None:
+        reasons = self.finish_reasons
+        assert reasons is not None
+        for index, reason in self.upstream.items():
+            reasons.setdefault(index, reason)
+        super().on_finish(call)
 
     def on_chunk(self, call: LLMCall, chunk: Any) -> None:
         if self.response_id is None:
@@ -131,6 +150,27 @@ class _StreamHandler(stainless.ChoicesStreamHandler):
                 if text:
                     self.texts.setdefault(choice.index, []).append(text)
                 self._take_tool_calls(choice)
+
+
+def _tap_upstream(stream: Any, handler: _StreamHandler) -> None:
+    """Let ``handler`` see each provider chunk of litellm's ``CustomStreamWrapper`` before litellm turns it into its
+    own (``chunk_creator``, called once per provider chunk on the sync and async paths; shadowed on this stream
+    object only). A litellm without that method keeps only the finish reasons litellm passes on."""
+    creator = getattr(stream, "chunk_creator", None)
+    if not callable(creator):
+        return
+
+    def chunk_creator(chunk: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            handler.take_upstream(chunk)
+        except Exception:
+            _log.debug("promptpulse: could not read a litellm provider chunk", exc_info=True)
+        return creator(chunk, *args, **kwargs)
+
+    try:
+        stream.chunk_creator = chunk_creator
+    except Exception:
+        _log.debug("promptpulse: could not follow litellm's provider chunks", exc_info=True)
 
 
 class _CompletionEndpoint:
@@ -154,6 +194,7 @@ class _CompletionEndpoint:
             attributes=requests.request_attributes(kwargs, stainless.CHAT_PARAMS) or None,
             fingerprint=self.fingerprint(messages),
         )
+        stainless.take_choice_count(call, kwargs)
         if telemetry.capture_content:
             call.capture(sc.GEN_AI_INPUT_MESSAGES, content.input_messages(messages))
         return call
@@ -167,6 +208,8 @@ class _CompletionEndpoint:
     def finish(self, call: LLMCall, result: Any) -> Any:
         if call.stream and hasattr(result, "__iter__" if not self.is_async else "__aiter__"):
             handler = _StreamHandler(self.telemetry.capture_content)
+            if call.choice_count > 1:
+                _tap_upstream(result, handler)
             proxy = streams.AsyncStreamProxy if self.is_async else streams.SyncStreamProxy
             return proxy(result, call, handler)
         self.read(call, result)

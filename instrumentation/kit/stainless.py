@@ -54,6 +54,14 @@ def read_json_body(call: LLMCall, body: Any) -> None:
     apply_usage_dict(call, body.get("usage"))
 
 
+def take_choice_count(call: LLMCall, kwargs: Mapping[str, Any]) -> None:
+    """The request's ``n`` (> 1): a stream then reports a finish reason for each of the n choices, "error" for those it
+    was cut before (``ChoicesStreamHandler.on_finish``)."""
+    n = kwargs.get("n")
+    if type(n) is int and n > 1:
+        call.choice_count = n
+
+
 @dataclass(frozen=True, slots=True)
 class Sdk:
     """What the endpoints need to know of a Stainless-generated SDK: openai's, or a clone's such as groq's."""
@@ -84,9 +92,7 @@ class Endpoint(endpoint.Endpoint):
 
     def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
         call = super().start(telemetry, instance, args, kwargs)
-        n = kwargs.get("n")
-        if type(n) is int and n > 1:  # a stream cut short reports a finish reason for each of the n choices
-            call.choice_count = n
+        take_choice_count(call, kwargs)
         return call
 
     def streams(self, kwargs: dict[str, Any]) -> bool:

@@ -61,6 +61,7 @@ def _include_usage(r: Reply) -> bool:
 
 
 def chat_completion(r: Reply) -> dict[str, Any]:
+    """One choice per the request's ``n`` (the same text each), as the stream has them."""
     return {
         "id": f"chatcmpl-{r.id}",
         "object": "chat.completion",
@@ -68,11 +69,12 @@ def chat_completion(r: Reply) -> dict[str, Any]:
         "model": r.model,
         "choices": [
             {
-                "index": 0,
+                "index": i,
                 "message": {"role": "assistant", "content": r.text, "refusal": None, "annotations": []},
                 "logprobs": None,
                 "finish_reason": _finish(r),
             }
+            for i in range(_choice_count(r))
         ],
         "usage": chat_usage(r.usage),
         "service_tier": _service_tier(r),

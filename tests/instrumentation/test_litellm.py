@@ -152,3 +152,106 @@ def test_uninstrument_restores(otel, fake_provider) -> None:
     inst.uninstrument()
     litellm.completion(model="openai/gpt-4o-mini", messages=MSGS, **openai_kwargs(fake_provider))
     assert otel.spans() == []
+
+
+# --- n choices (Issue 11): one finish reason per choice, as the openai instrumentation reports them ----------------
+def _choices_seen(stream: Any, stop_after_finish_of: int | None = None) -> list[tuple[int, str | None]]:
+    """(index, finish_reason) of every choice litellm gave; with ``stop_after_finish_of``, break right after that
+    choice's finish_reason."""
+    seen = []
+    for chunk in stream:
+        seen += [(c.index, c.finish_reason) for c in chunk.choices]
+        if any(c.index == stop_after_finish_of and c.finish_reason for c in chunk.choices):
+            break
+    return seen
+
+
+def test_completion_of_two_choices(instrumented, otel, fake_provider) -> None:
+    fake_provider.set_scenario(USAGE)
+    result = litellm.completion(model="openai/gpt-4o-mini", messages=MSGS, n=2, **openai_kwargs(fake_provider))
+    assert [(c.index, c.finish_reason) for c in result.choices] == [(0, "stop"), (1, "stop")]
+    a = attrs(otel.only_span())
+    assert a[sc.GEN_AI_REQUEST_CHOICE_COUNT] == 2
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "stop")
+    assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 200 and a[sc.PROMPTPULSE_COST_USD] == pytest.approx(COST_4O_MINI)
+
+
+def test_stream_of_two_choices_exhausted(instrumented, otel, fake_provider) -> None:
+    """litellm passes on only choice 0's finish_reason (its stream wrapper drops the others' finish chunks): the span
+    still reports both, as the provider sent them."""
+    fake_provider.set_scenario(USAGE)
+    stream = litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=MSGS,
+        n=2,
+        stream=True,
+        stream_options={"include_usage": True},
+        **openai_kwargs(fake_provider),
+    )
+    seen = _choices_seen(stream)
+    assert {i for i, _ in seen} == {0, 1}
+    assert [(i, r) for i, r in seen if r] == [(0, "stop")]  # what the app gets from litellm
+    a = attrs(otel.only_span())
+    assert a[sc.GEN_AI_REQUEST_CHOICE_COUNT] == 2
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "stop")
+    assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == 1000 and a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 200
+
+
+def test_stream_of_two_choices_broken_out_of_after_the_first_finished(instrumented, otel, fake_provider) -> None:
+    fake_provider.set_scenario(USAGE)
+    stream = litellm.completion(
+        model="openai/gpt-4o-mini", messages=MSGS, n=2, stream=True, **openai_kwargs(fake_provider)
+    )
+    seen = _choices_seen(stream, stop_after_finish_of=0)
+    assert seen[-1] == (0, "stop") and (1, None) in seen
+    a = attrs(otel.only_span())
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "interrupted"
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "error")
+    assert sc.GEN_AI_USAGE_OUTPUT_TOKENS not in a and a[sc.PROMPTPULSE_USAGE_MISSING] is True
+
+
+def test_stream_of_three_choices_closed_after_the_first_chunk(instrumented, otel, fake_provider) -> None:
+    """Closed when only choice 0 has been seen: the request's n still says three choices, none finished."""
+    stream = litellm.completion(
+        model="openai/gpt-4o-mini", messages=MSGS, n=3, stream=True, **openai_kwargs(fake_provider)
+    )
+    assert [c.index for c in next(stream).choices] == [0]
+    stream.close()
+    a = attrs(otel.only_span())
+    assert a[sc.GEN_AI_REQUEST_CHOICE_COUNT] == 3
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "closed"
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("error", "error", "error")
+
+
+def test_stream_of_two_choices_cut_by_an_error(instrumented, otel, fake_provider) -> None:
+    # n=2, 4 pieces: 2 role chunks, 8 content chunks, then choice 0's finish (event 11) and choice 1's (event 12)
+    from promptpulse.testing import Fault
+
+    fake_provider.set_scenario(USAGE.with_(stream_chunks=4))
+    fake_provider.inject(Fault.cut(after_chunks=11))
+    seen: list[tuple[int, str | None]] = []
+    with pytest.raises(Exception):  # noqa: B017 - whichever error litellm maps the cut to
+        for chunk in litellm.completion(
+            model="openai/gpt-4o-mini", messages=MSGS, n=2, stream=True, **openai_kwargs(fake_provider)
+        ):
+            seen += [(c.index, c.finish_reason) for c in chunk.choices]
+    assert [(i, r) for i, r in seen if r] == [(0, "stop")]
+    a = attrs(otel.only_span())
+    assert a[sc.PROMPTPULSE_STREAM_STATE] == "error"
+    assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "error")
+
+
+async def test_acompletion_of_two_choices_plain_and_streamed(instrumented, otel, fake_provider) -> None:
+    fake_provider.set_scenario(USAGE)
+    await litellm.acompletion(model="openai/gpt-4o-mini", messages=MSGS, n=2, **openai_kwargs(fake_provider))
+    stream = await litellm.acompletion(
+        model="openai/gpt-4o-mini", messages=MSGS, n=2, stream=True, **openai_kwargs(fake_provider)
+    )
+    async for _ in stream:
+        pass
+    plain, streamed = otel.spans()
+    for span in (plain, streamed):
+        assert attrs(span)[sc.GEN_AI_REQUEST_CHOICE_COUNT] == 2
+        assert attrs(span)[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "stop")
+    assert attrs(streamed)[sc.PROMPTPULSE_STREAM_STATE] == "complete"

@@ -109,6 +109,17 @@ def test_chat_stream_honours_n(fake_provider: FakeProvider) -> None:
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 30  # type: ignore[union-attr]
 
 
+def test_chat_completion_honours_n(fake_provider: FakeProvider) -> None:
+    """n=2: two choices, indexes 0 and 1, each with the text and the finish reason; n absent: one."""
+    client = oa(fake_provider)
+    two = client.chat.completions.create(model="gpt-4o", messages=MSG, n=2)
+    assert [(c.index, c.message.content, c.finish_reason) for c in two.choices] == [
+        (0, DEFAULT_TEXT, "stop"),
+        (1, DEFAULT_TEXT, "stop"),
+    ]
+    assert [c.index for c in client.chat.completions.create(model="gpt-4o", messages=MSG).choices] == [0]
+
+
 def test_legacy_completions(fake_provider: FakeProvider) -> None:
     fake_provider.set_scenario(Scenario(output_tokens=9, text="abcdefgh", stream_chunks=4))
     c = oa(fake_provider)
