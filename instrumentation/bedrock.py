@@ -40,17 +40,13 @@ from typing import Any
 from promptpulse.instrumentation import common, patching, streams, wrappers
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.kit import anthropic_messages, content, targets
-from promptpulse.instrumentation.kit.usage import apply_uncached_usage
+from promptpulse.instrumentation.kit.usage import apply_uncached_usage, int_or_none
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("botocore >= 1.34",)
 _SERVICE = "bedrock-runtime"
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def family(model: str) -> str:
@@ -173,10 +169,12 @@ class _Usage:
     def _converse(self, usage: Any) -> None:  # Converse and Nova
         if not isinstance(usage, Mapping):
             return
-        self.input = _int(usage.get("inputTokens"))
-        self.output = _int(usage.get("outputTokens"))
-        self.cache_read = _int(usage.get("cacheReadInputTokens") or usage.get("cacheReadInputTokenCount")) or 0
-        self.cache_write = _int(usage.get("cacheWriteInputTokens") or usage.get("cacheWriteInputTokenCount")) or 0
+        self.input = int_or_none(usage.get("inputTokens"))
+        self.output = int_or_none(usage.get("outputTokens"))
+        read = usage.get("cacheReadInputTokens") or usage.get("cacheReadInputTokenCount")  # Converse or Nova
+        write = usage.get("cacheWriteInputTokens") or usage.get("cacheWriteInputTokenCount")
+        self.cache_read = int_or_none(read) or 0
+        self.cache_write = int_or_none(write) or 0
 
     def _text(self, body: Mapping[str, Any]) -> None:
         """A stream event's text piece: Converse/Nova ``contentBlockDelta``, Titan ``outputText``, Llama
@@ -243,20 +241,20 @@ class _Usage:
             self.stop = stop
         # Titan
         if "inputTextTokenCount" in body:
-            self.input = _int(body["inputTextTokenCount"])
+            self.input = int_or_none(body["inputTextTokenCount"])
         results = body.get("results")
         if isinstance(results, Sequence) and results and isinstance(results[0], Mapping):
-            self.output = _int(results[0].get("tokenCount"))
+            self.output = int_or_none(results[0].get("tokenCount"))
             self.stop = results[0].get("completionReason") or self.stop
         if "totalOutputTextTokenCount" in body:
-            self.output = _int(body["totalOutputTextTokenCount"])
+            self.output = int_or_none(body["totalOutputTextTokenCount"])
         if body.get("completionReason"):
             self.stop = body["completionReason"]
         # Llama
-        if _int(body.get("prompt_token_count")) is not None:
-            self.input = _int(body["prompt_token_count"])
-        if _int(body.get("generation_token_count")) is not None:
-            self.output = _int(body["generation_token_count"])
+        if int_or_none(body.get("prompt_token_count")) is not None:
+            self.input = int_or_none(body["prompt_token_count"])
+        if int_or_none(body.get("generation_token_count")) is not None:
+            self.output = int_or_none(body["generation_token_count"])
         if body.get("stop_reason"):
             self.stop = body["stop_reason"]
         self.fallback = _metrics(body) or self.fallback
@@ -301,10 +299,10 @@ def _metrics(body: Mapping[str, Any]) -> Counts | None:
     if not isinstance(metrics, Mapping):
         return None
     return (
-        _int(metrics.get("inputTokenCount")),
-        _int(metrics.get("outputTokenCount")),
-        _int(metrics.get("cacheReadInputTokenCount")) or 0,
-        _int(metrics.get("cacheWriteInputTokenCount")) or 0,
+        int_or_none(metrics.get("inputTokenCount")),
+        int_or_none(metrics.get("outputTokenCount")),
+        int_or_none(metrics.get("cacheReadInputTokenCount")) or 0,
+        int_or_none(metrics.get("cacheWriteInputTokenCount")) or 0,
     )
 
 

@@ -18,15 +18,11 @@ from promptpulse.instrumentation import common, patching, wrappers
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.kit import content, endpoint, requests, targets
 from promptpulse.instrumentation.kit.content import get
+from promptpulse.instrumentation.kit.usage import int_or_none
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _INSTRUMENTS = ("cohere >= 5.0",)
 _MODULE = "cohere.v2.client"
-
-
-def _num(value: Any) -> int | None:
-    # Cohere's models type token counts as floats.
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 # --- requests ----------------------------------------------------------------------------------------------------
@@ -62,16 +58,16 @@ def _read_usage(call: LLMCall, usage: Any, *, embeddings: bool = False) -> bool:
     if usage is None:
         return False
     counts = get(usage, "billed_units")
-    inp, out = _num(get(counts, "input_tokens")), _num(get(counts, "output_tokens"))
+    inp, out = int_or_none(get(counts, "input_tokens")), int_or_none(get(counts, "output_tokens"))
     if inp is None and out is None:
         counts = get(usage, "tokens")
-        inp, out = _num(get(counts, "input_tokens")), _num(get(counts, "output_tokens"))
+        inp, out = int_or_none(get(counts, "input_tokens")), int_or_none(get(counts, "output_tokens"))
     if inp is None and out is None:
         return False
     call.set_usage(
         input_tokens=inp or 0,
         output_tokens=None if embeddings else out or 0,
-        cache_read_tokens=_num(get(usage, "cached_tokens")),
+        cache_read_tokens=int_or_none(get(usage, "cached_tokens")),
     )
     return True
 

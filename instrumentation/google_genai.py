@@ -23,6 +23,7 @@ from typing import Any
 from promptpulse.instrumentation import common, patching, wrappers
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.kit import content, endpoint, targets
+from promptpulse.instrumentation.kit.usage import int_or_none
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _INSTRUMENTS = ("google-genai >= 1.0",)
@@ -40,7 +41,7 @@ def _get(obj: Any, name: str, camel: str | None = None) -> Any:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return int_or_none(value) or 0
 
 
 # --- requests ----------------------------------------------------------------------------------------------------

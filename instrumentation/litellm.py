@@ -63,10 +63,6 @@ PROVIDER_BY_LITELLM_NAME: Mapping[str, str] = {
 _OPENAI_COMPATIBLE = frozenset({"openai", "custom_openai", "text-completion-openai"})
 
 
-def _arg(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str) -> Any:
-    return args[index] if len(args) > index else kwargs.get(name)
-
-
 def _resolve(model: str, kwargs: Mapping[str, Any]) -> tuple[str, str, str | None, int | None]:
     """(provider, model asked of it, host, port) by litellm's own resolution."""
     from litellm import get_llm_provider
@@ -181,9 +177,9 @@ class _CompletionEndpoint:
         self.is_async = is_async
 
     def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
-        model = _arg(args, kwargs, 0, "model")
+        model = requests.arg(args, kwargs, 0, "model")
         provider, request_model, host, port = _resolve(model if isinstance(model, str) else "", kwargs)
-        messages = _arg(args, kwargs, 1, "messages")
+        messages = requests.arg(args, kwargs, 1, "messages")
         call = telemetry.start(
             self.operation,
             provider,
@@ -221,7 +217,7 @@ class _EmbeddingEndpoint(_CompletionEndpoint):
     operation = sc.OPERATION_EMBEDDINGS
 
     def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
-        model = _arg(args, kwargs, 0, "model")
+        model = requests.arg(args, kwargs, 0, "model")
         provider, request_model, host, port = _resolve(model if isinstance(model, str) else "", kwargs)
         return telemetry.start(self.operation, provider, request_model, server_address=host, server_port=port)
 

@@ -20,13 +20,10 @@ from promptpulse.instrumentation import common, patching, wrappers
 from promptpulse.instrumentation import semconv as sc
 from promptpulse.instrumentation.kit import content, endpoint, requests, targets
 from promptpulse.instrumentation.kit.content import get
+from promptpulse.instrumentation.kit.usage import int_or_none
 from promptpulse.instrumentation.spans import AttributeValue, LLMCall, Telemetry
 
 _INSTRUMENTS = ("mistralai >= 2.0",)
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # --- requests ----------------------------------------------------------------------------------------------------
@@ -59,10 +56,11 @@ def _target(instance: Any) -> tuple[str | None, int | None]:
 def _read_usage(call: LLMCall, usage: Any) -> bool:
     if usage is None:
         return False
-    prompt, completion = _int(get(usage, "prompt_tokens")), _int(get(usage, "completion_tokens"))
+    prompt, completion = int_or_none(get(usage, "prompt_tokens")), int_or_none(get(usage, "completion_tokens"))
     if prompt is None and completion is None:
         return False
-    cached = _int(get(get(usage, "prompt_tokens_details"), "cached_tokens")) or _int(get(usage, "num_cached_tokens"))
+    cached = int_or_none(get(get(usage, "prompt_tokens_details"), "cached_tokens"))
+    cached = cached or int_or_none(get(usage, "num_cached_tokens"))
     call.set_usage(input_tokens=prompt or 0, output_tokens=completion or 0, cache_read_tokens=cached)
     return True
 

@@ -48,10 +48,6 @@ def _request_attributes(options: Any, fmt: Any) -> dict[str, Any] | None:
     return attrs or None
 
 
-def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str) -> Any:
-    return args[index] if len(args) > index else kwargs.get(name)
-
-
 def _apply_usage(call: LLMCall, response: Any) -> None:
     prompt, output = response.prompt_eval_count, getattr(response, "eval_count", None)
     if prompt is not None or output is not None:
@@ -99,7 +95,7 @@ class _Endpoint:
 
     def start(self, telemetry: Telemetry, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall:
         host, port = targets.host_port(instance._client.base_url)
-        model = _arg(args, kwargs, 0, "model")
+        model = requests.arg(args, kwargs, 0, "model")
         call = telemetry.start(
             self.operation,
             sc.PROVIDER_OLLAMA,
@@ -115,10 +111,10 @@ class _Endpoint:
         return call
 
     def fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-        return content.messages_fingerprint(_arg(args, kwargs, 1, "messages"))
+        return content.messages_fingerprint(requests.arg(args, kwargs, 1, "messages"))
 
     def capture_input(self, call: LLMCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        call.capture(sc.GEN_AI_INPUT_MESSAGES, content.input_messages(_arg(args, kwargs, 1, "messages")))
+        call.capture(sc.GEN_AI_INPUT_MESSAGES, content.input_messages(requests.arg(args, kwargs, 1, "messages")))
 
     def read(self, call: LLMCall, result: Any) -> None:
         _read_final(call, result)
@@ -143,7 +139,7 @@ class _GenerateEndpoint(_Endpoint):
     chat = False
 
     def fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-        system, prompt = kwargs.get("system"), _arg(args, kwargs, 1, "prompt")
+        system, prompt = kwargs.get("system"), requests.arg(args, kwargs, 1, "prompt")
         return content.template_fingerprint(
             system if isinstance(system, str) else None, prompt if isinstance(prompt, str) else None
         )
@@ -152,7 +148,7 @@ class _GenerateEndpoint(_Endpoint):
         system = kwargs.get("system")
         if isinstance(system, str) and system:
             call.capture(sc.GEN_AI_SYSTEM_INSTRUCTIONS, content.system_instructions(system))
-        prompt = _arg(args, kwargs, 1, "prompt")
+        prompt = requests.arg(args, kwargs, 1, "prompt")
         if isinstance(prompt, str):
             call.capture(sc.GEN_AI_INPUT_MESSAGES, content.input_messages(prompt))
 

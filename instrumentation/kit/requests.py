@@ -17,6 +17,11 @@ NUMBER, INT, FLOAT, STOP, RESPONSE_FORMAT, TEXT_CONFIG, ENCODING, TEXT_FORMAT, S
 Params = Mapping[str, tuple[str, int]]
 
 
+def arg(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str) -> Any:
+    """An argument the SDK function takes positionally (at ``index``) or by keyword (``name``); None if absent."""
+    return args[index] if len(args) > index else kwargs.get(name)
+
+
 def output_type(fmt: Any) -> str | None:
     """``gen_ai.output.type`` of a response format: a ``{"type": ...}`` mapping or a pydantic model (``.parse()``)."""
     if isinstance(fmt, Mapping):
