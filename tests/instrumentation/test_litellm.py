@@ -255,3 +255,26 @@ async def test_acompletion_of_two_choices_plain_and_streamed(instrumented, otel,
         assert attrs(span)[sc.GEN_AI_REQUEST_CHOICE_COUNT] == 2
         assert attrs(span)[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "stop")
     assert attrs(streamed)[sc.PROMPTPULSE_STREAM_STATE] == "complete"
+
+
+def test_stream_of_two_choices_content(otel, fake_provider) -> None:
+    """Captured content of an n=2 stream: one output message per choice, each with its text and finish reason."""
+    import json
+
+    inst = LiteLLMInstrumentor()
+    inst.instrument(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider, capture_content=True)
+    try:
+        stream = litellm.completion(
+            model="openai/gpt-4o-mini", messages=MSGS, n=2, stream=True, **openai_kwargs(fake_provider)
+        )
+        texts: dict[int, str] = {}
+        for chunk in stream:
+            for c in chunk.choices:
+                texts[c.index] = texts.get(c.index, "") + (c.delta.content or "")
+    finally:
+        inst.uninstrument()
+    assert texts[0] == texts[1] != ""
+    messages = json.loads(attrs(otel.only_span())[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert messages == [
+        {"role": "assistant", "parts": [{"type": "text", "content": texts[i]}], "finish_reason": "stop"} for i in (0, 1)
+    ]
