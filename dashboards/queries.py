@@ -12,6 +12,7 @@ tables. Quality panels read the score rollups (``llm_scores_1m`` /
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from promptpulse.instrumentation.semconv import EVALUATION_FEATURE
@@ -156,6 +157,26 @@ def select(columns: Sequence[tuple[str, str]]) -> str:
 def totals(columns: Sequence[tuple[str, str]], *, source: str | None = None) -> str:
     """One row over the whole range."""
     return f"SELECT\n    {select(columns)}\nFROM {source or rollup()}"
+
+
+_TOTALS = re.compile(r"SELECT\n    (?P<columns>[^\n]+(?:,\n    [^\n]+)*)\nFROM (?P<source>\(\n.*\n\))", re.S)
+_COLUMN = re.compile(r"(?P<expr>.+) AS `(?P<alias>[^`]+)`")
+
+
+def split_totals(sql: str) -> tuple[list[tuple[str, str]], str] | None:
+    """The columns and source of SQL that ``totals`` wrote, or None for any other shape — so one-row panels over
+    the same source can run as one statement (the console does) and still be each panel's own expressions. Only a
+    text that ``totals`` gives back exactly counts."""
+    m = _TOTALS.fullmatch(sql)
+    if not m:
+        return None
+    columns = []
+    for item in m["columns"].split(",\n    "):
+        c = _COLUMN.fullmatch(item)
+        if not c:
+            return None
+        columns.append((c["expr"], c["alias"]))
+    return (columns, m["source"]) if totals(columns, source=m["source"]) == sql else None
 
 
 def timeseries(columns: Sequence[tuple[str, str]], *, group: str | None = None, source: str | None = None) -> str:

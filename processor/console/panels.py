@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from ...dashboards import definitions as defs
 from ...dashboards import macros
+from ...dashboards import queries as q
 from ...dashboards.grafana import Panel, Variable
 
 # Multi-value filter variables (query variables of the dashboards) and single-value settings.
@@ -161,8 +162,57 @@ def at_once(store: Any, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return list(pool.map(work, items))
 
 
+def merge_totals(keys: Sequence[str]) -> list[list[str]]:
+    """The keys in groups to run as one statement each: one-row panels (``queries.totals``) over the same source
+    share one (each panel's own column expressions, one read of the rollups instead of one per panel); a column
+    name two panels give different expressions keeps them apart. Every other panel is a group of its own."""
+    panels = catalog()
+    groups: list[list[str]] = []
+    open_groups: dict[str, list[tuple[list[str], dict[str, str]]]] = {}  # source -> (keys, alias -> expression)
+    for key in keys:
+        split = q.split_totals(panels[key].sql)
+        if split is None:
+            groups.append([key])
+            continue
+        columns, source = split
+        for members, exprs in open_groups.get(source, []):
+            if all(exprs.get(alias, expr) == expr for expr, alias in columns):
+                members.append(key)
+                exprs.update((alias, expr) for expr, alias in columns)
+                break
+        else:
+            members = [key]
+            open_groups.setdefault(source, []).append((members, {alias: expr for expr, alias in columns}))
+            groups.append(members)
+    return groups
+
+
+def _run_group(store: Any, keys: Sequence[str], p: PanelParams) -> list[dict[str, Any]]:
+    if len(keys) == 1:
+        return [run(store, keys[0], p)]
+    splits = [q.split_totals(catalog()[k].sql) for k in keys]
+    merged = {alias: expr for split in splits if split for expr, alias in split[0]}
+    source = splits[0][1] if splits[0] else ""
+    sql, params = bind(q.totals([(expr, alias) for alias, expr in merged.items()], source=source), p)
+    t0 = time.perf_counter()
+    result = store.query(sql, params)
+    elapsed = round((time.perf_counter() - t0) * 1000, 1)
+    row = dict(zip(result.column_names, result.rows[0], strict=True)) if result.rows else None
+    out = []
+    for split in splits:
+        names = [alias for _, alias in split[0]] if split else []
+        rows = [[cell(row[n]) for n in names]] if row is not None else []
+        out.append({"columns": names, "rows": rows, "elapsed_ms": elapsed})
+    return out
+
+
 def run_many(store: Any, keys: Sequence[str], p: PanelParams) -> dict[str, dict[str, Any]]:
-    return dict(zip(keys, at_once(store, lambda k: run(store, k, p), keys), strict=True))
+    """Each panel's answer, as ``run`` gives it; one-row panels over one source run as one statement
+    (``merge_totals``), and the statements run at once (``at_once``)."""
+    groups = merge_totals(keys)
+    answers = {k: a for group, got in zip(groups, at_once(store, lambda g: _run_group(store, g, p), groups),
+                                          strict=True) for k, a in zip(group, got, strict=True)}
+    return {k: answers[k] for k in keys}
 
 
 def describe(panel: Panel) -> dict[str, Any]:
