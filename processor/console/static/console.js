@@ -11,7 +11,7 @@ const COLORS = ["#2f6fdf", "#e07b24", "#1a9c4b", "#9b4fd1", "#d23c3c", "#16a2b8"
 const state = {
   preset: "24h", start: null, end: null, live: false, filters: {}, prompts: [], compareBy: "prompt",
   token: sessionStorage.getItem("promptpulse.token") || "", catalog: {}, options: {}, drill: null,
-  budget: "100", slo: "99.9",
+  budget: "100", slo: "99.9", firstOverview: null,
 };
 let liveTimer = null;
 let renderSeq = 0;
@@ -64,11 +64,14 @@ function baseParams(extra = {}, scope = "main") {
   return p;
 }
 
-async function panelData(keys, extra, scope) {
-  const known = keys.filter((k) => state.catalog[k]);
+async function panelRequest(keys, extra, scope) {
   const p = baseParams(extra, scope);
-  p.set("keys", known.join(","));
+  p.set("keys", keys.join(","));
   return (await api("/api/panels/data", p)).panels;
+}
+
+async function panelData(keys, extra, scope) {
+  return panelRequest(keys.filter((k) => state.catalog[k]), extra, scope);
 }
 
 // ------------------------------------------------------------------------------------------------ formatting
@@ -345,7 +348,9 @@ const OVERVIEW = ["requests", "rpm", "peak_rpm", "trend", "success_rate", "error
 
 async function renderOverview(seq) {
   const body = $("#overview .body");
-  const d = await panelData(OVERVIEW);
+  const first = state.firstOverview;  // start()'s request, sent beside the catalog's
+  state.firstOverview = null;
+  const d = first ? await first : await panelData(OVERVIEW);
   if (seq !== renderSeq) return null;
   body.replaceChildren();
   const requests = d.requests.rows[0] ? d.requests.rows[0][0] : 0;
@@ -839,6 +844,9 @@ async function refresh() {
 }
 
 async function start() {
+  // the first screen's data does not wait for the panel catalog: both requests are in flight at once
+  const first = panelRequest(OVERVIEW);
+  first.catch(() => {});  // a refusal (401) is the catalog's to report
   try {
     const cat = await api("/api/panels");
     state.catalog = Object.fromEntries(cat.panels.map((p) => [p.key, p]));
@@ -849,6 +857,7 @@ async function start() {
   }
   $("#auth").hidden = true;
   $("#main").hidden = false;
+  state.firstOverview = first;
   setLive();
   await refresh();
 }
