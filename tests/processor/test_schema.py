@@ -62,6 +62,8 @@ def test_cluster_rendering() -> None:
     assert ("ALTER TABLE `obs`.llm_calls_1h_local ON CLUSTER `main` ADD PROJECTION IF NOT EXISTS by_time "
             "(SELECT * ORDER BY bucket)") in text
     assert "* EXCEPT bucket FROM `obs`.llm_calls_1h_local" in text  # the daily table's backfill, shard-local
+    assert ("ALTER TABLE `obs`.llm_calls_1m_local ON CLUSTER `main` ADD PROJECTION IF NOT EXISTS per_minute\n"
+            "    (SELECT bucket, sum(calls) GROUP BY bucket)") in text
     assert "CREATE MATERIALIZED VIEW IF NOT EXISTS `obs`.llm_calls_1m_mv ON CLUSTER `main`" in text
     assert "FROM `obs`.llm_calls_1m_local AS m" in text
     # the Distributed rollup tables take the local tables' columns
