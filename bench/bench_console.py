@@ -2,12 +2,14 @@
 section is drawn, in Debian's headless Chromium, over `promptpulse serve`'s API app (FastAPI on uvicorn).
 
     flock /tmp/pp-cpu.lock .venv/bin/python bench/bench_console.py [--calls 10000000] [--runs 5] [--presets 24h 7d 30d]
+                                                                   [--data-dir DIR]
 
 Data: bench_queries.py's generator (NESTED: 180 series over the last 30 days, inserted into llm_calls in SQL so
 the rollup views fill as on ingest), then OPTIMIZE ... FINAL of the rollups (llm_calls_1m/_1h/_1d) — what the
 panels read. Each run opens the page in a fresh browser context (nothing cached) at ?range=PRESET and reads the
 page's own performance marks: ``overview-1`` (Overview KPIs in the DOM) and ``rendered-1`` (all sections drawn),
-both from navigation start; plus the slowest API request of the render.
+both from navigation start; plus the slowest API request of the render. ``--data-dir`` keeps the store (generated
+when it holds no calls) for the next run.
 """
 
 from __future__ import annotations
@@ -69,19 +71,21 @@ def measure(url: str, presets: list[str], runs: int) -> dict:
     return out
 
 
-def run(calls: int, runs: int, presets: list[str]) -> dict:
-    tmp = tempfile.mkdtemp(prefix="pp-bench-console-")
+def run(calls: int, runs: int, presets: list[str], data_dir: str | None = None) -> dict:
+    tmp = data_dir or tempfile.mkdtemp(prefix="pp-bench-console-")
     store = EmbeddedStore(tmp)
     try:
         store.apply_schema()
-        t = time.perf_counter()
-        for start in range(0, calls, CHUNK):
-            generate(store, GENERATORS["nested"].format(start=start, count=min(CHUNK, calls - start)))
-        t_gen = time.perf_counter() - t
-        t = time.perf_counter()
-        for table in ("llm_calls_1m", "llm_calls_1h", "llm_calls_1d"):
-            store.command(f"OPTIMIZE TABLE {table} FINAL")
-        t_opt = time.perf_counter() - t
+        t_gen = t_opt = 0.0
+        if not store.query("SELECT count() FROM llm_calls").scalar():
+            t = time.perf_counter()
+            for start in range(0, calls, CHUNK):
+                generate(store, GENERATORS["nested"].format(start=start, count=min(CHUNK, calls - start)))
+            t_gen = time.perf_counter() - t
+            t = time.perf_counter()
+            for table in ("llm_calls_1m", "llm_calls_1h", "llm_calls_1d"):
+                store.command(f"OPTIMIZE TABLE {table} FINAL")
+            t_opt = time.perf_counter() - t
         n = store.query("SELECT count() FROM llm_calls").scalar()
         assert create_app and router.router
         svc = SimpleNamespace(get_store=lambda: store, settings=None, ingest=SimpleNamespace(authorized=lambda h: True))
@@ -97,7 +101,8 @@ def run(calls: int, runs: int, presets: list[str]) -> dict:
                 "first_render": pages}
     finally:
         store.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not data_dir:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -105,8 +110,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=10_000_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--presets", nargs="+", default=["24h", "7d", "30d"], choices=["1h", "24h", "7d", "30d"])
+    ap.add_argument("--data-dir", help="keep the generated store here (reused when it holds calls)")
     a = ap.parse_args()
-    print(json.dumps(run(a.calls, a.runs, a.presets), indent=2))
+    print(json.dumps(run(a.calls, a.runs, a.presets, a.data_dir), indent=2))
 
 
 if __name__ == "__main__":
