@@ -49,15 +49,15 @@ def test_demo_keeps_the_console_up_with_every_section_filled(browser: Any, tmp_p
         assert pg.locator("#breakdown tbody tr").count() >= 3
         pg.wait_for_selector("#compare table.compare")
         # the demo evaluates its rules as of the end of the traffic's last minute (up to a minute ahead): the alert
-        # events are in the range once that minute has passed
+        # events are in the range once that minute has passed, and the rules fire at different evaluations (under
+        # load the latency rule's event can be shown before the burst's 5xx one)
         deadline, refreshes = time.monotonic() + 90, 1
-        while pg.locator('#alerts [data-panel="alert_history"] tbody tr').count() == 0:
+        while "http_5xx" not in pg.inner_text("#alerts"):
             assert time.monotonic() < deadline, pg.inner_text("#alerts")
             pg.wait_for_timeout(5000)
             pg.click('[data-preset="1h"]')
             refreshes += 1
             page.wait_loaded(refreshes)
-        assert "http_5xx" in pg.inner_text("#alerts")
         assert pg.locator("#cost .tile").count() >= 5 and pg.locator("#sla .tile").count() >= 5
         assert page.value("Scores", "quality") > 0
         page.shot("demo")
