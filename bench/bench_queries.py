@@ -138,7 +138,7 @@ def queries(now: dt.datetime) -> dict[str, tuple[str, str]]:
     month, day = now - dt.timedelta(days=30), now - dt.timedelta(days=1)
 
     def dash(sql: str, start: dt.datetime = month) -> str:
-        variables = {v: macros.ALL for v, _ in dq.FILTER_VARS}
+        variables = {v: macros.ALL for v in dq.VARIABLES}
         return macros.expand(sql, time_from=start, time_to=now, interval_s=3600, variables=variables)
 
     since = f"timestamp >= toDateTime({int(month.timestamp())})"

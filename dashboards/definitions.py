@@ -3,6 +3,7 @@ them to dashboards/*.json; the tests run every query here on chDB."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from . import queries as q
@@ -11,6 +12,10 @@ from .grafana import BLUE, GREEN, RED, YELLOW, Annotation, Dashboard, Link, Pane
 FROM, TO, RANGE_S, STEP_S = q.FROM, q.TO, q.RANGE_S, q.STEP_S
 
 # --- variables --------------------------------------------------------------------------------------------------
+TAG_DESCRIPTION = ("One tag (promptpulse.tags) or All: the call panels read the tag rollups (schemas/021), the "
+                   "drill-downs the calls that carry it. One value only: a call with two chosen tags would be "
+                   "counted twice. Quality scores, guardrails and evaluation cost are not narrowed by tag (their "
+                   "rollups keep no tags).")
 FILTER_VARIABLES = (
     Variable("service", "Service", "query", q.variable_query("service", depends=())),
     Variable("environment", "Environment", "query", q.variable_query("environment", depends=("service",))),
@@ -23,6 +28,9 @@ FILTER_VARIABLES = (
     Variable("provider", "Provider", "query",
              q.variable_query("provider", depends=("service", "environment", "prompt", "version", "model"))),
     Variable("feature", "Feature", "query", q.variable_query("feature", depends=("service", "environment"))),
+    Variable(q.TAG_VAR, "Tag", "query",
+             q.variable_query("tag", depends=("service", "environment"), table="llm_calls_tags_1h"),
+             multi=False, description=TAG_DESCRIPTION),
 )
 COMPARE_BY = Variable("compare_by", "Compare", "custom", "prompt, version", default="prompt")
 SLO_TARGET = Variable("slo_target", "Availability SLO %", "textbox", default="99.9")
@@ -347,6 +355,7 @@ COST_TABLE = Panel(
 # drill-down joins raw scores to their calls
 # only the scored calls are read from llm_calls (the join no longer scans every call of the range)
 SCORED = f"trace_id IN (SELECT trace_id FROM llm_scores WHERE timestamp >= {FROM} AND timestamp < {TO})"
+SCORED_CALLS = q.raw_calls(f"({FROM} - INTERVAL 1 DAY)", TO, extra=SCORED, by_tag=False)  # scores keep no tags
 SCORES = (
     "(\n    SELECT s.timestamp AS timestamp, s.name AS name, s.value AS value, s.label AS label,\n"
     "           s.comment AS comment,"
@@ -355,7 +364,7 @@ SCORES = (
     " c.prompt_version AS prompt_version, c.model AS model, c.latency_ms AS latency_ms\n"
     "    FROM llm_scores AS s\n"
     f"    INNER JOIN (SELECT trace_id, span_id, service, prompt_name, prompt_version, {q.RAW_MODEL} AS model,\n"
-    f"                       latency_ms FROM {q.raw_calls(f'({FROM} - INTERVAL 1 DAY)', TO, extra=SCORED)}) AS c\n"
+    f"                       latency_ms FROM {SCORED_CALLS}) AS c\n"
     "      ON s.trace_id = c.trace_id AND s.span_id = c.span_id\n"
     f"    WHERE s.timestamp >= {FROM} AND s.timestamp < {TO}\n"
     "      AND $__conditionalAll(s.name IN (${score_name:singlequote}), $score_name)\n)"
@@ -379,7 +388,7 @@ FEEDBACK = Panel(
     "feedback_rates", "Feedback rates", "table",
     q.breakdown([("name", "name")],
                 [(q.SCORES_N, "count"), (q.SCORED_CALLS, "scored calls"),
-                 (f"(SELECT sum(calls) FROM {q.rollup()})", "calls"),
+                 (f"(SELECT sum(calls) FROM {q.rollup(by_tag=False)})", "calls"),
                  ("100 * `scored calls` / calls", "scored % of calls"), (q.SCORE_AVG, "average"),
                  (q.SCORE_POSITIVE_PCT, "positive %")], order="name", source=SCORE_ROLLUP),
     w=8, h=8, decimals=2,
@@ -472,6 +481,19 @@ EVAL_COST = Panel(
                 "when no judge call has a price. Judge cost on results: the judge cost the rule results (scores and "
                 "evaluation errors) carry, processor-side judges included, filtered by the scored call. An in-app "
                 "judge is in both numbers: do not add them.")
+# The tag filter cannot narrow scores, guardrail checks or judge calls (their rollups and views keep no tags): these
+# panels show every call's numbers whatever the tag, and say so (the console shows the same note on the section).
+NOT_BY_TAG = "Not narrowed by the tag filter: scores, guardrail checks and judge calls keep no tags."
+
+
+def untagged(panel: Panel) -> Panel:
+    return dataclasses.replace(panel, description=f"{panel.description} {NOT_BY_TAG}".strip())
+
+
+(QUALITY_STATS, QUALITY_TS, QUALITY_DISTRIBUTION, FEEDBACK, QUALITY_BY_VERSION, LOWEST_SCORES, GUARDRAIL_RATE,
+ GUARDRAIL_TS, GUARDRAIL_BY_TYPE, EVAL_COST) = (
+    untagged(p) for p in (QUALITY_STATS, QUALITY_TS, QUALITY_DISTRIBUTION, FEEDBACK, QUALITY_BY_VERSION, LOWEST_SCORES,
+                          GUARDRAIL_RATE, GUARDRAIL_TS, GUARDRAIL_BY_TYPE, EVAL_COST))
 
 # comparison
 COMPARE_TABLE = Panel("compare_table", "Side by side (winner row)", "table", q.compare_pivot(), w=12, h=9, raw=True,

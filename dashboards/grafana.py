@@ -228,7 +228,8 @@ def _render_variable(var: Variable) -> dict[str, Any]:
                 "skipUrlSync": True, "current": {"selected": False, "text": var.query, "value": var.query},
                 "options": [{"selected": True, "text": var.query, "value": var.query}]}
     if var.kind == "query":
-        all_current = {"selected": True, "text": ["All"], "value": ["$__all"]} if var.multi else {}
+        all_current = ({"selected": True, "text": ["All"], "value": ["$__all"]} if var.multi
+                       else {"selected": True, "text": "All", "value": "$__all"} if var.include_all else {})
         return {"name": var.name, "label": var.label, "type": "query", "datasource": DS_REF,
                 "query": var.query, "refresh": 2, "sort": 1, "regex": "",
                 "multi": var.multi, "includeAll": var.include_all, "current": all_current, "hide": var.hide,

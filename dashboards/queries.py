@@ -8,6 +8,13 @@ guards on ``$__toTime - $__fromTime`` (and the step), so ClickHouse reads only t
 hours sum to exactly what the hourly rows of the same range give. Raw ``llm_calls`` is read only by drill-down
 tables. Quality panels read the score rollups (``llm_scores_1m`` /
 ``llm_scores_1h``) the same way.
+
+Tag (the single-valued ``tag`` variable, schemas/021): when it is All, the untagged branches above are read, exactly
+as without it; when a tag is chosen they are off and the same ranges come from ``llm_calls_tags_1m`` /
+``llm_calls_tags_1h`` (``tag IN (...)``; no daily tagged table, so whole days are read from the tagged hours). The
+two sets of branches carry constant guards from ``$__conditionalAll(0, $tag)``, which the plugin turns into ``1=1``
+when the tag is All and leaves ``0`` otherwise. The score rollups and guardrail views keep no tags: quality panels are
+never narrowed by tag.
 """
 
 from __future__ import annotations
@@ -28,6 +35,14 @@ FILTER_VARS: tuple[tuple[str, str], ...] = (
     ("service", "service"), ("environment", "environment"), ("prompt", "prompt_name"),
     ("version", "prompt_version"), ("model", "model"), ("provider", "provider"), ("feature", "feature"),
 )
+# The tag variable (single-valued: a call with two chosen tags would be counted twice). Not in FILTER_VARS: tags are
+# no column of the untagged rollups, and score rollups / guardrail views cannot be narrowed by them.
+TAG_VAR = "tag"
+# Every variable rollup() / raw_calls() read (all of them All: the numbers without any filter)
+VARIABLES: tuple[str, ...] = (*(v for v, _ in FILTER_VARS), TAG_VAR)
+NO_TAG = "$__conditionalAll(0, $tag)"  # 1=1 when the tag is All, else 0: the untagged branches
+BY_TAG = "NOT ($__conditionalAll(0, $tag)) AND $__conditionalAll(tag IN (${tag:singlequote}), $tag)"
+RAW_TAG = "$__conditionalAll(has(tags, ${tag:singlequote}), $tag)"
 RAW_MODEL = "if(request_model != '', request_model, response_model)"
 # The app's own calls: an in-app judge's LLM calls (feature promptpulse.evaluation) are evaluation cost, never app
 # traffic. The rollups skip them (schemas/018, the same constant); every reader of raw llm_calls that computes the
@@ -58,29 +73,40 @@ def whole_days(start: str, end: str) -> tuple[str, str]:
 
 
 def rollup(start: str = FROM, end: str = TO, *, length: str = RANGE_S, extra: str = "",
-           minute_only: bool = False, daily: str = "1", skip: Sequence[str] = ()) -> str:
+           minute_only: bool = False, daily: str = "1", skip: Sequence[str] = (), by_tag: bool = True) -> str:
     """Rollup rows of [start, end) at the dashboard's resolution, filtered by the variables.
 
     ``length`` decides the resolution (default: the dashboard range). ``minute_only`` always reads llm_calls_1m
     (panels that need minute resolution over any range, e.g. peak RPM or SLA downtime minutes). ``daily`` is the
     SQL condition under which whole days may come from llm_calls_1d (default always: totals and breakdowns; time
-    series pass "the step is whole days")."""
+    series pass "the step is whole days"). ``by_tag``: a chosen tag reads the tag rollups instead (schemas/021);
+    False reads all calls whatever the tag (beside panels that cannot be narrowed by tag)."""
     where = filters(skip=skip) + (f" AND {extra}" if extra else "")
+    guard = f"{NO_TAG} AND " if by_tag else ""
+    minute_cond = "1" if minute_only else f"{length} <= {SWITCH_S}"
     one_minute = (f"SELECT *, 60 AS res_s FROM llm_calls_1m\n"
-                  f"    WHERE {'1' if minute_only else f'{length} <= {SWITCH_S}'}"
+                  f"    WHERE {guard}{minute_cond}"
+                  f" AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n      AND {where}")
+    tag_minute = (f"SELECT * EXCEPT tag, 60 AS res_s FROM llm_calls_tags_1m\n"
+                  f"    WHERE {BY_TAG}\n      AND {minute_cond}"
                   f" AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n      AND {where}")
     if minute_only:
-        return f"(\n    {one_minute}\n)"
+        return f"(\n    {one_minute}\n" + (f"    UNION ALL\n    {tag_minute}\n" if by_tag else "") + ")"
     first, last = whole_days(start, end)
     long = f"{length} > {SWITCH_S}"
     one_hour = (f"SELECT *, 3600 AS res_s FROM llm_calls_1h\n"
-                f"    WHERE {long} AND bucket >= toStartOfHour({start}) AND bucket < {end}\n"
+                f"    WHERE {guard}{long} AND bucket >= toStartOfHour({start}) AND bucket < {end}\n"
                 f"      AND NOT ({daily} AND bucket >= {first} AND bucket < {last})\n"
                 f"      AND {where}")
     one_day = (f"SELECT *, 86400 AS res_s FROM llm_calls_1d\n"
-               f"    WHERE {long} AND {daily} AND bucket >= {first} AND bucket < {last}\n"
+               f"    WHERE {guard}{long} AND {daily} AND bucket >= {first} AND bucket < {last}\n"
                f"      AND {where}")
-    return f"(\n    {one_minute}\n    UNION ALL\n    {one_hour}\n    UNION ALL\n    {one_day}\n)"
+    branches = [one_minute, one_hour, one_day]
+    if by_tag:
+        branches += [tag_minute, (f"SELECT * EXCEPT tag, 3600 AS res_s FROM llm_calls_tags_1h\n"
+                                  f"    WHERE {BY_TAG}\n      AND {long} AND bucket >= toStartOfHour({start})"
+                                  f" AND bucket < {end}\n      AND {where}")]
+    return "(\n    " + "\n    UNION ALL\n    ".join(branches) + "\n)"
 
 
 def score_rollup(start: str = FROM, end: str = TO) -> str:
@@ -100,10 +126,11 @@ def score_rollup(start: str = FROM, end: str = TO) -> str:
 ADHOC_RAW = "SETTINGS $__adHocFilters('llm_calls')"
 
 
-def raw_calls(start: str = FROM, end: str = TO, extra: str = "") -> str:
+def raw_calls(start: str = FROM, end: str = TO, extra: str = "", by_tag: bool = True) -> str:
     """Raw llm_calls of [start, end), the app's calls only (APP_CALLS), filtered by the variables (drill-down
-    only)."""
-    where = f"timestamp >= {start} AND timestamp < {end} AND {APP_CALLS} AND " + filters(model_col=RAW_MODEL)
+    only); ``by_tag``: and the chosen tag (``has(tags, ...)``)."""
+    where = (f"timestamp >= {start} AND timestamp < {end} AND {APP_CALLS} AND " + filters(model_col=RAW_MODEL)
+             + (f" AND {RAW_TAG}" if by_tag else ""))
     return f"llm_calls WHERE {where}" + (f" AND {extra}" if extra else "")
 
 

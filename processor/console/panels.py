@@ -22,7 +22,7 @@ from ...dashboards import macros
 from ...dashboards import queries as q
 from ...dashboards.grafana import Panel, Variable
 
-# Multi-value filter variables (query variables of the dashboards) and single-value settings.
+# Filter variables (query variables of the dashboards; multi-value but tag, which takes one) and single-value settings.
 FILTER_VARIABLES: dict[str, Variable] = {v.name: v for v in defs.FILTER_VARIABLES}
 SETTINGS: dict[str, Variable] = {v.name: v for v in (defs.COMPARE_BY, defs.SLO_TARGET, defs.DAILY_BUDGET)}
 SCORE_VARIABLE = defs.SCORE_NAME
@@ -58,9 +58,11 @@ class PanelParams:
             raise PanelError("start must be before end")
         if self.end - self.start > MAX_RANGE:
             raise PanelError(f"the range is longer than {MAX_RANGE.days} days")
-        for name in self.filters:
+        for name, chosen in self.filters.items():
             if name not in FILTER_VARIABLES:
                 raise PanelError(f"unknown filter {name!r}")
+            if not FILTER_VARIABLES[name].multi and len(chosen) > 1:  # tag: two tags would count a call twice
+                raise PanelError(f"filter {name!r} takes one value")
 
     @property
     def interval_s(self) -> int:

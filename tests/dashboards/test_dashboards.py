@@ -20,7 +20,7 @@ pytest.importorskip("chdb")
 T0 = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # recent: the tables have TTLs
 H1 = T0 - dt.timedelta(hours=1)
 ALL_VARS = {v: macros.ALL for v in ("service", "environment", "prompt", "version", "model", "provider", "feature",
-                                    "score_name")}
+                                    "tag", "score_name")}
 ALL_VARS |= {"compare_by": "prompt", "slo_target": "99.9", "daily_budget": "100", "trace_id": "",
              "trace_url": definitions.DEFAULT_TRACE_URL}
 SCORE_COLUMNS_EVAL = ("timestamp", "trace_id", "span_id", "name", "value", "label", "comment", "source", "rule",

@@ -24,7 +24,7 @@ START = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.tim
 END = START + dt.timedelta(hours=1)
 N, M = 12, 5  # app calls, judge calls
 ALL_VARS = {v: macros.ALL for v in ("service", "environment", "prompt", "version", "model", "provider", "feature",
-                                    "score_name")} | {"trace_id": "", "trace_url": definitions.DEFAULT_TRACE_URL}
+                                    "tag", "score_name")} | {"trace_id": "", "trace_url": definitions.DEFAULT_TRACE_URL}
 
 
 def _calls() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -66,7 +66,7 @@ def _answers(data_dir: Path, before: Path | None) -> tuple[str, list[Any]]:
                            "AND table = 'llm_calls' AND name = 'latency_ms'").scalar()
         store.insert_otel_traces(_spans(3, 3), dedup_token=uuid.uuid4().hex)  # and after it
         start, end = NOW - dt.timedelta(hours=3), NOW
-        variables = {v: macros.ALL for v, _col in queries.FILTER_VARS}  # every filter variable the panels use
+        variables = {v: macros.ALL for v in queries.VARIABLES}  # every filter variable the panels use
         slowest = macros.expand(definitions.all_panels()["slowest_calls"].sql, time_from=start, time_to=end,
                                 variables=variables)
         _fmt, limit, sql, p = an.export_plan({"start": start.isoformat(), "end": end.isoformat()}, now=NOW)

@@ -88,6 +88,16 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict
                                  {"t": tag}).rows[0] for tag in ("web", "beta")} for t in ("1m", "1h")}
         s.apply_schema()
         s.insert_otel_traces([row(c) for c in AFTER], dedup_token=uuid.uuid4().hex)
+        # two quality scores: on a 'web' call and on an untagged one
+        s.insert_rows("llm_scores", ("timestamp", "trace_id", "span_id", "name", "value", "label", "comment", "source"),
+                      [(c["t"] + dt.timedelta(seconds=5), c["trace_id"], c["span_id"], "quality", v, "", "", "test")
+                       for c, v in ((AFTER[0], 0.9), (AFTER[6], 0.3))])
+        # a failed guardrail check on an untagged call
+        c = AFTER[7]
+        s.insert_rows("llm_scores", ("timestamp", "trace_id", "span_id", "name", "value", "label", "comment", "source",
+                                     "rule", "guardrail"),
+                      [(c["t"] + dt.timedelta(seconds=5), c["trace_id"], c["span_id"], "no_pii", 0.0, "", "", "test",
+                        "no_pii", "pii")])
         yield s, seen
     finally:
         s.close()
@@ -213,3 +223,112 @@ def test_cluster_rendering_of_021() -> None:
     assert "FROM `obs`.llm_calls_tags_1m_local AS m" in mv1h
     single = dict((m.version, sts) for m, sts in schema.render_all(schema.SchemaOptions(database="obs")))[TAGS]
     assert len(single) == 4 and not any("Distributed" in st or "_local" in st for st in single)
+
+
+# --- panels (dashboards/queries.py rollup(): the same SQL for Grafana and the console) ----------------------------
+WEB = tagged("web")
+# Long ranges end a day after the seed's day, so that day is a whole day inside them (untagged: read from llm_calls_1d)
+END_LONG = dt.datetime.combine(START.date(), dt.time(0), UTC) + dt.timedelta(days=2)
+
+
+def _end(rng: dt.timedelta) -> dt.datetime:
+    return END if rng <= dt.timedelta(days=2) else END_LONG
+
+
+def grafana(s: Any, key: str, rng: dt.timedelta, tag: str | None) -> list[dict[str, Any]]:
+    """The panel as Grafana runs it (macros.expand: the plugin's $__conditionalAll, then the variables)."""
+    from promptpulse.dashboards import definitions, macros, queries
+
+    variables: dict[str, Any] = {v: macros.ALL for v in (*queries.VARIABLES, "score_name")}
+    if tag is not None:
+        variables["tag"] = tag  # single-valued: a plain string, as Grafana holds it
+    sql = macros.expand(definitions.all_panels()[key].sql, time_from=_end(rng) - rng, time_to=_end(rng),
+                        interval_s=60 if rng <= dt.timedelta(days=2) else 3600, variables=variables)
+    return s.query(sql).dicts()
+
+
+def console(s: Any, key: str, rng: dt.timedelta, tag: str | None) -> list[dict[str, Any]]:
+    from promptpulse.processor.console import panels
+
+    p = panels.PanelParams(_end(rng) - rng, _end(rng), {"tag": [tag]} if tag else {})
+    out = panels.run(s, key, p)
+    return [dict(zip(out["columns"], r, strict=True)) for r in out["rows"]]
+
+
+RANGES = [dt.timedelta(hours=1), dt.timedelta(days=7)]  # the minute tables; the hourly ones (and, untagged, days)
+
+
+@pytest.mark.parametrize("runner", [grafana, console])
+@pytest.mark.parametrize("rng", RANGES, ids=["1h", "7d"])
+def test_a_tagged_panel_equals_raw_calls_with_the_tag(seeded, runner, rng: dt.timedelta) -> None:
+    s, _ = seeded
+    (requests,) = runner(s, "requests", rng, "web")
+    assert requests["Requests"] == len(WEB) == 8
+    (errors,) = runner(s, "error_rate", rng, "web")
+    assert errors["Error rate"] == pytest.approx(100 * 2 / 8)
+    (tokens,) = runner(s, "tokens", rng, "web")
+    assert (tokens["Input"], tokens["Output"], tokens["Total"]) == (1210, 270, 1480) == (
+        sum(c["inp"] for c in WEB), sum(c["out"] for c in WEB), sum(c["inp"] + c["out"] for c in WEB))
+    (cost,) = runner(s, "cost_stats", rng, "web")
+    assert cost["Total cost"] == pytest.approx(0.0135) and cost["Cost per request"] == pytest.approx(0.0135 / 8)
+    (latency,) = runner(s, "latency_stats", rng, "web")
+    assert nearest_rank([c["latency_ms"] for c in WEB], 0.95) == 900 and close(latency["p95"], 900, rel=0.01)
+    raw = s.query("SELECT count(), sum(input_tokens), sum(output_tokens), sum(cost_usd) FROM llm_calls "
+                  "WHERE has(tags, 'web') AND feature != {f:String}", {"f": EVALUATION_FEATURE}).rows
+    assert raw == [(8, 1210, 270, Decimal("0.0135"))]
+    (beta,) = runner(s, "requests", rng, "beta")
+    assert beta["Requests"] == 3  # the call tagged web and beta counts under both
+    (none,) = runner(s, "requests", rng, "nope")
+    assert none["Requests"] == 0
+
+
+@pytest.mark.parametrize("runner", [grafana, console])
+@pytest.mark.parametrize("rng", RANGES, ids=["1h", "7d"])
+def test_all_tags_reads_every_call_as_before(seeded, runner, rng: dt.timedelta) -> None:
+    s, _ = seeded
+    assert runner(s, "requests", rng, None)[0]["Requests"] == len(APP) == 15
+    assert runner(s, "error_rate", rng, None)[0]["Error rate"] == pytest.approx(100 * 2 / 15)
+    assert runner(s, "cost_stats", rng, None)[0]["Total cost"] == pytest.approx(
+        float(sum((c["cost"] for c in APP), Decimal(0))))
+    assert runner(s, "tokens", rng, None)[0]["Total"] == sum(c["inp"] + c["out"] for c in APP)
+
+
+@pytest.mark.parametrize("runner", [grafana, console])
+def test_minute_panels_and_drill_downs_follow_the_tag(seeded, runner) -> None:
+    s, _ = seeded
+    rng = dt.timedelta(hours=1)
+    assert runner(s, "peak_rpm", rng, "web")[0]["Peak RPM"] == 1  # minute_only: the tagged minutes
+    slowest = runner(s, "slowest_calls", rng, "web")
+    assert sorted(r["latency_ms"] for r in slowest) == sorted(c["latency_ms"] for c in WEB)
+    assert len(runner(s, "slowest_calls", rng, None)) == 15
+
+
+def test_quality_panels_are_not_narrowed_by_tag(seeded) -> None:
+    """Scores keep no tags: a tag leaves the quality numbers (and the calls they are set against) as they are."""
+    s, _ = seeded
+    from promptpulse.dashboards import definitions
+
+    for key in ("quality_stats", "feedback_rates", "guardrail_rate", "lowest_scores"):
+        one_tag, every = (repr(grafana(s, key, dt.timedelta(hours=1), t)) for t in ("web", None))  # repr: nan
+        assert one_tag == every and "'Checks': 0" not in every, key
+        assert definitions.NOT_BY_TAG in definitions.all_panels()[key].description
+    feedback = grafana(s, "feedback_rates", dt.timedelta(hours=1), "web")
+    assert [(r["name"], r["count"], r["calls"]) for r in feedback] == [("no_pii", 1, 15), ("quality", 2, 15)]
+    (guardrails,) = grafana(s, "guardrail_rate", dt.timedelta(hours=1), "web")
+    assert (guardrails["Failures"], guardrails["Checks"]) == (1, 1)
+
+
+def test_the_tag_variable_offers_the_tags_and_the_console_takes_one(seeded) -> None:
+    from promptpulse.dashboards import definitions, macros
+    from promptpulse.processor.console import panels
+
+    s, _ = seeded
+    tag = next(v for v in definitions.FILTER_VARIABLES if v.name == "tag")
+    assert (tag.multi, tag.include_all) == (False, True) and "counted twice" in tag.description
+    sql = macros.expand(tag.query, time_from=START, time_to=END, variables={"service": macros.ALL,
+                                                                            "environment": macros.ALL})
+    assert s.query(sql).rows == [("beta",), ("web",)]
+    assert panels.options(s, panels.PanelParams(START, END))["tag"] == ["beta", "web"]
+    assert panels.options(s, panels.PanelParams(START, END, {"service": ["nope"]}))["tag"] == []
+    with pytest.raises(panels.PanelError, match="one value"):
+        panels.PanelParams(START, END, {"tag": ["web", "beta"]})

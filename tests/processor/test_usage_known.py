@@ -167,7 +167,7 @@ def test_report_shows_calls_without_usage_and_unpriced(store: Store) -> None:
 def test_dashboard_token_and_cost_panels_count_calls_without_usage(store: Store, hours: int) -> None:
     from promptpulse.dashboards import definitions, macros, queries
 
-    variables = {v: macros.ALL for v, _col in queries.FILTER_VARS}  # every filter variable the panels use
+    variables = {v: macros.ALL for v in queries.VARIABLES}  # every filter variable the panels use
     variables["service"] = ["usage"]
     end = HOUR + dt.timedelta(minutes=30)
     panels = definitions.all_panels()
