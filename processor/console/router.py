@@ -65,6 +65,8 @@ class Common:
                  end: Annotated[dt.datetime | None, Query(description="range end (ISO 8601; default now)")] = None,
                  service: Values = [], environment: Values = [], prompt: Values = [],  # noqa: B006
                  version: Values = [], model: Values = [], provider: Values = [], feature: Values = [],  # noqa: B006
+                 tag: Annotated[list[str], Query(max_length=MAX_VALUES, description="one tag (two would count a "
+                                                 "call carrying both twice: 400)")] = [],  # noqa: B006
                  compare_by: Annotated[str | None, Query(description="prompt or version (compare panels)")] = None,
                  slo_target: Annotated[str | None, Query(description="availability SLO percent (SLA panels; "
                                                                      "99.9)")] = None,
@@ -74,7 +76,8 @@ class Common:
                                                        description="a trace id (the trace_calls panel)")] = None,
                  ) -> None:
         self.args = (start, end, {"service": service, "environment": environment, "prompt": prompt,
-                                  "version": version, "model": model, "provider": provider, "feature": feature},
+                                  "version": version, "model": model, "provider": provider, "feature": feature,
+                                  "tag": tag},
                      {"compare_by": compare_by, "slo_target": slo_target, "daily_budget": daily_budget}, score_name,
                      trace_id)
 

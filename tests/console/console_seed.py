@@ -19,16 +19,17 @@ HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
 
 def seed() -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
-    # last hour: support 1.0 (40 calls, 2 failures) and summarize 1 (20 calls, no failure)
+    # last hour: support 1.0 (40 calls, 2 failures) and summarize 1 (20 calls, no failure); tags: every 4th support
+    # call 'web' and 'beta', the first 5 summarize calls 'web' (15 web, 10 beta, 45 untagged)
     for i in range(40):
         err = ("RateLimitError", "429", "rate_limit") if i in (5, 25) else None
         calls.append(call(NOW - dt.timedelta(minutes=50) + dt.timedelta(seconds=60 * i), "support", "1.0",
                           latency_ms=300 + 10 * i, inp=100, out=20, cost="0.001", error=err, feature="chat",
-                          service="support-bot"))
+                          service="support-bot", tags=("web", "beta") if i % 4 == 0 else ()))
     for i in range(20):
         calls.append(call(NOW - dt.timedelta(minutes=40) + dt.timedelta(seconds=90 * i), "summarize", "1",
                           model="gpt-4o-mini", latency_ms=1200 + 20 * i, inp=1000, out=200, cost="0.004",
-                          feature="docs", service="docs-bot"))
+                          feature="docs", service="docs-bot", tags=("web",) if i < 5 else ()))
     # 1 h to 24 h ago: support 2.0, 100 calls, 20 failures (a bad version)
     for i in range(100):
         err = ("APITimeoutError", "", "timeout") if i % 5 == 0 else None

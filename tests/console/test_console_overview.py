@@ -95,6 +95,39 @@ def test_filters_change_the_numbers(page: Page) -> None:
     assert pg.locator('[data-filter="feature"] option').all_inner_texts() == ["all features", "chat", "docs"]
 
 
+def test_the_tag_filter_changes_the_numbers(page: Page) -> None:
+    """One tag at a time (a call with two tags is under both); the Overview's requests are the tagged calls', the
+    choice is kept in the URL, and Quality says the tag does not narrow it."""
+    from console_seed import CALLS, in_last
+
+    tagged = lambda t: [c for c in CALLS if t in c["tags"] and in_last(c, HOUR)]  # noqa: E731
+    assert (len(tagged("web")), len(tagged("beta"))) == (15, 10)
+    pg = page.open("?range=1h")
+    assert page.kpi("Requests") == "60"
+    assert pg.locator('[data-filter="tag"] option').all_inner_texts() == ["all tags", "beta", "web"]
+    assert pg.locator("#quality [data-note=tag]").count() == 0
+    pg.select_option('[data-filter="tag"]', "web")
+    page.wait_loaded(2)
+    assert page.kpi("Requests") == "15"
+    assert page.kpi("Success rate") == "100.00 %"  # the two 429s (support calls 5 and 25) carry no tag
+    assert "tag=web" in pg.url
+    assert "does not apply" in pg.inner_text("#quality [data-note=tag]")
+    pg.select_option('[data-filter="tag"]', "beta")
+    page.wait_loaded(3)
+    assert page.kpi("Requests") == "10"
+    pg.reload()
+    page.wait_loaded()
+    assert page.kpi("Requests") == "10" and pg.input_value('[data-filter="tag"]') == "beta"
+    pg.select_option('[data-filter="tag"]', "")
+    page.wait_loaded(2)
+    assert page.kpi("Requests") == "60" and "tag=" not in pg.url
+    # the API takes one tag: two would count a call carrying both twice
+    code, doc = get(page.base, "/api/panels/data", {"keys": "requests", "tag": ["web", "beta"]})
+    assert code == 400 and "takes one value" in doc["error"], doc
+    code, doc = get(page.base, "/api/panels/options", {"tag": ["web", "beta"]})
+    assert code == 400, doc
+
+
 def test_empty_range_says_what_to_do(page: Page) -> None:
     pg = page.open("?range=1h&service=no-such-service")
     text = pg.inner_text("#overview")

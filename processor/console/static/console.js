@@ -3,7 +3,8 @@
 "use strict";
 
 const PRESETS = { "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400 };
-const FILTERS = ["service", "environment", "model", "provider", "feature"];
+// tag: one value at a time (a call carrying two chosen tags would be counted twice; the API refuses two)
+const FILTERS = ["service", "environment", "model", "provider", "feature", "tag"];
 const LIVE_MS = 30000;
 const COLORS = ["#2f6fdf", "#e07b24", "#1a9c4b", "#9b4fd1", "#d23c3c", "#16a2b8", "#c99a00", "#6b7385",
   "#e84393", "#00b894"];
@@ -633,21 +634,30 @@ async function renderSla(seq, requests) {
     renderTable("sla_daily", d.sla_daily));
 }
 
+// Scores, guardrail checks and judge calls keep no tags (their rollups have none): a chosen tag does not narrow them
+function tagNote() {
+  const tag = (state.filters.tag || [])[0];
+  return tag ? el("p", { class: "note muted", "data-note": "tag", text: `The tag filter (${tag}) does not apply ` +
+    "here: scores, guardrail checks and evaluation cost keep no tags, so this section shows every call's." }) : null;
+}
+
 async function renderQuality(seq) {
   const body = $("#quality .body");
   const stats = (await panelData(["quality_stats"])).quality_stats;  // the rest only when there are scores
   if (seq !== renderSeq) return;
   const n = stats.rows[0] ? stats.rows[0][stats.columns.indexOf("Scores")] : 0;
   if (!n) {
-    body.replaceChildren(emptyState(`No quality scores or feedback in this range. Record them from the app —
+    body.replaceChildren(...[tagNote(), emptyState(`No quality scores or feedback in this range. Record them from the app —
       <code>promptpulse.score("helpfulness", 0.9)</code> after a call — or
-      <code>POST /api/scores</code> with <code>{"trace_id", "span_id", "name", "value"}</code> (docs/API.md).`));
+      <code>POST /api/scores</code> with <code>{"trace_id", "span_id", "name", "value"}</code> (docs/API.md).`)]
+      .filter(Boolean));
     return;
   }
   const d = await panelData(["quality_ts", "quality_distribution", "feedback_rates", "quality_by_version",
     "lowest_scores", ...GUARDRAILS]);
   if (seq !== renderSeq) return;
   body.replaceChildren(
+    ...[tagNote()].filter(Boolean),
     el("div", { class: "tiles" }, statTiles("quality_stats", stats)),
     el("div", { class: "grid" }, renderChart("quality_ts", d.quality_ts),
       renderBars("quality_distribution", d.quality_distribution, "score", "scores")),
