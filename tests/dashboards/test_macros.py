@@ -109,3 +109,19 @@ def test_interval_macros() -> None:
     assert macros.expand_macros("$__timeInterval_ms(col)", FROM, TO, 20) == \
         "toStartOfInterval(toDateTime64(col, 3), INTERVAL 20000 millisecond)"
     assert macros.expand_macros("$__interval_s", FROM, TO, 0.2) == "1"  # at least one second
+
+
+def test_the_tag_guards_of_rollup() -> None:
+    """dashboards/queries.py guards the untagged and the tagged branches with $__conditionalAll(0, $tag): 1=1 when
+    the (single-valued) tag is All or empty, so All reads the untagged tables only and a tag the tagged ones only."""
+    from promptpulse.dashboards import queries
+
+    for all_value in (macros.ALL, ""):
+        assert macros.apply_conditional_all(queries.NO_TAG, {"tag": all_value}) == "1=1"
+        assert macros.apply_conditional_all(queries.BY_TAG, {"tag": all_value}) == "NOT (1=1) AND 1=1"
+        assert macros.apply_conditional_all(queries.RAW_TAG, {"tag": all_value}) == "1=1"
+    assert macros.apply_conditional_all(queries.NO_TAG, {"tag": "web"}) == "0"
+    assert macros.expand(queries.BY_TAG, time_from=FROM, time_to=TO, variables={"tag": "web"}) == (
+        "NOT (0) AND tag IN ('web')")
+    assert macros.expand(queries.RAW_TAG, time_from=FROM, time_to=TO, variables={"tag": "it's"}) == (
+        "has(tags, 'it\\'s')")
