@@ -48,7 +48,7 @@ def test_cluster_rendering() -> None:
     assert ("ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}', "
             "version, is_deleted)") in text
     for table in ("otel_traces", "llm_calls", "llm_calls_1m", "llm_calls_1h", "llm_calls_1d", "llm_scores",
-                  "llm_scores_1m", "llm_scores_1h"):
+                  "llm_scores_1m", "llm_scores_1h", "llm_calls_tags_1m", "llm_calls_tags_1h"):
         assert f"CREATE TABLE IF NOT EXISTS `obs`.{table}_local ON CLUSTER `main`" in text
         assert f"ENGINE = Distributed('main', 'obs', '{table}_local'," in text
     assert "ENGINE = Distributed('main', 'obs', 'otel_traces_local', cityHash64(TraceId))" in text

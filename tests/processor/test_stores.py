@@ -178,7 +178,8 @@ def test_schema_applied_and_recorded(store: Store) -> None:
                                         {"db": store.database}).rows}
     assert {"otel_traces", "llm_calls", "llm_calls_1m", "llm_calls_1h", "llm_scores", "model_prices",
             "alert_events", "schema_migrations", "llm_calls_mv", "llm_calls_1m_mv", "llm_calls_1h_mv",
-            "llm_scores_1m", "llm_scores_1h", "llm_scores_1m_mv", "llm_scores_1h_mv"} <= tables
+            "llm_scores_1m", "llm_scores_1h", "llm_scores_1m_mv", "llm_scores_1h_mv", "llm_calls_tags_1m",
+            "llm_calls_tags_1h", "llm_calls_tags_1m_mv", "llm_calls_tags_1h_mv"} <= tables
     versions = [r[0] for r in store.query("SELECT DISTINCT version FROM schema_migrations ORDER BY 1").rows]
     assert versions == [int(p.name[:3]) for p in sorted((Path(__file__).parents[2] / "schemas").glob("*.sql"))]
 
