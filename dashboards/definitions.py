@@ -113,8 +113,7 @@ RPM = Panel("rpm", "Requests per minute", "stat",
             description="Average calls per minute over the range.", thresholds=((BLUE, None),))
 PEAK_RPM = Panel(
     "peak_rpm", "Peak RPM", "stat",
-    f"SELECT max(per_minute) AS `Peak RPM`\nFROM (\n  SELECT bucket, sum(calls) AS per_minute\n  "
-    f"FROM {q.rollup(minute_only=True)}\n  GROUP BY bucket\n)",
+    f"SELECT max(per_minute) AS `Peak RPM`\nFROM (\n{q.by_minute('sum(calls) AS per_minute')}\n)",
     w=4, h=4, unit="reqpm", description="Busiest minute in the range (always read at 1-minute resolution).",
     thresholds=((BLUE, None),))
 TREND = Panel(
@@ -539,8 +538,7 @@ DOWNTIME = Panel(
     f"SELECT\n    countIf(ok_pct < {q.SUCCESS_CRITICAL}) AS `Downtime minutes`,\n"
     f"    {RANGE_S} / 60 * (1 - {SLO}) AS `Allowed minutes`,\n"
     "    `Allowed minutes` - `Downtime minutes` AS `Remaining minutes`\n"
-    f"FROM (\n  SELECT bucket, 100 * (1 - sum(errors) / sum(calls)) AS ok_pct\n  "
-    f"FROM {q.rollup(minute_only=True)}\n  GROUP BY bucket\n)",
+    f"FROM (\n{q.by_minute('100 * (1 - sum(errors) / sum(calls)) AS ok_pct')}\n)",
     w=6, h=4, decimals=1, thresholds=((BLUE, None),), unit="m",
     description="A minute is down when its success rate is below 90%; allowed = range x (1 - SLO) "
                 "(99.9% of 30 days = 43 minutes).")

@@ -72,6 +72,22 @@ def whole_days(start: str, end: str) -> tuple[str, str]:
     return (f"toStartOfDay(toStartOfHour({start}) + INTERVAL 23 HOUR, 'UTC')", f"toStartOfDay({end}, 'UTC')")
 
 
+def _union(branches: Sequence[str]) -> str:
+    return "(\n    " + "\n    UNION ALL\n    ".join(branches) + "\n)"
+
+
+def _minute_branches(start: str, end: str, where: str, cond: str, by_tag: bool) -> list[str]:
+    """llm_calls_1m rows of [start, end) under ``cond`` (and the tag guard), and with ``by_tag`` the tag rollup's."""
+    guard = f"{NO_TAG} AND " if by_tag else ""
+    branches = [f"SELECT *, 60 AS res_s FROM llm_calls_1m\n"
+                f"    WHERE {guard}{cond} AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n      AND {where}"]
+    if by_tag:
+        branches.append(f"SELECT * EXCEPT tag, 60 AS res_s FROM llm_calls_tags_1m\n"
+                        f"    WHERE {BY_TAG}\n      AND {cond}"
+                        f" AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n      AND {where}")
+    return branches
+
+
 def rollup(start: str = FROM, end: str = TO, *, length: str = RANGE_S, extra: str = "",
            minute_only: bool = False, daily: str = "1", skip: Sequence[str] = (), by_tag: bool = True) -> str:
     """Rollup rows of [start, end) at the dashboard's resolution, filtered by the variables.
@@ -82,18 +98,12 @@ def rollup(start: str = FROM, end: str = TO, *, length: str = RANGE_S, extra: st
     series pass "the step is whole days"). ``by_tag``: a chosen tag reads the tag rollups instead (schemas/021);
     False reads all calls whatever the tag (beside panels that cannot be narrowed by tag)."""
     where = filters(skip=skip) + (f" AND {extra}" if extra else "")
-    guard = f"{NO_TAG} AND " if by_tag else ""
-    minute_cond = "1" if minute_only else f"{length} <= {SWITCH_S}"
-    one_minute = (f"SELECT *, 60 AS res_s FROM llm_calls_1m\n"
-                  f"    WHERE {guard}{minute_cond}"
-                  f" AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n      AND {where}")
-    tag_minute = (f"SELECT * EXCEPT tag, 60 AS res_s FROM llm_calls_tags_1m\n"
-                  f"    WHERE {BY_TAG}\n      AND {minute_cond}"
-                  f" AND bucket >= toStartOfMinute({start}) AND bucket < {end}\n      AND {where}")
     if minute_only:
-        return f"(\n    {one_minute}\n" + (f"    UNION ALL\n    {tag_minute}\n" if by_tag else "") + ")"
+        return _union(_minute_branches(start, end, where, "1", by_tag))
+    guard = f"{NO_TAG} AND " if by_tag else ""
     first, last = whole_days(start, end)
     long = f"{length} > {SWITCH_S}"
+    one_minute, *tag_minute = _minute_branches(start, end, where, f"{length} <= {SWITCH_S}", by_tag)
     one_hour = (f"SELECT *, 3600 AS res_s FROM llm_calls_1h\n"
                 f"    WHERE {guard}{long} AND bucket >= toStartOfHour({start}) AND bucket < {end}\n"
                 f"      AND NOT ({daily} AND bucket >= {first} AND bucket < {last})\n"
@@ -103,10 +113,19 @@ def rollup(start: str = FROM, end: str = TO, *, length: str = RANGE_S, extra: st
                f"      AND {where}")
     branches = [one_minute, one_hour, one_day]
     if by_tag:
-        branches += [tag_minute, (f"SELECT * EXCEPT tag, 3600 AS res_s FROM llm_calls_tags_1h\n"
-                                  f"    WHERE {BY_TAG}\n      AND {long} AND bucket >= toStartOfHour({start})"
-                                  f" AND bucket < {end}\n      AND {where}")]
-    return "(\n    " + "\n    UNION ALL\n    ".join(branches) + "\n)"
+        branches += [*tag_minute, (f"SELECT * EXCEPT tag, 3600 AS res_s FROM llm_calls_tags_1h\n"
+                                   f"    WHERE {BY_TAG}\n      AND {long} AND bucket >= toStartOfHour({start})"
+                                   f" AND bucket < {end}\n      AND {where}")]
+    return _union(branches)
+
+
+def by_minute(columns: str, start: str = FROM, end: str = TO) -> str:
+    """``SELECT bucket, {columns} … GROUP BY bucket`` over the minute rollup rows of [start, end) (``rollup`` with
+    ``minute_only``), grouped inside each branch: only one branch reads rows (the tag guard), and a GROUP BY
+    straight over llm_calls_1m lets ClickHouse answer ``sum(calls)`` per minute from its ``per_minute`` projection
+    (schemas/022), which a GROUP BY over the UNION ALL does not."""
+    return "\n  UNION ALL\n".join(f"  SELECT bucket, {columns}\n  FROM (\n    {branch}\n  )\n  GROUP BY bucket"
+                                   for branch in _minute_branches(start, end, filters(), "1", True))
 
 
 def score_rollup(start: str = FROM, end: str = TO) -> str:
