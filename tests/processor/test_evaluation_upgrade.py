@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from old_schema import apply_before
 
 pytest.importorskip("chdb")
 
@@ -19,16 +20,11 @@ def _counts(store, sql: str) -> list:
 
 def test_schema_upgrade_to_014(tmp_path: Path) -> None:
     """A data dir from before 014 keeps its scores; score spans then fill the new columns through 008's view."""
-    from promptpulse.processor.store import schema
     from promptpulse.processor.store.embedded import EmbeddedStore
 
     s = EmbeddedStore(str(tmp_path / "data"))
     try:
-        opts = schema.SchemaOptions()
-        for m in schema.migrations():
-            if m.version < 14:
-                for stmt in schema.render(m.sql, opts):
-                    s.command(stmt)
+        apply_before(s, 14, prices=False)
         s.insert_rows("llm_scores", ("timestamp", "trace_id", "span_id", "name", "value", "label", "comment", "source"),
                       [[NOW, "a" * 32, "b" * 16, "helpful", 1.0, "good", "thanks", "api"]])
         s.apply_schema()

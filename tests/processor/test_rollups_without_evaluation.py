@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from old_schema import apply_before
 
 pytest.importorskip("chdb")
 
@@ -28,17 +29,11 @@ def _span(n: int, judge: bool) -> list:
 
 
 def test_judge_calls_stay_out_of_the_rollups_before_and_after_018(tmp_path: Path) -> None:
-    from promptpulse.processor.store import schema
     from promptpulse.processor.store.embedded import EmbeddedStore
 
     store = EmbeddedStore(str(tmp_path / "old"))
     try:
-        opts = schema.SchemaOptions()
-        for m in schema.migrations():
-            if m.version < 18:
-                for stmt in schema.render(m.sql, opts):
-                    store.command(stmt)
-        schema.load_model_prices(store)
+        apply_before(store, 18)
         # before 018: 2 app calls and 1 judge call, all three in the rollups
         store.insert_otel_traces([_span(0, False), _span(1, False), _span(2, True)], dedup_token=uuid.uuid4().hex)
         assert store.query("SELECT sum(calls) FROM llm_calls_1d").scalar() == 3

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from old_schema import apply_before
 
 from promptpulse.dashboards import definitions, macros, queries
 from promptpulse.instrumentation import pricing
@@ -50,13 +51,7 @@ def _answers(data_dir: Path, before: Path | None) -> tuple[str, list[Any]]:
     store = EmbeddedStore(str(data_dir))
     try:
         if before is not None:  # the whole schema as it was: today's files before 013 with the earlier 003
-            opts = schema.SchemaOptions()
-            for m in schema.migrations():
-                if m.version >= USAGE_KNOWN:
-                    continue
-                for stmt in schema.render(before.read_text(encoding="utf-8") if m.name == "llm_calls" else m.sql, opts):
-                    store.command(stmt)
-            schema.load_model_prices(store)
+            apply_before(store, USAGE_KNOWN, texts={"llm_calls": before.read_text(encoding="utf-8")})
         else:
             store.apply_schema()
         store.insert_otel_traces(_spans(0, 3), dedup_token=uuid.uuid4().hex)  # written before the upgrade
@@ -145,12 +140,7 @@ def test_data_dir_before_usage_known_upgrades_in_place(tmp_path: Path) -> None:
 
     store = EmbeddedStore(str(tmp_path / "old"))
     try:
-        opts = schema.SchemaOptions()
-        for m in schema.migrations():
-            if m.version < USAGE_KNOWN:
-                for stmt in schema.render(m.sql, opts):
-                    store.command(stmt)
-        schema.load_model_prices(store)
+        apply_before(store, USAGE_KNOWN)
         store.insert_otel_traces(_usage_spans(0), dedup_token=uuid.uuid4().hex)
         store.apply_schema()
         store.apply_schema()
@@ -189,11 +179,7 @@ def test_model_prices_before_price_tiers_upgrade_in_place(tmp_path: Path) -> Non
 
     store = EmbeddedStore(str(tmp_path / "old"))
     try:
-        opts = schema.SchemaOptions()
-        for m in schema.migrations():
-            if m.version < PRICE_TIERS:
-                for stmt in schema.render(m.sql, opts):
-                    store.command(stmt)
+        apply_before(store, PRICE_TIERS, prices=False)
         base = [p for p in pricing.load_prices() if not p.service_tier and not p.above_input_tokens]
         old_rows = {(p.provider, pricing.normalize_model(p.model), p.effective_date):
                     dataclasses.replace(p, model=pricing.normalize_model(p.model)) for p in base

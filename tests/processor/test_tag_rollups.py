@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from analytics_seed import UTC, call, close, nearest_rank, row
+from old_schema import apply_before
 
 from promptpulse.instrumentation.semconv import EVALUATION_FEATURE
 from promptpulse.processor.store import schema
@@ -76,12 +77,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict
 
     s = EmbeddedStore(str(tmp_path_factory.mktemp("tags")))
     try:
-        opts = schema.SchemaOptions()
-        for m in schema.migrations():
-            if m.version < TAGS:
-                for stmt in schema.render(m.sql, opts):
-                    s.command(stmt)
-        schema.load_model_prices(s)
+        apply_before(s, TAGS)
         s.insert_otel_traces([row(c) for c in BEFORE], dedup_token=uuid.uuid4().hex)
         s.apply_schema()
         seen = {t: {tag: s.query(f"SELECT {TOTALS} FROM llm_calls_tags_{t} WHERE tag = {{t:String}}",
