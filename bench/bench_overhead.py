@@ -15,6 +15,7 @@ per-round difference, on three clocks:
     .venv/bin/python bench/bench_overhead.py --callgrind --setups noop --calls 200   # instructions per call
     .venv/bin/python bench/bench_overhead.py --wrapper --setups noop --calls 2000 --rounds 9   # own Python alone
     .venv/bin/python bench/bench_overhead.py --floor-ratio --rounds 40 --calls 200   # overhead / the SDK span floor
+    .venv/bin/python bench/bench_overhead.py --callgrind --cache-sim --calls 200 --floor-calls 1000   # est. cycles
 """
 
 from __future__ import annotations
@@ -270,7 +271,6 @@ def floor_ratio(
     from promptpulse.instrumentation import spans
 
     global SSE_EVENTS
-    from opentelemetry.trace import SpanKind
 
     saved, SSE_EVENTS = SSE_EVENTS, _sse_events(pieces)
     records_metrics = spans.records_metrics
@@ -281,19 +281,10 @@ def floor_ratio(
         tracer = setup.tracer_provider.get_tracer("floor")
         start_attrs, end_attrs = dict(FLOOR_START), dict(FLOOR_END)
 
-        def floor(_: Any) -> None:
-            span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs)
-            span.set_attributes(end_attrs)
-            span.end()
+        floor = _floor_span(tracer, start_attrs, end_attrs)
 
         def spanned(call: Callable[[openai.OpenAI], None]) -> Callable[[openai.OpenAI], None]:
-            def run(client: openai.OpenAI) -> None:  # the same span made by hand around the bare call
-                span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs)
-                call(client)
-                span.set_attributes(end_attrs)
-                span.end()
-
-            return run
+            return _by_hand(tracer, start_attrs, end_attrs, call)
 
         def q(values: list[float]) -> tuple[float, float, float]:
             q1, _, q3 = statistics.quantiles(values, n=4)
@@ -359,6 +350,33 @@ def floor_ratio(
         return out
     finally:
         SSE_EVENTS = saved
+
+
+def _floor_span(tracer: Any, start_attrs: dict[str, Any], end_attrs: dict[str, Any]) -> Callable[[Any], None]:
+    """The floor: the OTel SDK span alone, the plain call's attributes at start and at end."""
+    from opentelemetry.trace import SpanKind
+
+    def floor(_: Any) -> None:
+        span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs)
+        span.set_attributes(end_attrs)
+        span.end()
+
+    return floor
+
+
+def _by_hand(
+    tracer: Any, start_attrs: dict[str, Any], end_attrs: dict[str, Any], call: Callable[[openai.OpenAI], None]
+) -> Callable[[openai.OpenAI], None]:
+    """The floor's span made by hand around the bare call: started before it, ended after it."""
+    from opentelemetry.trace import SpanKind
+
+    def run(client: openai.OpenAI) -> None:
+        span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs)
+        call(client)
+        span.set_attributes(end_attrs)
+        span.end()
+
+    return run
 
 
 def _pyinstrument(setup: Setup, client: Any, calls: int, path: str) -> None:
@@ -526,19 +544,48 @@ def _floor_count(split: int | None, processor: str, calls: int, start: dict[str,
             span.set_attributes(at_end)
         span.end()
 
-    for _ in range(100):
+    cg = _client_requests()
+    for i in range(100 + (CACHE_WARM_CALLS if not isinstance(cg, _NoClientRequests) else 0)):
+        if i == 100:
+            cg.pp_start()  # --cache-sim: the last warm-up calls fill the simulated caches
         one()
     setup.tracer_provider.force_flush()
     setup.exporter.clear()
+    cg.pp_zero()
     for first in range(0, calls, 100):  # in batches, like the full-path counts
         for _ in range(min(100, calls - first)):
             one()
         setup.tracer_provider.force_flush()
         setup.exporter.clear()
+    cg.pp_dump()
+    cg.pp_stop()
 
 
-def _callgrind_count(mode: str, setup_name: str, calls: int) -> None:
-    """Child of ``--callgrind``: warm up, then make ``calls`` calls (bare or instrumented) and exit."""
+CACHE_WARM_CALLS = 5  # --cache-sim: calls in the simulated caches before counting (the Python warm-up runs before)
+
+
+class _NoClientRequests:
+    def pp_start(self) -> None: ...
+    def pp_zero(self) -> None: ...
+    def pp_dump(self) -> None: ...
+    def pp_stop(self) -> None: ...
+
+
+def _client_requests() -> Any:
+    """In a ``--cache-sim`` child: callgrind's client requests (bench/callgrind_client.c, built by the parent);
+    otherwise no-ops (the counts are a run of N calls minus a run of 0)."""
+    import ctypes
+
+    path = os.environ.get("PROMPTPULSE_BENCH_CALLGRIND_CLIENT")
+    return ctypes.CDLL(path) if path else _NoClientRequests()
+
+
+def _callgrind_count(
+    mode: str, setup_name: str, calls: int, start: dict[str, Any] | None = None, end: dict[str, Any] | None = None
+) -> None:
+    """Child of ``--callgrind``: warm up, then make ``calls`` calls and exit. ``mode`` is ``{plain,streamed}-`` and
+    ``bare``, ``inst`` (instrumented) or ``hand`` (bare, inside the floor's span made by hand: ``--floor-ratio``'s
+    "by hand" arm, attributes ``start`` / ``end``, tracer of ``setup_name``)."""
     setup = Setup(setup_name)
     client = make_client()
     fn = streamed_call if mode.startswith("streamed") else plain_call
@@ -548,7 +595,19 @@ def _callgrind_count(mode: str, setup_name: str, calls: int) -> None:
         setup.on()
         for _ in range(100):
             fn(client)
+    if mode.endswith("hand"):
+        fn = _by_hand(setup.tracer_provider.get_tracer("floor"), start or {}, end or {}, fn)
+        for _ in range(100):
+            fn(client)
+    cg = _client_requests()
+    cg.pp_start()  # --cache-sim: from here on simulated; a few calls fill the simulated caches, then count
+    for _ in range(CACHE_WARM_CALLS if not isinstance(cg, _NoClientRequests) else 0):
+        fn(client)
+    if hasattr(setup.tracer_provider, "force_flush"):
+        setup.tracer_provider.force_flush()
+    setup.exporter.clear()
     metrics_buffer.flush()
+    cg.pp_zero()
     # In batches like the timed runs: the exporter is emptied between them, so retained spans do not grow the heap
     # the garbage collector walks.
     for start in range(0, calls, 100):
@@ -558,6 +617,8 @@ def _callgrind_count(mode: str, setup_name: str, calls: int) -> None:
             setup.tracer_provider.force_flush()
         setup.exporter.clear()
     metrics_buffer.flush()
+    cg.pp_dump()
+    cg.pp_stop()
 
 
 def _instructions(child_args: list[str]) -> tuple[int, int]:
@@ -665,6 +726,155 @@ def callgrind(setups: list[str], calls: int, floor_calls: int, jobs: int, cpu_lo
     return out
 
 
+# --- estimated cycles (callgrind's cache simulation) ---------------------------------------------------------------
+# The simulated caches, fixed so that counts do not depend on what valgrind reads from the CPU (on this VM it finds a
+# 256 MB direct-mapped "L3"): this machine's per-core L1s (lscpu: 32 KiB each, 8-way, 64 B lines) and its 32 MiB L3
+# as the last level (16-way), all of it ours — callgrind simulates two levels (L1, LL), one hierarchy for all threads.
+CACHES = ("--I1=32768,8,64", "--D1=32768,8,64", "--LL=33554432,16,64")
+
+
+def estimated_cycles(ev: dict[str, float]) -> float:
+    """KCachegrind's "Cycle Estimation" (CEst), the formula it derives from callgrind's events (KDE/kcachegrind,
+    libcore/globalconfig.cpp, ``GlobalConfig::knownFormula``): CEst = Ir + 10 Bm + 10 L1m + 20 Ge + 100 L2m + 100 LLm,
+    with L1m = I1mr + D1mr + D1mw, LLm = ILmr + DLmr + DLmw, Bm = Bim + Bcm (0 without ``--branch-sim``); Ge and L2m
+    are events callgrind does not produce. The weights are the valgrind manual's orders of magnitude (Cachegrind
+    chapter: an L1 miss costs around 10 cycles, an LL miss up to 200, a mispredicted branch 10 to 30)."""
+    l1m = ev.get("I1mr", 0) + ev.get("D1mr", 0) + ev.get("D1mw", 0)
+    llm = ev.get("ILmr", 0) + ev.get("DLmr", 0) + ev.get("DLmw", 0)
+    bm = ev.get("Bim", 0) + ev.get("Bcm", 0)
+    return ev["Ir"] + 10 * bm + 10 * l1m + 100 * llm
+
+
+def _client_library(tmp: str) -> str:
+    """bench/callgrind_client.c built into ``tmp``: the child's switch for instrumentation, zero and dump."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callgrind_client.c")
+    lib = os.path.join(tmp, "callgrind_client.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", lib, src], check=True)
+    return lib
+
+
+def _events(
+    child_args: list[str], lib: str, caches: tuple[str, ...], branch_sim: bool, keep: str | None
+) -> dict[str, dict[str, int]]:
+    """Per thread of one child run under callgrind with the cache simulation: the events of its first dump (the
+    measured calls, from ``pp_zero`` to ``pp_dump``), from the ``events:`` and ``summary:`` lines."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no", "--separate-threads=yes",
+             "--cache-sim=yes", *caches, *(["--branch-sim=yes"] if branch_sim else []),
+             f"--callgrind-out-file={out}", sys.executable, __file__, *child_args],
+            check=True, capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": "0", "PROMPTPULSE_BENCH_CALLGRIND_CLIENT": lib},
+            preexec_fn=lambda: os.nice(10),  # counts do not depend on load; others' timed runs do
+        )  # fmt: skip
+        per_thread: dict[str, dict[str, int]] = {}
+        for name in sorted(os.listdir(tmp)):  # callgrind.out.1-01: first dump, main thread; -02…: other threads
+            if not name.startswith("callgrind.out.1-"):
+                continue
+            events: list[str] = []
+            with open(os.path.join(tmp, name)) as fh:
+                for line in fh:
+                    if line.startswith("events:"):
+                        events = line.split()[1:]
+                    elif line.startswith("summary:"):
+                        per_thread[name] = dict(zip(events, map(int, line.split()[1:]), strict=True))
+                        break
+            if keep:
+                import shutil
+
+                os.makedirs(keep, exist_ok=True)
+                label = "_".join(a.strip("-") for a in child_args if not a.startswith("{"))
+                shutil.copy(os.path.join(tmp, name), os.path.join(keep, f"{label}.{name.rsplit('-', 1)[1]}"))
+    if "callgrind.out.1-01" not in per_thread:
+        raise RuntimeError(f"no callgrind dump for {child_args}")
+    return per_thread
+
+
+def cache_sim(
+    calls: int, floor_calls: int, jobs: int, branch_sim: bool, keep: str | None, pieces: int, ll: str
+) -> dict[str, Any]:
+    """Estimated cycles per call (``estimated_cycles``) next to instructions, under callgrind's cache simulation:
+    the bare call, the instrumented call (SDK spans through SimpleSpanProcessor, no-op meter: issue 11 §5's setup),
+    the floor's span made by hand around the bare call (``--floor-ratio``'s "by hand" arm), plain and streamed, and
+    the floor (the OTel SDK span alone, the plain call's 16 attributes, the same tracer, as ``--floor-ratio``). Each
+    child warms up in the simulated caches and is counted over its ``calls`` calls only (client requests)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _floor_attributes_check()
+    attrs = ["--_floor-start", json.dumps(FLOOR_START), "--_floor-end", json.dumps(FLOOR_END)]
+    caches = (*CACHES[:2], f"--LL={ll}")
+    cases: dict[str, tuple[list[str], int]] = {}
+    for call in ("plain", "streamed"):
+        p = ["--pieces", str(pieces)]
+        cases[f"{call}/bare"] = (["--_count", f"{call}-bare", "--setups", "noop", *p], calls)
+        cases[f"{call}/instrumented"] = (["--_count", f"{call}-inst", "--setups", "simple-nometrics", *p], calls)
+        cases[f"{call}/by hand"] = (["--_count", f"{call}-hand", "--setups", "simple-nometrics", *p, *attrs], calls)
+    cases["floor"] = (["--_floor", str(len(FLOOR_START)), "--setups", "simple-nometrics", *attrs], floor_calls)
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=jobs) as pool:
+        lib = _client_library(tmp)
+        runs = {
+            case: pool.submit(_events, [*args, "--calls", str(n)], lib, caches, branch_sim, keep)
+            for case, (args, n) in cases.items()
+        }
+        per_thread = {case: run.result() for case, run in runs.items()}
+    out: dict[str, Any] = {"calls": calls, "floor_calls": floor_calls, "stream_chunks": pieces + 3, "caches": caches}
+    out.update(cases={}, ratios={})
+    for case, threads in per_thread.items():
+        n = cases[case][1]
+        main_ev = {k: v / n for k, v in threads["callgrind.out.1-01"].items()}
+        all_ev = {k: sum(t.get(k, 0) for t in threads.values()) / n for k in main_ev}
+        out["cases"][case] = {
+            "calling_thread": {**main_ev, "CEst": estimated_cycles(main_ev)},
+            "all_threads": {**all_ev, "CEst": estimated_cycles(all_ev)},
+        }
+    c = out["cases"]
+    for call in ("plain", "streamed"):
+        r: dict[str, Any] = {}
+        for ev in ("Ir", "CEst"):
+            bare = c[f"{call}/bare"]["calling_thread"][ev]
+            overhead = c[f"{call}/instrumented"]["calling_thread"][ev] - bare
+            hand = c[f"{call}/by hand"]["calling_thread"][ev] - bare
+            floor = c["floor"]["calling_thread"][ev]
+            r[ev] = {"overhead": overhead, "by_hand": hand, "floor": floor, "overhead/floor": overhead / floor,
+                     "overhead/by_hand": overhead / hand, "by_hand/floor": hand / floor}  # fmt: skip
+        out["ratios"][call] = r
+    return out
+
+
+def print_cache_sim(header: str, r: dict[str, Any]) -> None:
+    k = 1000.0
+    print(header)
+    print(
+        f"per call, calling thread, callgrind --cache-sim=yes ({' '.join(r['caches'])}), PYTHONHASHSEED=0: "
+        f"{r['calls']} calls ({r['floor_calls']} for the floor), streamed = {r['stream_chunks']} chunks, counted after "
+        f"100 bare (+100 instrumented / by hand) warm-up calls, the last {CACHE_WARM_CALLS} in the simulated caches"
+    )
+    print("CEst = Ir + 10 (L1 misses) + 100 (LL misses) [+ 10 mispredicted branches] (KCachegrind's cycle estimation)")
+    first = next(iter(r["cases"].values()))["calling_thread"]
+    branches = "Bcm" in first
+    print(f"{'case':<22}{'Ir':>11}{'I1mr':>9}{'D1mr+D1mw':>11}{'LL miss':>9}{'Bm' if branches else '':>9}"
+          f"{'CEst':>11}{'CEst/Ir':>9}{'CEst all threads':>18}")  # fmt: skip
+    for case, row in r["cases"].items():
+        ev = row["calling_thread"]
+        bm = f"{(ev['Bcm'] + ev['Bim']) / k:>7.1f} k" if branches else ""
+        llm = ev["ILmr"] + ev["DLmr"] + ev["DLmw"]
+        print(
+            f"{case:<22}{ev['Ir'] / k:>9.1f} k{ev['I1mr'] / k:>7.1f} k{(ev['D1mr'] + ev['D1mw']) / k:>9.1f} k"
+            f"{llm:>9.0f}{bm:>9}{ev['CEst'] / k:>9.1f} k{ev['CEst'] / ev['Ir']:>9.2f}"
+            f"{row['all_threads']['CEst'] / k:>16.1f} k"
+        )
+    print("overhead = instrumented - bare; by hand = by hand - bare (the floor's span where it really runs)")
+    print(f"{'case':<10}{'event':<6}{'overhead':>11}{'by hand':>11}{'floor':>11}{'overhead/floor':>16}"
+          f"{'overhead/by hand':>18}{'by hand/floor':>15}")  # fmt: skip
+    for call, by_event in r["ratios"].items():
+        for ev, x in by_event.items():
+            print(
+                f"{call:<10}{ev:<6}{x['overhead'] / k:>9.1f} k{x['by_hand'] / k:>9.1f} k{x['floor'] / k:>9.1f} k"
+                f"{x['overhead/floor']:>16.2f}{x['overhead/by_hand']:>18.2f}{x['by_hand/floor']:>15.2f}"
+            )
+
+
 def print_callgrind(header: str, counts: dict[str, Any]) -> None:
     k = 1000.0
     print(f"{header}")
@@ -709,7 +919,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--callgrind", action="store_true", help="instructions per call under valgrind (slow)")
     p.add_argument("--wrapper", action="store_true", help="PromptPulse's wrapper around a stub (no openai call)")
     p.add_argument("--floor-ratio", action="store_true", help="overhead vs the OTel SDK span floor (issue 11 §5)")
-    p.add_argument("--pieces", type=int, default=7, help="--floor-ratio: content chunks per stream (+3: 10 chunks)")
+    p.add_argument(
+        "--pieces", type=int, help="--floor-ratio, --cache-sim: content chunks per stream (+3), default 7: 10 chunks"
+    )
     p.add_argument("--pyinstrument", help="--floor-ratio: also write a pyinstrument wall-clock profile to this file")
     p.add_argument("--defer-arm", action="store_true", help="--floor-ratio: also the metrics hand-off forced on")
     p.add_argument("--_count", help=argparse.SUPPRESS)
@@ -719,6 +931,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--floor-calls", type=int, default=2000, help="--callgrind: SDK-span-alone calls per count")
     p.add_argument("--jobs", type=int, default=1, help="--callgrind: valgrind runs at once")
     p.add_argument("--cpu-lock", help="--callgrind: flock this file while timing the bare call (shared machines)")
+    p.add_argument("--cache-sim", action="store_true", help="--callgrind: estimated cycles (cache simulation)")
+    p.add_argument("--branch-sim", action="store_true", help="--cache-sim: also mispredicted branches")
+    p.add_argument("--ll", default=CACHES[2].split("=")[1], help="--cache-sim: simulated last level, size,assoc,line")
+    p.add_argument("--keep", help="--cache-sim: copy the callgrind outputs to this directory (callgrind_annotate)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument(
         "--setups",
@@ -728,8 +944,14 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     default_setups = "noop,simple-nometrics,simple" if args.callgrind else "simple,batch,simple-nometrics,noop"
     setups = (args.setups or default_setups).split(",")
+    global SSE_EVENTS
+    pieces = 7 if args.pieces is None else args.pieces
     if args._count:
-        _callgrind_count(args._count, setups[0], args.calls)
+        if args.pieces is not None:  # else the plain --callgrind counts' 20-piece streams, as before
+            SSE_EVENTS = _sse_events(args.pieces)
+        start = json.loads(args._floor_start) if args._floor_start else None
+        end = _tuples(json.loads(args._floor_end)) if args._floor_end else None
+        _callgrind_count(args._count, setups[0], args.calls, start, end)
         return
     if args._floor:
         split, _, shape = args._floor.partition("-")
@@ -751,8 +973,12 @@ def main(argv: list[str] | None = None) -> None:
         f"opentelemetry-sdk {importlib.metadata.version('opentelemetry-sdk')}, {os.cpu_count()} cores"
     )
     if args.floor_ratio:
-        ratio = floor_ratio(args.calls, args.rounds, args.pieces, args.pyinstrument, args.defer_arm)
+        ratio = floor_ratio(args.calls, args.rounds, pieces, args.pyinstrument, args.defer_arm)
         print(json.dumps(ratio, indent=2)) if args.json else print_floor_ratio(header, ratio)
+        return
+    if args.callgrind and args.cache_sim:
+        cycles = cache_sim(args.calls, args.floor_calls, args.jobs, args.branch_sim, args.keep, pieces, args.ll)
+        print(json.dumps({"cache_sim": cycles}, indent=2)) if args.json else print_cache_sim(header, cycles)
         return
     if args.callgrind:
         counts = callgrind(setups, args.calls, args.floor_calls, args.jobs, args.cpu_lock)
