@@ -581,11 +581,15 @@ def _client_requests() -> Any:
 
 
 def _callgrind_count(
-    mode: str, setup_name: str, calls: int, start: dict[str, Any] | None = None, end: dict[str, Any] | None = None
+    mode: str,
+    setup_name: str,
+    calls: int,
+    hand_start: dict[str, Any] | None = None,
+    hand_end: dict[str, Any] | None = None,
 ) -> None:
     """Child of ``--callgrind``: warm up, then make ``calls`` calls and exit. ``mode`` is ``{plain,streamed}-`` and
     ``bare``, ``inst`` (instrumented) or ``hand`` (bare, inside the floor's span made by hand: ``--floor-ratio``'s
-    "by hand" arm, attributes ``start`` / ``end``, tracer of ``setup_name``)."""
+    "by hand" arm, attributes ``hand_start`` / ``hand_end``, tracer of ``setup_name``)."""
     setup = Setup(setup_name)
     client = make_client()
     fn = streamed_call if mode.startswith("streamed") else plain_call
@@ -596,7 +600,7 @@ def _callgrind_count(
         for _ in range(100):
             fn(client)
     if mode.endswith("hand"):
-        fn = _by_hand(setup.tracer_provider.get_tracer("floor"), start or {}, end or {}, fn)
+        fn = _by_hand(setup.tracer_provider.get_tracer("floor"), hand_start or {}, hand_end or {}, fn)
         for _ in range(100):
             fn(client)
     cg = _client_requests()
