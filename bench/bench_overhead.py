@@ -15,7 +15,7 @@ per-round difference, on three clocks:
     .venv/bin/python bench/bench_overhead.py --callgrind --setups noop --calls 200   # instructions per call
     .venv/bin/python bench/bench_overhead.py --wrapper --setups noop --calls 2000 --rounds 9   # own Python alone
     .venv/bin/python bench/bench_overhead.py --floor-ratio --rounds 40 --calls 200   # overhead / the SDK span floor
-    .venv/bin/python bench/bench_overhead.py --callgrind --cache-sim --calls 200 --floor-calls 1000   # est. cycles
+    .venv/bin/python bench/bench_overhead.py --callgrind --cache-sim --calls 100 --floor-calls 1000   # est. cycles
 """
 
 from __future__ import annotations
