@@ -24,7 +24,6 @@ with constraints for the API's user adds the server's own enforcement (docs/API.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -167,16 +166,8 @@ def check(store: Any, sql: str) -> Checked:
 def run(store: Any, sql: str) -> tuple[list[str], list[tuple]]:
     """Check ``sql``, then run the checked text read-only with LIMITS: (column names, rows)."""
     checked = check(store, sql)
-    settings = execution_settings(store)
-    client = getattr(store, "_client", None)
     try:
-        with getattr(store, "_lock", None) or contextlib.nullcontext():
-            if client is not None:
-                r = client.query(checked.sql, settings=settings)
-                return list(r.column_names), [tuple(x) for x in r.result_rows]
-        # a Store without a clickhouse-connect client: the same settings as a clause (the text has none)
-        clause = ", ".join(f"{k} = {_setting_literal(v)}" for k, v in settings.items())
-        r = store.query(f"{checked.sql} SETTINGS {clause}")
+        r = store.query(checked.sql, settings=execution_settings(store))
         return list(r.column_names), list(r.rows)
     except Exception as exc:
         raise _limit_error(exc) from exc
@@ -263,12 +254,6 @@ def _check_functions(store: Any, names: set[str]) -> None:
 
 def _denied_name(lower: str) -> bool:
     return lower in DENIED_FUNCTIONS or lower.startswith(DENIED_PREFIXES)
-
-
-def _setting_literal(v: Any) -> str:
-    if isinstance(v, int):
-        return str(v)
-    return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _limit_error(exc: Exception) -> Exception:

@@ -100,11 +100,13 @@ class ConnectStore:
         with self._lock:
             yield self._client
 
-    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None, *,
+              settings: Mapping[str, Any] | None = None) -> QueryResult:
+        """Rows of ``sql``; ``settings`` add to (and may override) the store's query settings, in their order."""
         try:
             with self._reader() as client:
                 result = client.query(sql, parameters=dict(parameters) if parameters else None,
-                                      settings=self.query_settings)
+                                      settings={**self.query_settings, **settings} if settings else self.query_settings)
         except Exception as exc:
             raise StoreError(str(exc)) from exc
         return QueryResult(tuple(result.column_names), [tuple(r) for r in result.result_rows])
