@@ -174,6 +174,20 @@ class Telemetry:
         return content.to_json(value, self.content_max_chars)
 
 
+def _finish_reasons(per_choice: Sequence[str | None] | None, given: Sequence[str] | None,
+                    cut: bool) -> tuple[str, ...]:
+    """One rule for a call's finish reasons: the stream handler's, per choice (None: that choice's final event never
+    came), else those the response gave. A stream cut before its end (error, break, close, abandoned) reports
+    "error" for every choice without one, and at least one "error" for every provider; a complete one leaves the
+    unknown ones out."""
+    if per_choice is not None:
+        reasons = tuple([r if r is not None else "error" for r in per_choice] if cut
+                        else [r for r in per_choice if r is not None])
+    else:
+        reasons = tuple(given or ())
+    return reasons or (("error",) if cut else ())
+
+
 class LLMCall:
     """The span of one LLM call and what is learnt about the call until it ends."""
 
@@ -396,16 +410,9 @@ class LLMCall:
         attrs = self._pending
         if stream_state is not None:
             attrs[sc.PROMPTPULSE_STREAM_STATE] = stream_state
-            if stream_state != "complete" and sc.GEN_AI_RESPONSE_FINISH_REASONS not in attrs:
-                # Cut (error, break, close, abandoned) before the event that says how the choice ended: say so rather
-                # than omit it, for every provider.
-                attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = ("error",)
-        choice_reasons = self._choice_reasons
-        if choice_reasons is not None:  # some choice never finished (set by a stream handler)
-            if stream_state is not None and stream_state != "complete":
-                reasons = tuple([r if r is not None else "error" for r in choice_reasons])
-            else:
-                reasons = tuple([r for r in choice_reasons if r is not None])
+        cut = stream_state is not None and stream_state != "complete"
+        if cut or self._choice_reasons is not None:
+            reasons = _finish_reasons(self._choice_reasons, attrs.get(sc.GEN_AI_RESPONSE_FINISH_REASONS), cut)
             if reasons:
                 attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
             else:
