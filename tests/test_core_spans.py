@@ -509,3 +509,19 @@ def test_records_metrics_follows_the_global_meter_once_it_is_set() -> None:
     histogram = real.create_histogram("h")
     real.on_set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
     assert records_metrics(histogram)
+
+
+@pytest.mark.parametrize(("per_choice", "given", "cut", "want"), [
+    (None, None, False, ()),  # a plain call without reasons: none invented
+    (None, ("stop",), False, ("stop",)),
+    (None, None, True, ("error",)),  # cut before the final event, any provider
+    (None, ("length",), True, ("length",)),  # the final event came, then the stream was cut
+    (("stop", None), None, False, ("stop",)),  # complete: an unknown choice is left out
+    (("stop", None), ("stop",), True, ("stop", "error")),  # cut: every unfinished choice says so
+    ((None, None, None), None, True, ("error", "error", "error")),
+    ((), None, True, ("error",)),  # a handler that saw no choice at all
+])
+def test_one_finish_reason_rule(per_choice: Any, given: Any, cut: bool, want: tuple[str, ...]) -> None:
+    from promptpulse.instrumentation.spans import _finish_reasons
+
+    assert _finish_reasons(per_choice, given, cut) == want
