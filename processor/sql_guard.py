@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from .store._connect import QUERY_SETTINGS
-
 
 class QueryRefused(ValueError):
     """The statement is not one the API runs; the message names what was refused (HTTP 400)."""
@@ -132,10 +130,10 @@ def project_tables() -> frozenset[str]:
     return frozenset(names)
 
 
-def execution_settings(store: Any = None) -> dict[str, Any]:
-    """Settings of a guarded query (the store's own query settings first); readonly last (a server applies URL
-    settings in order, and readonly = 1 refuses any change after it)."""
-    return {**getattr(store, "query_settings", QUERY_SETTINGS), **LIMITS, "readonly": 1}
+def execution_settings() -> dict[str, Any]:
+    """What a guarded query runs with, after the store's own query settings (``Store.query`` puts those first);
+    readonly last: a server applies URL settings in order, and readonly = 1 refuses any change after it."""
+    return {**LIMITS, "readonly": 1}
 
 
 @dataclass(slots=True)
@@ -167,7 +165,7 @@ def run(store: Any, sql: str) -> tuple[list[str], list[tuple]]:
     """Check ``sql``, then run the checked text read-only with LIMITS: (column names, rows)."""
     checked = check(store, sql)
     try:
-        r = store.query(checked.sql, settings=execution_settings(store))
+        r = store.query(checked.sql, settings=execution_settings())
         return list(r.column_names), list(r.rows)
     except Exception as exc:
         raise _limit_error(exc) from exc
