@@ -190,22 +190,28 @@ def merge_totals(keys: Sequence[str]) -> list[list[str]]:
 
 
 def _run_group(store: Any, keys: Sequence[str], p: PanelParams) -> list[dict[str, Any]]:
+    """A ``merge_totals`` group's answers: one panel as ``run``; several as one statement over their one source."""
     if len(keys) == 1:
         return [run(store, keys[0], p)]
-    splits = [q.split_totals(catalog()[k].sql) for k in keys]
-    merged = {alias: expr for split in splits if split for expr, alias in split[0]}
-    source = splits[0][1] if splits[0] else ""
+    panels = catalog()
+    columns = [_totals(panels[k])[0] for k in keys]
+    source = _totals(panels[keys[0]])[1]
+    merged = {alias: expr for cols in columns for expr, alias in cols}
     sql, params = bind(q.totals([(expr, alias) for alias, expr in merged.items()], source=source), p)
     t0 = time.perf_counter()
     result = store.query(sql, params)
     elapsed = round((time.perf_counter() - t0) * 1000, 1)
-    row = dict(zip(result.column_names, result.rows[0], strict=True)) if result.rows else None
-    out = []
-    for split in splits:
-        names = [alias for _, alias in split[0]] if split else []
-        rows = [[cell(row[n]) for n in names]] if row is not None else []
-        out.append({"columns": names, "rows": rows, "elapsed_ms": elapsed})
-    return out
+    (row,) = result.rows  # an aggregate without GROUP BY: always one row
+    value = dict(zip(result.column_names, row, strict=True))
+    return [{"columns": [a for _, a in cols], "rows": [[cell(value[a]) for _, a in cols]], "elapsed_ms": elapsed}
+            for cols in columns]
+
+
+def _totals(panel: Panel) -> tuple[list[tuple[str, str]], str]:
+    split = q.split_totals(panel.sql)
+    if split is None:
+        raise ValueError(f"panel {panel.key!r} is not a one-row totals panel")
+    return split
 
 
 def run_many(store: Any, keys: Sequence[str], p: PanelParams) -> dict[str, dict[str, Any]]:
