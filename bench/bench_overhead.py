@@ -257,7 +257,12 @@ def sdk_floor(processor: str, calls: int, rounds: int) -> float:
 
 
 def floor_ratio(
-    calls: int, rounds: int, pieces: int, pyinstrument_out: str | None = None, defer_arm: bool = False
+    calls: int,
+    rounds: int,
+    pieces: int,
+    pyinstrument_out: str | None = None,
+    defer_arm: bool = False,
+    after_arm: bool = False,
 ) -> dict[str, Any]:
     """Issue 11 §5's side-by-side run: per round, three batches in rotating order — the bare call, the instrumented
     call (SDK spans through ``SimpleSpanProcessor`` into an in-memory exporter, no MeterProvider: the API's no-op
@@ -267,7 +272,11 @@ def floor_ratio(
     the median of the per-round ratios (overhead / floor). A fourth batch makes the same span by hand around the
     bare call: what the floor's span costs where it really runs, between the SDK's own work (cold caches).
     ``defer_arm``: a fifth batch, instrumented with the metrics hand-off forced on (as before no-op meters were
-    skipped: one item per call to the flusher thread, which records into no-op histograms)."""
+    skipped: one item per call to the flusher thread, which records into no-op histograms). ``after_arm``: another,
+    the same span made by hand *after* the bare call, with the call's start as its start time — what a span created
+    in one burst once the call is over would cost (a lazily created span: does splitting start and end around the
+    call make the span dearer?). Per round also: by hand / floor — the limit, what any instrumentation that makes
+    this span around the call pays — and overhead / by hand — what PromptPulse adds to it."""
     from promptpulse.instrumentation import spans
 
     global SSE_EVENTS
@@ -286,6 +295,9 @@ def floor_ratio(
         def spanned(call: Callable[[openai.OpenAI], None]) -> Callable[[openai.OpenAI], None]:
             return _by_hand(tracer, start_attrs, end_attrs, call)
 
+        def spanned_after(call: Callable[[openai.OpenAI], None]) -> Callable[[openai.OpenAI], None]:
+            return _by_hand_after(tracer, start_attrs, end_attrs, call)
+
         def q(values: list[float]) -> tuple[float, float, float]:
             q1, _, q3 = statistics.quantiles(values, n=4)
             return q1, statistics.median(values), q3
@@ -300,8 +312,9 @@ def floor_ratio(
             for _ in range(100):
                 fn(client)
             setup.off()
-            by_hand = spanned(fn)
-            names = ("bare", "inst", "floor", "hand", *(("deferred",) if defer_arm else ()))
+            by_hand, after = spanned(fn), spanned_after(fn)
+            extra = (*(("deferred",) if defer_arm else ()), *(("after",) if after_arm else ()))
+            names = ("bare", "inst", "floor", "hand", *extra)
             arms: dict[str, dict[str, list[float]]] = {arm: {"wall": [], "thread": []} for arm in names}
             for r in range(rounds):
                 order = names[r % len(names) :] + names[: r % len(names)]
@@ -313,7 +326,7 @@ def floor_ratio(
                         fn(client)  # the first call after instrument() builds per-instrumentor memos
                     if arm == "deferred":
                         spans.records_metrics = lambda histogram: True  # type: ignore[assignment]
-                    run = floor if arm == "floor" else by_hand if arm == "hand" else fn
+                    run = {"floor": floor, "hand": by_hand, "after": after}.get(arm, fn)
                     gc.collect()
                     w0, t0 = time.perf_counter(), time.thread_time()
                     for _ in range(calls):
@@ -342,7 +355,14 @@ def floor_ratio(
                         if defer_arm
                         else {}
                     ),
+                    **(
+                        {"span_after_call_us": q([a - b for b, a in zip(bare, arms["after"][clock], strict=True)])}
+                        if after_arm
+                        else {}
+                    ),
                     "ratio": q([d / f for d, f in zip(diffs, flo, strict=True)]),
+                    "by_hand_over_floor": q([h / f for h, f in zip(hand, flo, strict=True)]),
+                    "overhead_over_by_hand": statistics.median(diffs) / statistics.median(hand),
                     "ratio_of_medians": statistics.median(diffs) / statistics.median(flo),
                 }
         if pyinstrument_out:
@@ -373,6 +393,22 @@ def _by_hand(
     def run(client: openai.OpenAI) -> None:
         span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs)
         call(client)
+        span.set_attributes(end_attrs)
+        span.end()
+
+    return run
+
+
+def _by_hand_after(
+    tracer: Any, start_attrs: dict[str, Any], end_attrs: dict[str, Any], call: Callable[[openai.OpenAI], None]
+) -> Callable[[openai.OpenAI], None]:
+    """The floor's span made by hand after the bare call, started at the call's start time and ended at once."""
+    from opentelemetry.trace import SpanKind
+
+    def run(client: openai.OpenAI) -> None:
+        start = time.time_ns()
+        call(client)
+        span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs, start_time=start)
         span.set_attributes(end_attrs)
         span.end()
 
@@ -413,6 +449,12 @@ def print_floor_ratio(header: str, r: dict[str, Any]) -> None:
                 f"{f[1]:>8.1f} [{f[0]:>5.1f}, {f[2]:>5.1f}]{x[1]:>7.2f} [{x[0]:>5.2f}, {x[2]:>5.2f}]"
                 f"{c['ratio_of_medians']:>18.2f}{h[1]:>8.1f} [{h[0]:>6.1f}, {h[2]:>6.1f}]"
             )
+            b = c["by_hand_over_floor"]
+            print(f"{'':<18}by hand / floor (the limit): {b[1]:.2f} [{b[0]:.2f}, {b[2]:.2f}] per round; "
+                  f"overhead / by hand (medians): {c['overhead_over_by_hand']:.2f}")  # fmt: skip
+            if "span_after_call_us" in c:
+                a = c["span_after_call_us"]
+                print(f"{'':<18}the span made by hand after the call instead: {a[1]:.1f} [{a[0]:.1f}, {a[2]:.1f}]")
             if "deferred_overhead_us" in c:
                 d = c["deferred_overhead_us"]
                 print(f"{'':<18}overhead with the metrics hand-off forced on: {d[1]:.1f} [{d[0]:.1f}, {d[2]:.1f}]")
@@ -928,6 +970,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--pyinstrument", help="--floor-ratio: also write a pyinstrument wall-clock profile to this file")
     p.add_argument("--defer-arm", action="store_true", help="--floor-ratio: also the metrics hand-off forced on")
+    p.add_argument("--after-arm", action="store_true", help="--floor-ratio: also the span made after the call")
     p.add_argument("--_count", help=argparse.SUPPRESS)
     p.add_argument("--_floor", help=argparse.SUPPRESS)
     p.add_argument("--_floor-start", help=argparse.SUPPRESS)
@@ -977,7 +1020,7 @@ def main(argv: list[str] | None = None) -> None:
         f"opentelemetry-sdk {importlib.metadata.version('opentelemetry-sdk')}, {os.cpu_count()} cores"
     )
     if args.floor_ratio:
-        ratio = floor_ratio(args.calls, args.rounds, pieces, args.pyinstrument, args.defer_arm)
+        ratio = floor_ratio(args.calls, args.rounds, pieces, args.pyinstrument, args.defer_arm, args.after_arm)
         print(json.dumps(ratio, indent=2)) if args.json else print_floor_ratio(header, ratio)
         return
     if args.callgrind and args.cache_sim:
