@@ -86,10 +86,23 @@ def to_json(value: Any, limit: int) -> str:
 
 
 # --- reading --------------------------------------------------------------------------------------------------------
+# Whether a type is a Mapping, by type: an ABC isinstance runs a Python-level __instancecheck__ on every call (SDK
+# objects, None) and the answer is the type's. Bounded: an app that makes types on the fly cannot grow it for ever.
+_is_mapping: dict[type, bool] = {}
+_IS_MAPPING_MAX = 512
+
+
 def get(item: Any, key: str) -> Any:
     """A field of an SDK object or of the plain dict the SDK also accepts; None when absent."""
-    # type() first: messages are usually plain dicts, and an ABC isinstance costs a Python-level __instancecheck__.
-    if type(item) is dict or isinstance(item, Mapping):
+    kind = type(item)
+    if kind is dict:
+        return item.get(key)
+    mapping = _is_mapping.get(kind)
+    if mapping is None:
+        if len(_is_mapping) >= _IS_MAPPING_MAX:
+            _is_mapping.clear()
+        mapping = _is_mapping[kind] = isinstance(item, Mapping)
+    if mapping:
         return item.get(key)
     return getattr(item, key, None)
 

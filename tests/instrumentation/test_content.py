@@ -36,3 +36,27 @@ def test_trailing_items_give_way_to_a_marker() -> None:
 
 def test_a_bare_string_is_cut_as_text() -> None:
     assert to_json("abcdef", 3) == "abc" + MARK
+
+
+def test_get_reads_dicts_mappings_and_objects_by_their_type() -> None:
+    from collections import UserDict
+    from types import MappingProxyType, SimpleNamespace
+
+    from promptpulse.instrumentation.kit import content
+
+    content._is_mapping.clear()
+    for _ in range(2):  # the second pass answers from the per-type memo
+        assert content.get({"k": 1}, "k") == 1
+        assert content.get(UserDict({"k": 2}), "k") == 2
+        assert content.get(MappingProxyType({"k": 3}), "k") == 3
+        assert content.get(SimpleNamespace(k=4), "k") == 4
+        assert content.get(SimpleNamespace(), "k") is None
+        assert content.get(None, "k") is None
+        assert content.get(UserDict(), "k") is None
+    assert content._is_mapping == {UserDict: True, MappingProxyType: True, SimpleNamespace: False, type(None): False}
+    content._IS_MAPPING_MAX, saved = 2, content._IS_MAPPING_MAX
+    try:
+        content.get(1, "k")  # full: the memo starts over rather than grow
+        assert len(content._is_mapping) == 1
+    finally:
+        content._IS_MAPPING_MAX = saved
