@@ -31,7 +31,8 @@ log = logging.getLogger("promptpulse.demo")
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     """What the planted faults raise in the app: the SDKs' API errors, and the HTTP client's transport error for a
-    stream that breaks off (the anthropic SDK passes httpx2.RemoteProtocolError through; openai wraps it)."""
+    stream that breaks off (anthropic before 2.17 passes httpx2.RemoteProtocolError through; openai and later
+    anthropic versions wrap it in their connection errors)."""
     import anthropic
     import httpx2
     import openai
