@@ -239,6 +239,59 @@ def test_content_capture_opt_in(fake: FakeProvider, otel: Any) -> None:
         assert answer == {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": reason}
 
 
+TOOLS = [
+    {"name": "weather", "input_schema": {"type": "object"}},
+    {"name": "find_order", "input_schema": {"type": "object"}},
+]
+
+
+@pytest.mark.parametrize(
+    ("choice", "says_text", "tool"),
+    [({"type": "auto"}, True, "weather"), ({"type": "tool", "name": "find_order"}, False, "find_order")],
+)
+def test_tool_use_answer_is_captured_plain_streamed_and_by_the_helper(
+    fake: FakeProvider, otel: Any, choice: dict[str, Any], says_text: bool, tool: str
+) -> None:
+    """The real SDK offered tools: the fake answers with a tool_use block (after its text under ``auto``), non-streamed
+    and streamed as the API streams it (content_block_start with id and name, the input in input_json_delta pieces).
+    Each of the three ways to call gives the same output message — the tool call with the id the app received, its
+    parsed arguments — with finish reason tool_use and the full usage and cost."""
+    instrumentor = AnthropicInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider, capture_content=True
+    )
+    request: dict[str, Any] = {"model": MODEL, "max_tokens": 64, "messages": MESSAGES, "tools": TOOLS}
+    request["tool_choice"] = choice
+    try:
+        client = anthropic.Anthropic(**_client_kwargs(fake, otel))
+        plain = client.messages.create(**request)
+        events = list(client.messages.create(**request, stream=True))
+        with client.messages.stream(**request) as stream:
+            final = stream.get_final_message()
+    finally:
+        instrumentor.uninstrument()
+    # what the app received: the tool_use block, three answers with three ids
+    starts = [e.content_block for e in events if e.type == "content_block_start"]
+    (streamed_use,) = [b for b in starts if b.type == "tool_use"]
+    deltas = [e.delta for e in events if e.type == "content_block_delta"]
+    pieces = [d.partial_json for d in deltas if d.type == "input_json_delta"]
+    assert len(pieces) == 3 and json.loads("".join(pieces)) == {"query": "Say hello to order 123"}
+    ids = [plain.content[-1].id, streamed_use.id, final.content[-1].id]
+    assert len(set(ids)) == 3 and plain.stop_reason == final.stop_reason == "tool_use"
+    text = plain.content[0].text if says_text else None
+    assert [b.type for b in plain.content] == (["text", "tool_use"] if says_text else ["tool_use"])
+    spans = otel.spans()
+    assert [s.instrumentation_scope.name for s in spans] == ["promptpulse.instrumentation.anthropic"] * 3
+    for span, tool_id in zip(spans, ids, strict=True):
+        (answer,) = json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+        parts = [{"type": "text", "content": text}] if says_text else []
+        arguments = {"query": "Say hello to order 123"}
+        parts.append({"type": "tool_call", "id": tool_id, "name": tool, "arguments": arguments})
+        assert answer == {"role": "assistant", "parts": parts, "finish_reason": "tool_use"}
+        assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_use",)
+        _assert_full_usage(otel, span)
+
+
 def test_beta_messages(instrumented: Any, client: anthropic.Anthropic, otel: Any) -> None:
     client.beta.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
     with client.beta.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
