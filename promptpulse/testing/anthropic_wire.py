@@ -62,9 +62,9 @@ def tool_use(r: Reply) -> tuple[dict[str, Any] | None, bool]:
     return block, choice.get("type") in (None, "auto")
 
 
-def message(r: Reply, *, tools: bool = False) -> dict[str, Any]:
-    """``tools``: answer a request offering tools with a ``tool_use`` block (``tool_use``)."""
-    use, says_text = tool_use(r) if tools else (None, True)
+def message(r: Reply) -> dict[str, Any]:
+    """A request offering tools is answered with a ``tool_use`` block (``tool_use``); any other, with text only."""
+    use, says_text = tool_use(r)
     blocks: list[dict[str, Any]] = [{"type": "text", "text": r.text}] if says_text else []
     if use is not None:
         blocks.append(use)
@@ -72,11 +72,11 @@ def message(r: Reply, *, tools: bool = False) -> dict[str, Any]:
     return _message(r, content=blocks, stop=stop, usage=usage_body(r.usage))
 
 
-def message_stream(r: Reply, *, tools: bool = False) -> list[bytes]:
-    """``tools``: as ``message``; the tool_use block streams as the API does (``content_block_start`` with the id,
-    the name and an empty input, then the input's JSON in ``input_json_delta`` pieces)."""
+def message_stream(r: Reply) -> list[bytes]:
+    """As ``message``; the tool_use block streams as the API does (``content_block_start`` with the id, the name and
+    an empty input, then the input's JSON in ``input_json_delta`` pieces)."""
     u = r.usage
-    use, says_text = tool_use(r) if tools else (None, True)
+    use, says_text = tool_use(r)
 
     def ev(kind: str, **fields: Any) -> bytes:
         return sse({"type": kind, **fields}, event=kind)

@@ -165,7 +165,7 @@ def invoke(r: Reply) -> dict[str, Any]:
     kind = family(r.req.model)
     u = r.usage
     if kind == "anthropic":  # a body offering tools gets a tool_use block
-        return anthropic_wire.message(r, tools=True)
+        return anthropic_wire.message(r)
     if kind == "nova":
         return {
             "output": {"message": {"role": "assistant", "content": [{"text": r.text}]}},
@@ -198,7 +198,7 @@ def invoke_stream(r: Reply) -> list[bytes]:
     pieces = [p for p in r.pieces if p]
     if kind == "anthropic":
         out = []
-        for raw in anthropic_wire.message_stream(r, tools=True):
+        for raw in anthropic_wire.message_stream(r):
             data = raw.decode().split("data: ", 1)[1].strip()
             body = json.loads(data)
             if body.get("type") == "ping":

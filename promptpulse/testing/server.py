@@ -7,7 +7,6 @@ connection closes before the terminating chunk, and httpx raises instead of seei
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import math
@@ -496,13 +495,13 @@ _RENDER: dict[Operation, Callable[[Reply], dict[str, Any]]] = {
     "text_completion": openai_wire.completion,
     "embeddings": openai_wire.embeddings,
     "responses": openai_wire.response_object_final,
-    "messages": functools.partial(anthropic_wire.message, tools=True),  # a request offering tools gets a tool_use
+    "messages": anthropic_wire.message,
 }
 _STREAM: dict[Operation, Callable[[Reply], list[bytes]]] = {
     "chat": openai_wire.chat_stream,
     "text_completion": openai_wire.completion_stream,
     "responses": openai_wire.response_stream,
-    "messages": functools.partial(anthropic_wire.message_stream, tools=True),
+    "messages": anthropic_wire.message_stream,
 }
 
 
