@@ -292,12 +292,6 @@ def floor_ratio(
 
         floor = _floor_span(tracer, start_attrs, end_attrs)
 
-        def spanned(call: Callable[[openai.OpenAI], None]) -> Callable[[openai.OpenAI], None]:
-            return _by_hand(tracer, start_attrs, end_attrs, call)
-
-        def spanned_after(call: Callable[[openai.OpenAI], None]) -> Callable[[openai.OpenAI], None]:
-            return _by_hand_after(tracer, start_attrs, end_attrs, call)
-
         def q(values: list[float]) -> tuple[float, float, float]:
             q1, _, q3 = statistics.quantiles(values, n=4)
             return q1, statistics.median(values), q3
@@ -312,7 +306,8 @@ def floor_ratio(
             for _ in range(100):
                 fn(client)
             setup.off()
-            by_hand, after = spanned(fn), spanned_after(fn)
+            by_hand = _by_hand(tracer, start_attrs, end_attrs, fn)
+            after = _by_hand(tracer, start_attrs, end_attrs, fn, after=True)
             extra = (*(("deferred",) if defer_arm else ()), *(("after",) if after_arm else ()))
             names = ("bare", "inst", "floor", "hand", *extra)
             arms: dict[str, dict[str, list[float]]] = {arm: {"wall": [], "thread": []} for arm in names}
@@ -385,34 +380,31 @@ def _floor_span(tracer: Any, start_attrs: dict[str, Any], end_attrs: dict[str, A
 
 
 def _by_hand(
-    tracer: Any, start_attrs: dict[str, Any], end_attrs: dict[str, Any], call: Callable[[openai.OpenAI], None]
+    tracer: Any,
+    start_attrs: dict[str, Any],
+    end_attrs: dict[str, Any],
+    call: Callable[[openai.OpenAI], None],
+    *,
+    after: bool = False,
 ) -> Callable[[openai.OpenAI], None]:
-    """The floor's span made by hand around the bare call: started before it, ended after it."""
+    """The floor's span made by hand around the bare call: started before it, ended after it. ``after``: started
+    and ended at once after the call, with the call's start as its start time (a lazily created span)."""
     from opentelemetry.trace import SpanKind
 
-    def run(client: openai.OpenAI) -> None:
+    def around(client: openai.OpenAI) -> None:
         span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs)
         call(client)
         span.set_attributes(end_attrs)
         span.end()
 
-    return run
-
-
-def _by_hand_after(
-    tracer: Any, start_attrs: dict[str, Any], end_attrs: dict[str, Any], call: Callable[[openai.OpenAI], None]
-) -> Callable[[openai.OpenAI], None]:
-    """The floor's span made by hand after the bare call, started at the call's start time and ended at once."""
-    from opentelemetry.trace import SpanKind
-
-    def run(client: openai.OpenAI) -> None:
+    def behind(client: openai.OpenAI) -> None:
         start = time.time_ns()
         call(client)
         span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=start_attrs, start_time=start)
         span.set_attributes(end_attrs)
         span.end()
 
-    return run
+    return behind if after else around
 
 
 def _pyinstrument(setup: Setup, client: Any, calls: int, path: str) -> None:
