@@ -146,7 +146,7 @@ class Setup:
             self.meter_provider: Any = metrics.NoOpMeterProvider()
             return
         self.tracer_provider = TracerProvider()
-        if processor == "simple":
+        if processor in ("simple", "simple-nometrics"):
             self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         else:
             self.tracer_provider.add_span_processor(
