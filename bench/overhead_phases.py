@@ -135,18 +135,19 @@ class FlatReference:
         finally:
             context.detach(token)
         usage = result.usage
+        end = {
+            sc.GEN_AI_RESPONSE_MODEL: result.model,
+            sc.GEN_AI_RESPONSE_ID: result.id,
+            sc.GEN_AI_RESPONSE_FINISH_REASONS: (result.choices[0].finish_reason,),
+            sc.GEN_AI_USAGE_INPUT_TOKENS: usage.prompt_tokens,
+            sc.GEN_AI_USAGE_OUTPUT_TOKENS: usage.completion_tokens,
+        }
+        if result.system_fingerprint:
+            end[sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = result.system_fingerprint
         price = self.prices.lookup("openai", result.model)
-        span.set_attributes(
-            {
-                sc.GEN_AI_RESPONSE_MODEL: result.model,
-                sc.GEN_AI_RESPONSE_ID: result.id,
-                sc.GEN_AI_RESPONSE_FINISH_REASONS: (result.choices[0].finish_reason,),
-                sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT: result.system_fingerprint or "",
-                sc.GEN_AI_USAGE_INPUT_TOKENS: usage.prompt_tokens,
-                sc.GEN_AI_USAGE_OUTPUT_TOKENS: usage.completion_tokens,
-                sc.PROMPTPULSE_COST_USD: price.cost(usage.prompt_tokens, usage.completion_tokens) if price else 0.0,
-            }
-        )
+        if price is not None:
+            end[sc.PROMPTPULSE_COST_USD] = price.cost(usage.prompt_tokens, usage.completion_tokens)
+        span.set_attributes(end)
         span.end()
         return result
 
@@ -177,9 +178,24 @@ def _arms(stream: bool) -> tuple[Any, Any, Any, dict[str, Any]]:
         for _ in range(200):
             call(client)
         off()
+    if not stream:
+        _check_flat_reference(setup, flat, client)
     setup.tracer_provider.force_flush()
     setup.exporter.clear()
     return setup, client, flat, arms
+
+
+def _check_flat_reference(setup: Any, flat: FlatReference, client: Any) -> None:
+    """The flat reference records exactly the instrumented plain call's attributes, or the comparison is void."""
+    spans = []
+    for on, off in ((setup.on, setup.off), (flat.on, flat.off)):
+        setup.exporter.clear()
+        on()
+        bo.plain_call(client)
+        spans.append(dict(setup.exporter.get_finished_spans()[-1].attributes))
+        off()
+    if spans[0] != spans[1]:
+        raise SystemExit(f"the flat reference's attributes differ from the instrumented call's: {spans}")
 
 
 def run(calls: int, rounds: int, stream: bool) -> dict[str, float]:
