@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from promptpulse.instrumentation.kit.content import MARK, to_json
 
 MESSAGES = [
@@ -38,7 +40,7 @@ def test_a_bare_string_is_cut_as_text() -> None:
     assert to_json("abcdef", 3) == "abc" + MARK
 
 
-def test_get_reads_dicts_mappings_and_objects_by_their_type() -> None:
+def test_get_reads_dicts_mappings_and_objects_by_their_type(monkeypatch: pytest.MonkeyPatch) -> None:
     from collections import UserDict
     from types import MappingProxyType, SimpleNamespace
 
@@ -54,9 +56,6 @@ def test_get_reads_dicts_mappings_and_objects_by_their_type() -> None:
         assert content.get(None, "k") is None
         assert content.get(UserDict(), "k") is None
     assert content._is_mapping == {UserDict: True, MappingProxyType: True, SimpleNamespace: False, type(None): False}
-    content._IS_MAPPING_MAX, saved = 2, content._IS_MAPPING_MAX
-    try:
-        content.get(1, "k")  # full: the memo starts over rather than grow
-        assert len(content._is_mapping) == 1
-    finally:
-        content._IS_MAPPING_MAX = saved
+    monkeypatch.setattr(content, "_IS_MAPPING_MAX", 2)
+    content.get(1, "k")  # full: the memo starts over rather than grow
+    assert content._is_mapping == {int: False}
